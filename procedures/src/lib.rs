@@ -1,0 +1,1 @@
+//! The Gatehouse authentication service: every procedure of `api.md`.

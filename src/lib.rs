@@ -1,0 +1,22 @@
+//! Gatehouse: a tRPC-compatible RPC framework for axum.
+//!
+//! Procedures are Rust types ([`Procedure`]) registered on a [`Router`]; the
+//! [`http`] adapter speaks the tRPC v11 HTTP protocol with the superjson
+//! envelope so the unmodified `@trpc/client` can call them, and the
+//! [`typescript`] emitter writes the matching `AppRouter` type. The framework
+//! knows roles but nothing about users or tokens: an application supplies a
+//! [`Service`] that says who is calling.
+
+pub mod envelope;
+pub mod error;
+pub mod procedure;
+pub mod role;
+pub mod router;
+pub mod service;
+pub mod typescript;
+
+pub use error::{ErrorCode, Issue, RpcError};
+pub use procedure::{Ctx, Guard, Kind, NoInput, Procedure, True};
+pub use role::Role;
+pub use router::{RawInput, Registry, RequestScope, Router, RouterError};
+pub use service::{Principal, RequestMeta, Service};

@@ -1,0 +1,150 @@
+//! One Rust type per procedure: its path, kind, guard, input, output and
+//! handler, all checked by the compiler and walked by the TypeScript emitter.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, RpcError};
+use crate::role::Role;
+use crate::service::{RequestMeta, Service};
+
+/// Whether a procedure is read (`query`, GET) or write (`mutation`, POST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Query,
+    Mutation,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Query => "query",
+            Kind::Mutation => "mutation",
+        }
+    }
+}
+
+/// Who may call a procedure. Checked before the input is decoded, so an
+/// anonymous caller learns nothing about the input schema (401, not 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone; the service is not asked who is calling.
+    Public,
+    /// Any authenticated caller, whatever its role.
+    Authenticated,
+    /// An authenticated caller whose role is at least this one.
+    Role(Role),
+}
+
+/// A typed procedure. Implement it on a unit struct and register the type
+/// with [`crate::Router::procedure`].
+pub trait Procedure<S: Service>: Send + Sync + 'static {
+    /// Path inside the router it is registered on, e.g. `"me"`; nesting the
+    /// router under `"auth"` makes it `auth.me`. May itself be dotted.
+    const PATH: &'static str;
+    const KIND: Kind;
+    const GUARD: Guard;
+
+    /// Decoded from the superjson envelope. Use [`NoInput`] for none.
+    type Input: DeserializeOwned + ts_rs::TS + Send + 'static;
+    /// Serialised into the superjson envelope.
+    type Output: Serialize + ts_rs::TS + Send + 'static;
+
+    fn call(
+        ctx: Ctx<S>,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, RpcError>> + Send;
+}
+
+/// What a handler gets besides its input.
+pub struct Ctx<S: Service> {
+    pub service: Arc<S>,
+    /// Set whenever the guard is not [`Guard::Public`].
+    pub principal: Option<S::Principal>,
+    pub request: Arc<RequestMeta>,
+    /// The full dotted path of the call being served.
+    pub path: Arc<str>,
+}
+
+impl<S: Service> Ctx<S> {
+    /// The authenticated caller; always `Ok` inside a guarded procedure.
+    pub fn principal(&self) -> Result<&S::Principal, RpcError> {
+        self.principal
+            .as_ref()
+            .ok_or_else(|| RpcError::new(ErrorCode::Unauthorized, "Authentication required"))
+    }
+}
+
+impl<S: Service> Clone for Ctx<S> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+            principal: self.principal.clone(),
+            request: self.request.clone(),
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// The input of a procedure that takes none. Like a tRPC procedure without
+/// an input parser it accepts and ignores anything, including `undefined`
+/// and undecodable JSON; its TypeScript type is `void`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NoInput;
+
+impl<'de> Deserialize<'de> for NoInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NoInput)
+    }
+}
+
+impl ts_rs::TS for NoInput {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "void".to_owned()
+    }
+
+    fn inline(_: &ts_rs::Config) -> String {
+        "void".to_owned()
+    }
+}
+
+/// `{ success: true }`-style outputs use this so the TypeScript type is the
+/// literal `true`, not `boolean`. It serialises as `true` and only accepts
+/// `true`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct True;
+
+impl Serialize for True {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.serialize_bool(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for True {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if bool::deserialize(d)? {
+            Ok(True)
+        } else {
+            Err(serde::de::Error::custom("expected `true`"))
+        }
+    }
+}
+
+impl ts_rs::TS for True {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn name(_: &ts_rs::Config) -> String {
+        "true".to_owned()
+    }
+
+    fn inline(_: &ts_rs::Config) -> String {
+        "true".to_owned()
+    }
+}

@@ -1,0 +1,298 @@
+//! The typed procedure registry and the dispatcher that runs one call:
+//! guard, then input decoding, then the handler, then output encoding.
+//!
+//! Everything protocol-specific (URLs, batching, status codes) lives in
+//! [`crate::http`]; this module is what every transport shares.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tokio::sync::OnceCell;
+
+use crate::envelope;
+use crate::error::{ErrorCode, RpcError};
+use crate::procedure::{Ctx, Guard, Kind, NoInput, Procedure};
+use crate::service::{Principal, RequestMeta, Service};
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A call's input as the transport found it, before the superjson envelope
+/// is unwrapped. Decoding is lazy, as in tRPC: a procedure without input
+/// never fails on a malformed one.
+#[derive(Debug)]
+pub enum RawInput {
+    /// No input was sent (no `input=`, an empty body, a missing batch key).
+    Absent,
+    /// A parsed JSON value, still in its `{"json": …, "meta": …}` envelope.
+    Envelope(serde_json::Value),
+    /// The input was not JSON; raised only if the procedure reads its input.
+    Malformed(RpcError),
+}
+
+/// TypeScript facts about one procedure, for the `AppRouter` emitter.
+#[derive(Clone, Copy)]
+pub struct TsSignature {
+    /// The TypeScript type of the input (`void` for [`NoInput`]).
+    pub input: fn(&ts_rs::Config) -> String,
+    /// The TypeScript type of the output.
+    pub output: fn(&ts_rs::Config) -> String,
+    /// Writes the input and output declarations and all they depend on.
+    pub export: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
+}
+
+impl std::fmt::Debug for TsSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsSignature").finish_non_exhaustive()
+    }
+}
+
+/// One registered procedure, type-erased.
+pub struct Entry<S: Service> {
+    pub path: Arc<str>,
+    pub kind: Kind,
+    pub guard: Guard,
+    pub ts: TsSignature,
+    call: ErasedCall<S>,
+}
+
+type ErasedCall<S> = fn(Ctx<S>, RawInput) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>>;
+
+impl<S: Service> std::fmt::Debug for Entry<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+fn erased_call<S: Service, P: Procedure<S>>(
+    ctx: Ctx<S>,
+    raw: RawInput,
+) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>> {
+    Box::pin(async move {
+        let input = decode_input::<P::Input>(raw)?;
+        let output = P::call(ctx, input).await?;
+        serde_json::value::to_raw_value(&output).map_err(RpcError::internal)
+    })
+}
+
+/// Unwraps the envelope and deserialises the input type, turning serde's
+/// complaint into a BAD_REQUEST with one issue naming the failing field.
+fn decode_input<I: serde::de::DeserializeOwned + 'static>(raw: RawInput) -> Result<I, RpcError> {
+    if TypeId::of::<I>() == TypeId::of::<NoInput>() {
+        return serde_json::from_value(serde_json::Value::Null).map_err(RpcError::internal);
+    }
+    let value = match raw {
+        RawInput::Absent => None,
+        RawInput::Envelope(v) => envelope::decode(v)?,
+        RawInput::Malformed(e) => return Err(e),
+    };
+    let value = value.unwrap_or(serde_json::Value::Null);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = e.into_inner().to_string();
+        RpcError::validation(message.clone(), vec![crate::error::Issue { path, message }])
+    })
+}
+
+/// Collects procedures; [`Router::build`] checks it and freezes it.
+pub struct Router<S: Service> {
+    entries: Vec<Entry<S>>,
+    _service: PhantomData<fn() -> S>,
+}
+
+impl<S: Service> Default for Router<S> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            _service: PhantomData,
+        }
+    }
+}
+
+impl<S: Service> Router<S> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `P` at `P::PATH`.
+    pub fn procedure<P: Procedure<S>>(mut self) -> Self {
+        self.entries.push(Entry {
+            path: Arc::from(P::PATH),
+            kind: P::KIND,
+            guard: P::GUARD,
+            ts: TsSignature {
+                input: <P::Input as ts_rs::TS>::name,
+                output: <P::Output as ts_rs::TS>::name,
+                export: export_pair::<P::Input, P::Output>,
+            },
+            call: erased_call::<S, P>,
+        });
+        self
+    }
+
+    /// Mounts every procedure of `other` under `namespace.` (e.g. `auth`).
+    pub fn nest(mut self, namespace: &str, other: Router<S>) -> Self {
+        for mut entry in other.entries {
+            entry.path = Arc::from(format!("{namespace}.{}", entry.path));
+            self.entries.push(entry);
+        }
+        self
+    }
+
+    /// Adds every procedure of `other` at its own path.
+    pub fn merge(mut self, other: Router<S>) -> Self {
+        self.entries.extend(other.entries);
+        self
+    }
+
+    /// Freezes the router, refusing duplicate or malformed paths so that a
+    /// mistake fails at start-up rather than shadowing a procedure.
+    pub fn build(self) -> Result<Registry<S>, RouterError> {
+        let mut map = HashMap::with_capacity(self.entries.len());
+        let mut order = Vec::with_capacity(self.entries.len());
+        for entry in self.entries {
+            let path = entry.path.clone();
+            if path.is_empty()
+                || path
+                    .split('.')
+                    .any(|seg| seg.is_empty() || seg.contains([',', '/']))
+            {
+                return Err(RouterError::InvalidPath(path.to_string()));
+            }
+            if map.contains_key(&path) {
+                return Err(RouterError::DuplicatePath(path.to_string()));
+            }
+            order.push(path.clone());
+            map.insert(path, Arc::new(entry));
+        }
+        // A path that is also a namespace (`a` and `a.b`) cannot be typed as a
+        // TypeScript router record, so refuse it too.
+        for path in &order {
+            let prefix = format!("{path}.");
+            if let Some(child) = order.iter().find(|p| p.starts_with(&prefix)) {
+                return Err(RouterError::PathIsNamespace {
+                    path: path.to_string(),
+                    child: child.to_string(),
+                });
+            }
+        }
+        Ok(Registry { map, order })
+    }
+}
+
+fn export_pair<I: ts_rs::TS + 'static, O: ts_rs::TS + 'static>(
+    cfg: &ts_rs::Config,
+) -> Result<(), ts_rs::ExportError> {
+    I::export_all(cfg)?;
+    O::export_all(cfg)
+}
+
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("procedure path {0:?} is registered twice")]
+    DuplicatePath(String),
+    #[error("procedure path {0:?} is not a dotted name (empty segment, ',' or '/')")]
+    InvalidPath(String),
+    #[error("procedure path {path:?} is also the namespace of {child:?}")]
+    PathIsNamespace { path: String, child: String },
+}
+
+/// The frozen set of procedures, shared by every request.
+pub struct Registry<S: Service> {
+    map: HashMap<Arc<str>, Arc<Entry<S>>>,
+    order: Vec<Arc<str>>,
+}
+
+impl<S: Service> Registry<S> {
+    pub fn get(&self, path: &str) -> Option<&Arc<Entry<S>>> {
+        self.map.get(path)
+    }
+
+    /// Every procedure, in registration order (stable output for emitters).
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry<S>>> {
+        self.order.iter().filter_map(|p| self.map.get(p))
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// Per-HTTP-request state shared by the calls of one batch: the request's
+/// metadata and the caller, authenticated at most once.
+pub struct RequestScope<S: Service> {
+    pub service: Arc<S>,
+    pub request: Arc<RequestMeta>,
+    principal: OnceCell<Result<Option<S::Principal>, RpcError>>,
+}
+
+impl<S: Service> RequestScope<S> {
+    pub fn new(service: Arc<S>, request: Arc<RequestMeta>) -> Self {
+        Self {
+            service,
+            request,
+            principal: OnceCell::new(),
+        }
+    }
+
+    async fn principal(&self) -> Result<Option<S::Principal>, RpcError> {
+        self.principal
+            .get_or_init(|| self.service.authenticate(&self.request))
+            .await
+            .clone()
+    }
+
+    /// Runs the guard, then the procedure. Returns the output as plain JSON
+    /// (the caller wraps it in the envelope and the tRPC result shape).
+    pub async fn call(&self, entry: &Entry<S>, input: RawInput) -> Result<Box<RawValue>, RpcError> {
+        let principal = match entry.guard {
+            Guard::Public => None,
+            Guard::Authenticated | Guard::Role(_) => {
+                let Some(principal) = self.principal().await? else {
+                    return Err(RpcError::new(
+                        ErrorCode::Unauthorized,
+                        "Authentication required",
+                    ));
+                };
+                if let Guard::Role(required) = entry.guard {
+                    if !principal.role().satisfies(required) {
+                        return Err(RpcError::new(
+                            ErrorCode::Forbidden,
+                            format!("This procedure requires the {required} role"),
+                        ));
+                    }
+                }
+                Some(principal)
+            }
+        };
+        let ctx = Ctx {
+            service: self.service.clone(),
+            principal,
+            request: self.request.clone(),
+            path: entry.path.clone(),
+        };
+        (entry.call)(ctx, input).await
+    }
+}

@@ -1,0 +1,71 @@
+//! What an application plugs into the framework: its shared state and how a
+//! request's caller is identified. The framework never looks inside a
+//! principal beyond its role, so it stays ignorant of JWTs and user tables.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use http::{HeaderMap, Method};
+
+use crate::error::RpcError;
+use crate::role::Role;
+
+/// Who is calling, as far as guards care.
+pub trait Principal: Send + Sync + Clone + 'static {
+    fn role(&self) -> Role;
+}
+
+/// The application behind a router: its state plus its authenticator.
+///
+/// One value is shared by every request (`Arc<S>`).
+pub trait Service: Send + Sync + 'static {
+    type Principal: Principal;
+
+    /// Identifies the caller from the request. `Ok(None)` means the request
+    /// carries no credentials; an `Err` (expired token, revoked session, …)
+    /// is answered as is. Called at most once per HTTP request, and only when
+    /// a guarded procedure is called, so a batch of ten guarded calls costs
+    /// one authentication.
+    fn authenticate(
+        &self,
+        request: &RequestMeta,
+    ) -> impl Future<Output = Result<Option<Self::Principal>, RpcError>> + Send;
+
+    /// Whether the service can take traffic (e.g. its database answers);
+    /// `GET /readyz` reports it. The default is always ready.
+    fn ready(&self) -> impl Future<Output = bool> + Send {
+        async { true }
+    }
+
+    /// Last look at an error before it is sent, e.g. to translate its
+    /// message by `Accept-Language`. The default leaves it unchanged.
+    fn finalize_error(&self, _request: &RequestMeta, _error: &mut RpcError) {}
+}
+
+/// The parts of an HTTP request a procedure may need, without the body.
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    pub method: Method,
+    pub headers: HeaderMap,
+    /// The TCP peer; `None` only for in-process calls without a socket.
+    pub peer: Option<SocketAddr>,
+    /// The id in the `x-request-id` response header and every log line.
+    pub request_id: String,
+}
+
+impl RequestMeta {
+    /// A header as UTF-8 text, if present and valid.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let value = self.header("authorization")?.trim();
+        let (scheme, token) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim())
+            .filter(|t| !t.is_empty())
+    }
+}
