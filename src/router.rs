@@ -276,13 +276,13 @@ impl<S: Service> RequestScope<S> {
                         "Authentication required",
                     ));
                 };
-                if let Guard::Role(required) = entry.guard {
-                    if !principal.role().satisfies(required) {
-                        return Err(RpcError::new(
-                            ErrorCode::Forbidden,
-                            format!("This procedure requires the {required} role"),
-                        ));
-                    }
+                if let Guard::Role(required) = entry.guard
+                    && !principal.role().satisfies(required)
+                {
+                    return Err(RpcError::new(
+                        ErrorCode::Forbidden,
+                        format!("This procedure requires the {required} role"),
+                    ));
                 }
                 Some(principal)
             }
