@@ -396,7 +396,7 @@ export type AppErrorShape = {\n  message: string;\n  code: TRPC_ERROR_CODE_NUMBE
 /** The server's router, for `createTRPCClient<AppRouter>` (superjson transformer). */\n\
 export type AppRouter = TRPCBuiltRouter<\n  {\n    ctx: object;\n    meta: object;\n    errorShape: AppErrorShape;\n    transformer: true;\n  },\n  TRPCDecorateCreateRouterOptions<",
     );
-    render_record(&root, 2, &mut out);
+    render_record(&root, 1, &mut out);
     out.push_str(">\n>;\n");
     out
 }
