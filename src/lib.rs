@@ -9,9 +9,11 @@
 
 pub mod envelope;
 pub mod error;
+pub mod http;
 pub mod procedure;
 pub mod role;
 pub mod router;
+pub mod server;
 pub mod service;
 pub mod typescript;
 

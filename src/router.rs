@@ -58,6 +58,24 @@ pub struct Entry<S: Service> {
     pub guard: Guard,
     pub ts: TsSignature,
     call: ErasedCall<S>,
+    /// Whether the input type is [`NoInput`]: such a procedure never reads
+    /// its input, so the adapter need not parse it.
+    reads_input: bool,
+    /// Whether the output is `()`/[`NoInput`], sent as superjson `undefined`.
+    void_output: bool,
+}
+
+impl<S: Service> Entry<S> {
+    /// Whether this procedure decodes its input (false for [`NoInput`]).
+    pub fn reads_input(&self) -> bool {
+        self.reads_input
+    }
+
+    /// Whether the output is TypeScript `void` (`()` or [`NoInput`]); the
+    /// adapter then answers with superjson's `undefined` instead of `null`.
+    pub fn returns_void(&self) -> bool {
+        self.void_output
+    }
 }
 
 type ErasedCall<S> = fn(Ctx<S>, RawInput) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>>;
@@ -143,6 +161,9 @@ impl<S: Service> Router<S> {
                 export: export_pair::<P::Input, P::Output>,
             },
             call: erased_call::<S, P>,
+            reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
+            void_output: TypeId::of::<P::Output>() == TypeId::of::<()>()
+                || TypeId::of::<P::Output>() == TypeId::of::<NoInput>(),
         });
         self
     }
@@ -200,8 +221,8 @@ impl<S: Service> Router<S> {
 fn export_pair<I: ts_rs::TS + 'static, O: ts_rs::TS + 'static>(
     cfg: &ts_rs::Config,
 ) -> Result<(), ts_rs::ExportError> {
-    I::export_all(cfg)?;
-    O::export_all(cfg)
+    crate::typescript::export_type::<I>(cfg)?;
+    crate::typescript::export_type::<O>(cfg)
 }
 
 /// Why a router could not be built.

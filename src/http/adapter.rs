@@ -1,0 +1,507 @@
+//! The request handler: request-level checks, lazy inputs, concurrent calls
+//! and the response (a single item, a batch array, or a stream).
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::FutureExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::TrpcConfig;
+use super::stream;
+use super::wire::{self, JSON, VARY};
+use crate::error::{ErrorCode, RpcError};
+use crate::procedure::Kind;
+use crate::router::{Entry, RawInput, Registry, RequestScope};
+use crate::service::{RequestMeta, Service};
+
+pub(crate) struct Trpc<S: Service> {
+    pub registry: Arc<Registry<S>>,
+    pub service: Arc<S>,
+    pub config: TrpcConfig,
+}
+
+/// How the client wants the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A single item or a JSON array.
+    Plain,
+    /// v11 `httpBatchStreamLink`: JSONL.
+    Jsonl,
+    /// v10 `unstable_httpBatchStreamLink`: one object written line by line.
+    V10Stream,
+}
+
+/// What one call produced, ready to be written.
+pub(crate) struct CallResult {
+    pub path: Arc<str>,
+    pub outcome: Result<Output, RpcError>,
+    /// The `allow` header of a 405.
+    pub allow: Option<&'static str>,
+}
+
+pub(crate) struct Output {
+    pub data: Box<RawValue>,
+    pub void: bool,
+}
+
+impl CallResult {
+    pub fn status(&self) -> StatusCode {
+        match &self.outcome {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.http_status(),
+        }
+    }
+
+    /// Writes the tRPC item (`{"result":…}` or `{"error":…}`).
+    pub fn write_item(&self, out: &mut Vec<u8>) {
+        match &self.outcome {
+            Ok(output) => wire::write_result_item(out, &output.data, output.void),
+            Err(error) => wire::write_error_item(out, error, Some(&self.path)),
+        }
+    }
+}
+
+/// One planned call of a request.
+pub(crate) struct Call<S: Service> {
+    pub path: Arc<str>,
+    pub entry: Option<Arc<Entry<S>>>,
+    pub input: RawInput,
+}
+
+/// Everything a call needs besides its own input; shared by a batch.
+pub(crate) struct CallEnv<S: Service> {
+    pub scope: RequestScope<S>,
+    pub method: Method,
+    pub allow_method_override: bool,
+    pub deadline: Instant,
+}
+
+pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Response {
+    let config = &state.config;
+    let deadline = Instant::now() + config.request_timeout;
+    let (mut parts, body) = req.into_parts();
+
+    // "Lambda warmup": answered before anything else, with no headers.
+    if parts.method == Method::HEAD {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+
+    let raw_path = procedure_path(parts.uri.path());
+    let Ok(path) = wire::decode_uri_component(raw_path) else {
+        return wire::request_error(&RpcError::bad_request(format!(
+            "Invalid URL-encoding in path \"{raw_path}\""
+        )));
+    };
+
+    // Content type: JSON, or anything on GET (v11 sends none, v10 sends JSON).
+    if parts.method != Method::GET {
+        match parts.headers.get(header::CONTENT_TYPE) {
+            Some(ct) if wire::media_type_is(ct.as_bytes(), "application/json") => {}
+            Some(ct) => {
+                return wire::request_error(&RpcError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!(
+                        "Unsupported content-type \"{}",
+                        String::from_utf8_lossy(ct.as_bytes())
+                    ),
+                ));
+            }
+            None => {
+                return wire::request_error(&RpcError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "Missing content-type header",
+                ));
+            }
+        }
+    }
+
+    let query = wire::Query::parse(parts.uri.query());
+    let is_batch = query.batch.as_deref() == Some("1");
+    let paths: Vec<&str> = if is_batch {
+        path.split(',').collect()
+    } else {
+        vec![path.as_str()]
+    };
+    if is_batch && paths.len() > config.max_batch_size {
+        return wire::request_error(&RpcError::bad_request("Batch call exceeds maximum size"));
+    }
+    let entries: Vec<Option<Arc<Entry<S>>>> = paths
+        .iter()
+        .map(|p| state.registry.get(p).cloned())
+        .collect();
+    if let Some(error) = mixed_kinds(&entries) {
+        return wire::request_error(&error);
+    }
+    if let Some(params) = &query.connection_params
+        && let Err(error) = check_connection_params(params)
+    {
+        return wire::request_error(&error);
+    }
+    if is_batch && !config.allow_batching {
+        return wire::request_error(&RpcError::bad_request(
+            "Batching is not enabled on the server",
+        ));
+    }
+    let mode = stream_mode(&parts.headers);
+    if mode == Mode::Jsonl && !is_batch {
+        return wire::request_error(&RpcError::bad_request(
+            "Streaming requests must be batched (you can do a batch of 1)",
+        ));
+    }
+    let mode = if mode == Mode::V10Stream && !is_batch {
+        Mode::Plain
+    } else {
+        mode
+    };
+
+    // Inputs are read lazily: only when some procedure reads its input.
+    let needs_input = entries.iter().flatten().any(|e| e.reads_input());
+    let source = if !needs_input {
+        InputSource::None
+    } else if parts.method == Method::GET {
+        match query.input.as_deref() {
+            None | Some("") => InputSource::None,
+            Some(text) => InputSource::parse(text.as_bytes()),
+        }
+    } else {
+        match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
+            Err(_) => return wire::request_error(&timeout_error()),
+            Ok(Err(error)) => InputSource::Failed(error),
+            Ok(Ok(bytes)) if bytes.is_empty() => InputSource::None,
+            Ok(Ok(bytes)) => InputSource::parse(&bytes),
+        }
+    };
+    let mut inputs = source.split(paths.len(), is_batch);
+
+    let meta = RequestMeta {
+        method: parts.method.clone(),
+        request_id: request_id(&parts.headers),
+        peer: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        headers: std::mem::take(&mut parts.headers),
+    };
+    let env = CallEnv {
+        scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
+        method: parts.method,
+        allow_method_override: config.allow_method_override,
+        deadline,
+    };
+    let calls: Vec<Call<S>> = paths
+        .iter()
+        .zip(entries)
+        .map(|(path, entry)| Call {
+            path: match &entry {
+                Some(e) => e.path.clone(),
+                None => Arc::from(*path),
+            },
+            entry,
+            input: inputs.next().unwrap_or(RawInput::Absent),
+        })
+        .collect();
+
+    match mode {
+        Mode::Jsonl => stream::jsonl(Arc::new(env), calls),
+        Mode::V10Stream => stream::v10(Arc::new(env), calls),
+        Mode::Plain => {
+            if !is_batch {
+                let mut calls = calls;
+                let Some(call) = calls.pop() else {
+                    return wire::request_error(&RpcError::from_code(
+                        ErrorCode::InternalServerError,
+                    ));
+                };
+                let result = run_call(&env, call).await;
+                let mut out = Vec::with_capacity(result_capacity(&result));
+                result.write_item(&mut out);
+                respond(out, result.status(), std::slice::from_ref(&result))
+            } else {
+                let results =
+                    futures::future::join_all(calls.into_iter().map(|c| run_call(&env, c))).await;
+                let mut out =
+                    Vec::with_capacity(results.iter().map(result_capacity).sum::<usize>() + 2);
+                out.push(b'[');
+                for (i, result) in results.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    result.write_item(&mut out);
+                }
+                out.push(b']');
+                let status = wire::batch_status(results.iter().map(CallResult::status));
+                respond(out, status, &results)
+            }
+        }
+    }
+}
+
+fn result_capacity(result: &CallResult) -> usize {
+    match &result.outcome {
+        Ok(output) => output.data.get().len() + 32,
+        Err(_) => 192,
+    }
+}
+
+fn respond(body: Vec<u8>, status: StatusCode, results: &[CallResult]) -> Response {
+    let mut response = Response::new(Body::from(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, JSON);
+    headers.insert(header::VARY, VARY);
+    add_call_headers(headers, results);
+    response
+}
+
+/// Copies what the calls ask for onto the response: `allow` for a 405 and
+/// the error's own headers (e.g. `Retry-After`).
+pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) {
+    for result in results {
+        if let Some(allow) = result.allow {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Err(error) = &result.outcome {
+            for (name, value) in &error.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// The dotted path: the URL path without the `/trpc` prefix and without one
+/// leading and one trailing `/`, still percent-encoded.
+fn procedure_path(uri_path: &str) -> &str {
+    let rest = uri_path.strip_prefix(super::PREFIX).unwrap_or(uri_path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    rest.strip_suffix('/').unwrap_or(rest)
+}
+
+/// `Cannot mix procedure types in call: query, mutation` (types in order of
+/// first appearance; unknown paths do not count).
+fn mixed_kinds<S: Service>(entries: &[Option<Arc<Entry<S>>>]) -> Option<RpcError> {
+    let mut kinds: Vec<Kind> = Vec::new();
+    for entry in entries.iter().flatten() {
+        if !kinds.contains(&entry.kind) {
+            kinds.push(entry.kind);
+        }
+    }
+    (kinds.len() > 1).then(|| {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        RpcError::bad_request(format!(
+            "Cannot mix procedure types in call: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// `connectionParams` must be a JSON object of strings (or `null`).
+fn check_connection_params(text: &str) -> Result<(), RpcError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|_| RpcError::new(ErrorCode::ParseError, "Not JSON-parsable query params"))?;
+    match value {
+        Value::Null => Ok(()),
+        Value::Object(map) if map.values().all(Value::is_string) => Ok(()),
+        _ => Err(RpcError::new(
+            ErrorCode::ParseError,
+            "Invalid connection params shape",
+        )),
+    }
+}
+
+/// v11 streams when `trpc-accept` says `application/jsonl` (or, without
+/// that header, when `accept` lists exactly that item); v10 asked with
+/// `trpc-batch-mode: stream`.
+fn stream_mode(headers: &HeaderMap) -> Mode {
+    let jsonl = match headers.get("trpc-accept") {
+        Some(value) => value.as_bytes() == b"application/jsonl",
+        None => headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|item| item.trim_ascii() == b"application/jsonl"),
+    };
+    if jsonl {
+        Mode::Jsonl
+    } else if headers
+        .get("trpc-batch-mode")
+        .is_some_and(|v| v.as_bytes() == b"stream")
+    {
+        Mode::V10Stream
+    } else {
+        Mode::Plain
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+fn timeout_error() -> RpcError {
+    RpcError::new(ErrorCode::Timeout, "Request timed out")
+}
+
+/// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
+/// that read their input.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
+            } else {
+                tracing::debug!(%error, "could not read the request body");
+                Err(RpcError::bad_request("Could not read the request body"))
+            }
+        }
+    }
+}
+
+/// The request's raw input, parsed once and handed out per call.
+enum InputSource {
+    None,
+    Json(Value),
+    Failed(RpcError),
+}
+
+impl InputSource {
+    fn parse(bytes: &[u8]) -> Self {
+        match serde_json::from_slice(bytes) {
+            Ok(value) => Self::Json(value),
+            Err(error) => {
+                let text = String::from_utf8_lossy(bytes);
+                Self::Failed(RpcError::bad_request(wire::js_json_parse_message(
+                    &text, &error,
+                )))
+            }
+        }
+    }
+
+    /// Call *i*'s input: the whole value for a single call; key `"i"` of a
+    /// batch object (missing key = no input).
+    fn split(self, n: usize, is_batch: bool) -> Box<dyn Iterator<Item = RawInput> + Send> {
+        match self {
+            Self::None => Box::new(std::iter::repeat_with(|| RawInput::Absent).take(n)),
+            Self::Failed(error) => Box::new(std::iter::repeat_n(error, n).map(RawInput::Malformed)),
+            Self::Json(value) if !is_batch => Box::new(std::iter::once(RawInput::Envelope(value))),
+            Self::Json(Value::Object(mut map)) => Box::new((0..n).map(move |i| {
+                map.remove(i.to_string().as_str())
+                    .map_or(RawInput::Absent, RawInput::Envelope)
+            })),
+            Self::Json(_) => Box::new(
+                std::iter::repeat_n(
+                    RpcError::bad_request(
+                        "\"input\" needs to be an object when doing a batch call",
+                    ),
+                    n,
+                )
+                .map(RawInput::Malformed),
+            ),
+        }
+    }
+}
+
+/// Runs one call: lookup, method check, then guard/decode/handler under the
+/// request deadline, with panics turned into INTERNAL_SERVER_ERROR.
+pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> CallResult {
+    let started = std::time::Instant::now();
+    let Call { path, entry, input } = call;
+    let (outcome, allow) = match &entry {
+        None => (
+            Err(RpcError::not_found(format!(
+                "No procedure found on path \"{path}\""
+            ))),
+            None,
+        ),
+        Some(entry) => match method_check(env, entry) {
+            Err((error, allow)) => (Err(error), Some(allow)),
+            Ok(()) => {
+                let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
+                let mut outcome = match tokio::time::timeout_at(env.deadline, fut).await {
+                    Ok(Ok(result)) => result.map(|data| Output {
+                        data,
+                        void: entry.returns_void(),
+                    }),
+                    Ok(Err(panic)) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(procedure = %path, panic = %message, "procedure panicked");
+                        Err(RpcError::new(
+                            ErrorCode::InternalServerError,
+                            "Internal server error",
+                        ))
+                    }
+                    Err(_) => Err(timeout_error()),
+                };
+                if let Err(error) = &mut outcome {
+                    env.scope.service.finalize_error(&env.scope.request, error);
+                }
+                (outcome, None)
+            }
+        },
+    };
+    let result = CallResult {
+        path,
+        outcome,
+        allow,
+    };
+    let code = match &result.outcome {
+        Ok(_) => "OK",
+        Err(error) => error.code.key(),
+    };
+    crate::server::record_call(
+        entry.as_ref().map(|e| &e.path),
+        code,
+        result.status(),
+        started.elapsed(),
+    );
+    result
+}
+
+fn method_check<S: Service>(
+    env: &CallEnv<S>,
+    entry: &Entry<S>,
+) -> Result<(), (RpcError, &'static str)> {
+    let method = &env.method;
+    let (allowed, allow) = match entry.kind {
+        Kind::Query if env.allow_method_override => (
+            *method == Method::GET || *method == Method::POST,
+            "GET, POST",
+        ),
+        Kind::Query => (*method == Method::GET, "GET"),
+        Kind::Mutation => (*method == Method::POST, "POST"),
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err((
+        RpcError::new(
+            ErrorCode::MethodNotSupported,
+            format!(
+                "Unsupported {method}-request to {} procedure at path \"{}\"",
+                entry.kind.as_str(),
+                entry.path
+            ),
+        ),
+        allow,
+    ))
+}

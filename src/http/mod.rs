@@ -1,0 +1,122 @@
+//! The tRPC v11 HTTP adapter: URLs, batching, methods, content types,
+//! status codes, error shapes and JSONL streaming exactly as `@trpc/server`
+//! 11.25 does them (see `trpc-protocol.md`), so the unmodified
+//! `@trpc/client` cannot tell the difference.
+//!
+//! [`trpc_router`] mounts the endpoint at `/trpc`; [`crate::server::app`]
+//! adds the operational routes and middleware around it.
+
+mod adapter;
+mod stream;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::any;
+
+use crate::router::Registry;
+use crate::service::Service;
+
+pub use wire::js_json_parse_message;
+pub(crate) use wire::request_error;
+
+/// The path every procedure is served under (`/trpc/<dotted.path>`).
+pub const PREFIX: &str = "/trpc";
+
+/// Adapter settings. `Default` is what a production deployment wants.
+#[derive(Debug, Clone)]
+pub struct TrpcConfig {
+    /// Largest request body read, in bytes (1 MiB). A call that reads a
+    /// larger body fails with 413 PAYLOAD_TOO_LARGE, as with the Node
+    /// adapter's `maxBodySize`.
+    pub body_limit: usize,
+    /// Most calls in one batch (100); more is the request-level 400
+    /// `Batch call exceeds maximum size`. tRPC's default is unlimited, but an
+    /// unlimited batch lets one request fan out into unbounded work.
+    pub max_batch_size: usize,
+    /// Whether `?batch=1` requests are accepted (tRPC `allowBatching`).
+    pub allow_batching: bool,
+    /// Whether queries may also be sent as POST (tRPC `allowMethodOverride`,
+    /// needed by clients using `methodOverride: 'POST'`).
+    pub allow_method_override: bool,
+    /// Origins allowed to call from browsers (CORS); none by default.
+    pub cors_origins: CorsOrigins,
+    /// Deadline for reading the request and running its calls (30 s); a
+    /// call still running then fails with TIMEOUT (408).
+    pub request_timeout: Duration,
+}
+
+impl Default for TrpcConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            max_batch_size: 100,
+            allow_batching: true,
+            allow_method_override: false,
+            cors_origins: CorsOrigins::None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Same origin only: no CORS headers, preflights get tRPC's 415.
+    #[default]
+    None,
+    /// Any origin (`*`).
+    Any,
+    /// Exactly these origins (e.g. `https://app.example.com`).
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// Parses the `GATEHOUSE_CORS_ORIGINS` format: empty for none, `*` for
+    /// any, otherwise a comma-separated list of origins.
+    pub fn parse(value: &str) -> Self {
+        let value = value.trim();
+        if value.is_empty() {
+            return Self::None;
+        }
+        if value == "*" {
+            return Self::Any;
+        }
+        let list: Vec<String> = value
+            .split(',')
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if list.iter().any(|s| s == "*") {
+            Self::Any
+        } else if list.is_empty() {
+            Self::None
+        } else {
+            Self::List(list)
+        }
+    }
+}
+
+/// The `/trpc` endpoint for `registry`, without any middleware. Every
+/// method is routed to the adapter, which answers wrong methods the way
+/// tRPC does (405 per call, 415 for unknown content types, 204 for HEAD).
+pub fn trpc_router<S: Service>(
+    registry: Arc<Registry<S>>,
+    service: Arc<S>,
+    config: TrpcConfig,
+) -> axum::Router {
+    let state = Arc::new(adapter::Trpc {
+        registry,
+        service,
+        config,
+    });
+    let handler = move |req: axum::extract::Request| {
+        let state = state.clone();
+        async move { adapter::handle(state, req).await }
+    };
+    axum::Router::new()
+        .route(PREFIX, any(handler.clone()))
+        .route("/trpc/", any(handler.clone()))
+        .route("/trpc/{*path}", any(handler))
+}

@@ -1,0 +1,274 @@
+//! The complete application around the tRPC endpoint: request ids, tracing,
+//! panic catching, CORS, health and readiness probes, Prometheus metrics
+//! and graceful shutdown — what every deployment needs, in one place so
+//! each binary does not reassemble it differently.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ErrorCode, RpcError};
+use crate::http::{CorsOrigins, TrpcConfig};
+use crate::router::Registry;
+use crate::service::Service;
+
+/// Counter of procedure calls, labelled `procedure` and `code`.
+pub const REQUESTS_TOTAL: &str = "gatehouse_requests_total";
+/// Histogram of procedure call durations, labelled like [`REQUESTS_TOTAL`].
+pub const REQUEST_DURATION: &str = "gatehouse_request_duration_seconds";
+
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The full application: `/trpc/*` plus `/healthz`, `/readyz` and
+/// `/metrics`, behind request-id, tracing, panic-catching and (when origins
+/// are configured) CORS middleware.
+pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfig) -> axum::Router {
+    let prometheus = metrics_handle();
+    let cors = cors_layer(&config.cors_origins);
+    let ready_service = service.clone();
+    let mut router = crate::http::trpc_router(Arc::new(registry), service, config)
+        .route("/healthz", get(healthz))
+        .route(
+            "/readyz",
+            get(move || {
+                let service = ready_service.clone();
+                async move { readyz(service).await }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move { render_metrics(prometheus) }),
+        )
+        .layer(CatchPanicLayer::custom(panic_response));
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    )
+}
+
+/// Serves `app` until SIGTERM or SIGINT, then stops accepting connections
+/// and lets in-flight requests finish.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    serve_with_shutdown(listener, app, shutdown_signal()).await
+}
+
+/// [`serve`] with a caller-chosen shutdown trigger (tests, embedding).
+pub async fn serve_with_shutdown(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn request_span(req: &Request<Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The path only: query strings may carry inputs we should not log.
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %req.method(),
+        uri = %req.uri().path(),
+    )
+}
+
+fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow_origin = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("trpc-accept"),
+                HeaderName::from_static("trpc-batch-mode"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The backstop for panics outside a procedure call (those are caught per
+/// call): a tRPC-shaped 500 rather than a dropped connection.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    crate::http::request_error(&RpcError::new(
+        ErrorCode::InternalServerError,
+        "Internal server error",
+    ))
+}
+
+fn json_response(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+async fn readyz<S: Service>(service: Arc<S>) -> Response {
+    if service.ready().await {
+        json_response(StatusCode::OK, r#"{"status":"ok"}"#)
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"unavailable"}"#,
+        )
+    }
+}
+
+fn render_metrics(handle: Option<&'static PrometheusHandle>) -> Response {
+    let Some(handle) = handle else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "another metrics recorder is installed in this process\n",
+        )
+            .into_response();
+    };
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// The process-wide Prometheus recorder, installed on first use. A process
+/// has one global recorder, so every app built in it shares this one.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(REQUEST_DURATION.to_owned()),
+                    &DURATION_BUCKETS,
+                )
+                .map_err(|e| tracing::warn!(error = %e, "invalid metric buckets"))
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    metrics::describe_counter!(
+                        REQUESTS_TOTAL,
+                        "Procedure calls by procedure and result code"
+                    );
+                    metrics::describe_histogram!(
+                        REQUEST_DURATION,
+                        metrics::Unit::Seconds,
+                        "Procedure call duration by procedure and result code"
+                    );
+                    Some(handle)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot install the Prometheus recorder");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Records one procedure call: a metric sample and a log event. Unknown
+/// paths share one label value so clients cannot grow the label set.
+pub(crate) fn record_call(
+    procedure: Option<&Arc<str>>,
+    code: &'static str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let label = match procedure {
+        Some(path) => metrics::SharedString::from(path.clone()),
+        None => metrics::SharedString::const_str("<unknown>"),
+    };
+    let labels = [
+        metrics::Label::new("procedure", label),
+        metrics::Label::from_static_parts("code", code),
+    ];
+    metrics::counter!(REQUESTS_TOTAL, labels.iter()).increment(1);
+    metrics::histogram!(REQUEST_DURATION, labels.iter()).record(elapsed.as_secs_f64());
+    tracing::info!(
+        procedure = procedure.map_or("<unknown>", |p| &**p),
+        code,
+        status = status.as_u16(),
+        duration_us = elapsed.as_micros() as u64,
+        "call"
+    );
+}
