@@ -1,0 +1,180 @@
+//! The operational surface of `server::app`: probes, metrics, request ids
+//! and CORS.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use common::*;
+use gatehouse::http::{CorsOrigins, TrpcConfig};
+use http::StatusCode;
+
+#[tokio::test]
+async fn healthz() {
+    let r = get(&app(), "/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, r#"{"status":"ok"}"#);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
+async fn readyz_follows_the_service() {
+    let service = Arc::new(TestService::default());
+    let app = app_with_service(TrpcConfig::default(), service.clone());
+    let r = get(&app, "/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, r#"{"status":"ok"}"#);
+    service.not_ready.store(true, Ordering::SeqCst);
+    let r = get(&app, "/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body, r#"{"status":"unavailable"}"#);
+    // Liveness does not depend on readiness.
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_procedure_and_code() {
+    let app = app();
+    assert_eq!(get(&app, "/trpc/hello").await.status, StatusCode::OK);
+    assert_eq!(get(&app, "/trpc/fail").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/trpc/whatever").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = get(&app, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    let lines: Vec<&str> = r.body.lines().collect();
+    let has = |metric: &str, labels: &[&str]| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(metric) && labels.iter().all(|lbl| l.contains(lbl)))
+    };
+    assert!(
+        has(
+            "gatehouse_requests_total{",
+            &["procedure=\"hello\"", "code=\"OK\""]
+        ),
+        "{}",
+        r.body
+    );
+    assert!(has(
+        "gatehouse_requests_total{",
+        &["procedure=\"fail\"", "code=\"NOT_FOUND\""]
+    ));
+    assert!(has(
+        "gatehouse_requests_total{",
+        &["procedure=\"<unknown>\""]
+    ));
+    assert!(!r.body.contains("whatever"), "unknown paths are not labels");
+    assert!(has(
+        "gatehouse_request_duration_seconds_bucket{",
+        &["procedure=\"hello\"", "le=\""]
+    ));
+}
+
+#[tokio::test]
+async fn request_ids_are_set_and_propagated() {
+    let app = app();
+    let r = get(&app, "/trpc/hello").await;
+    let id = r.header("x-request-id").unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id:?}");
+    let r = get_with(&app, "/trpc/fail", &[("x-request-id", "abc-123")]).await;
+    assert_eq!(r.header("x-request-id"), Some("abc-123"));
+    let r = get(&app, "/healthz").await;
+    assert!(r.header("x-request-id").is_some());
+}
+
+#[tokio::test]
+async fn cors_preflight_and_exposed_headers() {
+    let app = app_with(TrpcConfig {
+        cors_origins: CorsOrigins::List(vec!["https://app.example".to_owned()]),
+        ..TrpcConfig::default()
+    });
+    let preflight = |origin: &str| {
+        build(
+            request("OPTIONS", "/trpc/auth.login")
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "content-type,authorization,trpc-accept",
+                ),
+            Body::empty(),
+        )
+    };
+    let r = send(&app, preflight("https://app.example")).await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let methods = r.header("access-control-allow-methods").unwrap_or_default();
+    for m in ["GET", "POST", "OPTIONS"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    let headers = r
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for h in [
+        "authorization",
+        "content-type",
+        "trpc-accept",
+        "trpc-batch-mode",
+    ] {
+        assert!(headers.contains(h), "{headers}");
+    }
+
+    // Another origin gets no grant.
+    let r = send(&app, preflight("https://evil.example")).await;
+    assert!(r.header("access-control-allow-origin").is_none());
+
+    // Actual responses carry the grant and expose Retry-After.
+    let r = post_with(
+        &app,
+        "/trpc/limited",
+        UNDEF,
+        &[("origin", "https://app.example")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+}
+
+#[tokio::test]
+async fn cors_any_origin() {
+    let app = app_with(TrpcConfig {
+        cors_origins: CorsOrigins::parse("*"),
+        ..TrpcConfig::default()
+    });
+    let r = get_with(&app, "/trpc/hello", &[("origin", "https://x.example")]).await;
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn cors_origins_parse() {
+    assert_eq!(CorsOrigins::parse(""), CorsOrigins::None);
+    assert_eq!(CorsOrigins::parse(" * "), CorsOrigins::Any);
+    assert_eq!(
+        CorsOrigins::parse("https://a.example, https://b.example/"),
+        CorsOrigins::List(vec![
+            "https://a.example".to_owned(),
+            "https://b.example".to_owned()
+        ])
+    );
+}
