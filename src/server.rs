@@ -264,11 +264,16 @@ pub(crate) fn record_call(
     ];
     metrics::counter!(REQUESTS_TOTAL, labels.iter()).increment(1);
     metrics::histogram!(REQUEST_DURATION, labels.iter()).record(elapsed.as_secs_f64());
-    tracing::info!(
-        procedure = procedure.map_or("<unknown>", |p| &**p),
-        code,
-        status = status.as_u16(),
-        duration_us = elapsed.as_micros() as u64,
-        "call"
-    );
+    // Successes at DEBUG (the metrics count them; an access log line per
+    // call would dominate the cost of a fast call), failures louder.
+    let procedure = procedure.map_or("<unknown>", |p| &**p);
+    let duration_us = elapsed.as_micros() as u64;
+    let status = status.as_u16();
+    if status < 400 {
+        tracing::debug!(procedure, code, status, duration_us, "call");
+    } else if status < 500 {
+        tracing::info!(procedure, code, status, duration_us, "call failed");
+    } else {
+        tracing::warn!(procedure, code, status, duration_us, "call failed");
+    }
 }
