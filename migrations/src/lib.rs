@@ -2,14 +2,20 @@
 //!
 //! Migrations describe tables with sea-query only and never import entity
 //! code, so an old migration keeps meaning what it meant when it shipped.
+//! Timestamps are stored as Unix milliseconds (`BIGINT`) so that comparisons
+//! in SQL behave identically on SQLite and PostgreSQL.
 
 pub use sea_orm_migration::prelude::*;
 
+mod m20260101_000001_init;
+
+/// Every migration, oldest first; `gatehouse migrate` and the server start
+/// both run [`MigratorTrait::up`] on it.
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![]
+        vec![Box::new(m20260101_000001_init::Migration)]
     }
 }

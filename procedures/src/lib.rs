@@ -1,1 +1,284 @@
-//! The Gatehouse authentication service: every procedure of `api.md`.
+//! The Gatehouse authentication service: every procedure of `api.md`
+//! (`auth.*`, `users.*`), its storage, tokens, limits and the server start-up
+//! shared by the `gatehouse` binary and apps that mount their own routers
+//! beside it (see [`run`]).
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod error;
+pub mod i18n;
+pub mod limits;
+pub mod mail;
+pub mod password;
+pub mod service;
+pub mod token;
+pub mod types;
+pub mod users;
+pub mod validate;
+
+use std::sync::Arc;
+
+use gatehouse::{Role, Router};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter,
+};
+use uuid::Uuid;
+
+pub use config::{Config, ConfigError};
+pub use service::{AuthService, AuthUser, Settings};
+
+use crate::entities::user;
+use crate::mail::{FileOutbox, Mailer, SmtpMailer};
+use crate::password::PasswordHasher;
+use crate::token::TokenKeys;
+
+/// Every auth and users procedure. Needs no database, so the bindings
+/// emitter and apps adding their own routers can build it anywhere.
+pub fn app_router() -> Router<AuthService> {
+    let auth = Router::new()
+        .procedure::<auth::Register>()
+        .procedure::<auth::Login>()
+        .procedure::<auth::Me>()
+        .procedure::<auth::RefreshToken>()
+        .procedure::<auth::Logout>()
+        .procedure::<auth::RequestPasswordReset>()
+        .procedure::<auth::ResetPassword>()
+        .procedure::<auth::ChangePassword>()
+        .procedure::<auth::UpdateProfile>()
+        .procedure::<auth::Sessions>()
+        .procedure::<auth::RevokeSession>()
+        .procedure::<auth::LogoutAll>();
+    let users = Router::new()
+        .procedure::<users::ListUsers>()
+        .procedure::<users::SetRole>()
+        .procedure::<users::DeleteUser>();
+    Router::new().nest("auth", auth).nest("users", users)
+}
+
+/// Why the server could not start. Each message names the setting at fault
+/// where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("DATABASE_URL: {0}")]
+    Db(#[from] db::DbError),
+    #[error("BCRYPT_COST: {0}")]
+    Hasher(#[from] password::PasswordError),
+    #[error("SMTP_URL / MAIL_FROM: {0}")]
+    Mail(#[from] mail::MailError),
+    #[error("GATEHOUSE_ADMIN_EMAIL / GATEHOUSE_ADMIN_PASSWORD: {0}")]
+    Admin(#[from] CreateUserError),
+    #[error("could not build the router: {0}")]
+    Router(#[from] gatehouse::RouterError),
+    #[error("GATEHOUSE_ADDR: could not listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the database of `config` and applies migrations.
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartError> {
+    let db = db::connect(&config.database_url()).await?;
+    db::migrate(&db).await?;
+    Ok(db)
+}
+
+/// Builds the service from a config: database (migrated), signing key,
+/// hasher, mailer; then creates the first admin if asked to.
+pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
+    config.validate()?;
+    let secret = config.load_secret()?;
+    let db = open_database(config).await?;
+    let hasher = PasswordHasher::new(config.bcrypt_cost)?;
+    let mailer: Arc<dyn Mailer> = match &config.smtp_url {
+        Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from)?),
+        None => Arc::new(FileOutbox::new(config.outbox_dir()).with_from(&config.mail_from)?),
+    };
+    let settings = Settings {
+        refresh_ttl: config.jwt_refresh_ttl,
+        refresh_grace_ms: i64::try_from(config.refresh_grace().as_millis()).unwrap_or(10_000),
+        login_max_failures: config.login_max_failures,
+        login_window: config.login_window,
+        ip_max_failures: config.ip_max_failures,
+        reset_mails_per_window: 3,
+        reset_url: config.reset_url.clone(),
+        trusted_proxies: config.trusted_proxies()?,
+    };
+    let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
+    let service = AuthService::new(db, keys, hasher, mailer, settings);
+    if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+        bootstrap_admin(&service, email, password).await?;
+    }
+    Ok(service)
+}
+
+/// Builds the service and serves `router` (normally [`app_router`], possibly
+/// merged with an app's own procedures) until SIGTERM/SIGINT. Prints the
+/// agreed `gatehouse listening on http://<ip>:<port>` line on stdout.
+pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), StartError> {
+    let registry = router.build()?;
+    let service = Arc::new(build_service(&config).await?);
+    let app = gatehouse::server::app(registry, service, config.trpc()?);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.addr,
+        source,
+    })?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        // The agreed start-up line; tests and scripts wait for it.
+        let _ = writeln!(out, "gatehouse listening on http://{local}");
+        let _ = out.flush();
+    }
+    tracing::info!(addr = %local, "listening");
+    gatehouse::server::serve(listener, app)
+        .await
+        .map_err(StartError::Serve)
+}
+
+/// Why a user could not be created from the command line or at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("invalid email address {0:?}")]
+    Email(String),
+    #[error("{0}")]
+    Policy(&'static str),
+    #[error("first and last names must not be empty")]
+    Names,
+    #[error("a user with this email already exists")]
+    Exists,
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("password hashing failed: {0}")]
+    Hash(#[from] password::PasswordError),
+}
+
+/// Creates a user outside the API (CLI, first admin), with the same checks
+/// as registration.
+pub async fn create_user(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    email: &str,
+    password: &str,
+    first_name: &str,
+    last_name: &str,
+    role: Role,
+) -> Result<user::Model, CreateUserError> {
+    let email = validate::normalize_email(email);
+    if !validate::is_valid_email(&email) {
+        return Err(CreateUserError::Email(email));
+    }
+    password::check_password_policy(password)
+        .map_err(|e| CreateUserError::Policy(validate::policy_message(&e)))?;
+    if first_name.trim().is_empty() || last_name.trim().is_empty() {
+        return Err(CreateUserError::Names);
+    }
+    let hash = hasher.hash(password).await?;
+    let now = db::now_ms();
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        email: Set(email),
+        password_hash: Set(hash),
+        first_name: Set(first_name.trim().to_owned()),
+        last_name: Set(last_name.trim().to_owned()),
+        phone: Set(None),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    match model.insert(db).await {
+        Ok(u) => Ok(u),
+        Err(e) if db::is_unique_violation(&e) => Err(CreateUserError::Exists),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the first ADMIN from `GATEHOUSE_ADMIN_EMAIL`/`_PASSWORD` when no
+/// ADMIN exists yet; an existing account with that email is promoted.
+async fn bootstrap_admin(
+    service: &AuthService,
+    email: &str,
+    password: &str,
+) -> Result<(), CreateUserError> {
+    let db = service.db();
+    let admins = user::Entity::find()
+        .filter(user::Column::Role.eq(Role::Admin.as_str()))
+        .count(db)
+        .await?;
+    if admins > 0 {
+        return Ok(());
+    }
+    let normalized = validate::normalize_email(email);
+    if let Some(existing) = user::Entity::find()
+        .filter(user::Column::Email.eq(normalized.clone()))
+        .one(db)
+        .await?
+    {
+        let mut model: user::ActiveModel = existing.into();
+        model.role = Set(Role::Admin.as_str().to_owned());
+        model.updated_at = Set(db::now_ms());
+        let u = model.update(db).await?;
+        tracing::warn!(target: "audit", event = "admin.bootstrap_promoted", user_id = %u.id,
+            "no ADMIN existed; promoted the existing GATEHOUSE_ADMIN_EMAIL account");
+        return Ok(());
+    }
+    let hasher = &service.hasher;
+    let u = match create_user(
+        db,
+        hasher,
+        &normalized,
+        password,
+        "Admin",
+        "User",
+        Role::Admin,
+    )
+    .await
+    {
+        Err(CreateUserError::Policy("Password is too common")) => {
+            tracing::warn!("GATEHOUSE_ADMIN_PASSWORD is a common password; change it soon");
+            create_user_unchecked(db, hasher, &normalized, password).await?
+        }
+        other => other?,
+    };
+    tracing::info!(target: "audit", event = "admin.bootstrap_created", user_id = %u.id,
+        "created the first ADMIN from GATEHOUSE_ADMIN_EMAIL");
+    Ok(())
+}
+
+/// The first admin with a common password: allowed with a warning so that a
+/// demo setup still starts, unlike a password bcrypt would truncate.
+async fn create_user_unchecked(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    email: &str,
+    password: &str,
+) -> Result<user::Model, CreateUserError> {
+    let now = db::now_ms();
+    let hash = hasher.hash(password).await?;
+    Ok(user::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        email: Set(email.to_owned()),
+        password_hash: Set(hash),
+        first_name: Set("Admin".to_owned()),
+        last_name: Set("User".to_owned()),
+        phone: Set(None),
+        role: Set(Role::Admin.as_str().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?)
+}

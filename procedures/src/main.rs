@@ -1,3 +1,159 @@
-fn main() {
-    println!("gatehouse: not yet assembled");
+//! The `gatehouse` binary: `serve` (default), `migrate`, `users create`,
+//! `bindings`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::Role;
+use gatehouse_auth::{Config, StartError};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "tRPC-compatible RPC server with JWT auth"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Write the TypeScript bindings (`AppRouter`) for the auth procedures.
+    Bindings {
+        /// Output folder; default `bindings/` at the workspace root.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Create a user. The password is read from standard input when piped,
+    /// or asked for without echo; never from a flag.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "VIEWER")]
+        role: Role,
+        #[arg(long, default_value = "Admin")]
+        first_name: String,
+        #[arg(long, default_value = "User")]
+        last_name: String,
+    },
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn read_password() -> std::io::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            return Err(std::io::Error::other("the passwords do not match"));
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    }
+}
+
+async fn users_create(
+    config: &Config,
+    email: &str,
+    role: Role,
+    first_name: &str,
+    last_name: &str,
+) -> Result<(), String> {
+    let password = read_password().map_err(|e| format!("could not read the password: {e}"))?;
+    let db = gatehouse_auth::open_database(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let hasher = gatehouse_auth::password::PasswordHasher::new(config.bcrypt_cost)
+        .map_err(|e| format!("BCRYPT_COST: {e}"))?;
+    let user =
+        gatehouse_auth::create_user(&db, &hasher, email, &password, first_name, last_name, role)
+            .await
+            .map_err(|e| e.to_string())?;
+    tracing::info!(target: "audit", event = "user.created_cli", user_id = %user.id, role = %role);
+    println!("created {} user {} ({})", role, user.email, user.id);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    init_tracing();
+    // Never a flag: flags are visible to every user of the machine.
+    cli.config.admin_password = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gatehouse: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => gatehouse_auth::run(cli.config, gatehouse_auth::app_router())
+                .await
+                .map_err(|e: StartError| e.to_string()),
+            Command::Migrate => gatehouse_auth::open_database(&cli.config)
+                .await
+                .map(|_| println!("migrations applied"))
+                .map_err(|e| e.to_string()),
+            Command::Users {
+                command:
+                    UsersCommand::Create {
+                        email,
+                        role,
+                        first_name,
+                        last_name,
+                    },
+            } => users_create(&cli.config, &email, role, &first_name, &last_name).await,
+            Command::Bindings { out } => {
+                let out = out.unwrap_or_else(|| {
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings"))
+                });
+                gatehouse_auth::app_router()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|registry| {
+                        gatehouse::typescript::write_bindings(&registry, &out)
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(|()| println!("bindings written to {}", out.display()))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,344 @@
+//! Every setting of `api.md`, from flags or the environment (names exactly
+//! as documented), and its checks at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::limits::{IpNet, parse_trusted};
+
+/// Server settings. Each flag also reads the environment variable of the same
+/// name in `api.md`, so containers can be configured without flags.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Listen address (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "GATEHOUSE_ADDR",
+        value_name = "GATEHOUSE_ADDR",
+        default_value = "127.0.0.1:3000"
+    )]
+    pub addr: SocketAddr,
+
+    /// `sqlite://./rel.db`, `sqlite:///abs.db` or `postgres://…`; default
+    /// `sqlite://<data-dir>/gatehouse.db`.
+    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where the default database, JWT secret and outbox live.
+    #[arg(
+        long,
+        env = "GATEHOUSE_DATA_DIR",
+        value_name = "GATEHOUSE_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// HS256 signing secret, at least 32 bytes; generated and kept in
+    /// `<data-dir>/jwt.secret` when unset.
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        value_name = "JWT_SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub jwt_ttl: u64,
+
+    /// Absolute refresh window of a session, in seconds from its start.
+    #[arg(long, env = "JWT_REFRESH_TTL", value_name = "JWT_REFRESH_TTL", default_value_t = 1_209_600,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub jwt_refresh_ttl: u64,
+
+    /// The `iss` claim written and required.
+    #[arg(
+        long,
+        env = "JWT_ISSUER",
+        value_name = "JWT_ISSUER",
+        default_value = "gatehouse"
+    )]
+    pub jwt_issuer: String,
+
+    /// How long a token replaced by refresh keeps working, in seconds (0..=10),
+    /// so parallel refreshes from several tabs do not log the user out.
+    #[arg(long, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=10))]
+    pub refresh_grace: u64,
+
+    /// bcrypt cost factor.
+    #[arg(long, env = "BCRYPT_COST", value_name = "BCRYPT_COST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
+    /// Creates this ADMIN at start if no ADMIN exists (with the password below).
+    #[arg(
+        long,
+        env = "GATEHOUSE_ADMIN_EMAIL",
+        value_name = "GATEHOUSE_ADMIN_EMAIL"
+    )]
+    pub admin_email: Option<String>,
+
+    /// Password of the first ADMIN: from `GATEHOUSE_ADMIN_PASSWORD` only,
+    /// never a flag (flags show up in `ps`).
+    #[arg(skip)]
+    pub admin_password: Option<String>,
+
+    /// Folder for outgoing mail (`.eml` files) when SMTP is not configured;
+    /// default `<data-dir>/outbox`.
+    #[arg(
+        long,
+        env = "GATEHOUSE_OUTBOX_DIR",
+        value_name = "GATEHOUSE_OUTBOX_DIR"
+    )]
+    pub outbox_dir: Option<PathBuf>,
+
+    /// `smtp://user:pass@host:587` (or `smtps://…`) for real delivery.
+    #[arg(
+        long,
+        env = "SMTP_URL",
+        value_name = "SMTP_URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// Sender of outgoing mail.
+    #[arg(long, env = "MAIL_FROM", value_name = "MAIL_FROM", default_value = crate::mail::DEFAULT_FROM)]
+    pub mail_from: String,
+
+    /// Base of the link in reset mails; `token` and `email` are appended.
+    #[arg(
+        long,
+        env = "GATEHOUSE_RESET_URL",
+        value_name = "GATEHOUSE_RESET_URL",
+        default_value = "http://localhost:3000/reset-password"
+    )]
+    pub reset_url: String,
+
+    /// Failed logins per account within the window before it is locked.
+    #[arg(long, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
+          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
+
+    /// Failure-counting window and lock time, in seconds.
+    #[arg(long, env = "GATEHOUSE_LOGIN_WINDOW", value_name = "GATEHOUSE_LOGIN_WINDOW",
+          default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub login_window: u64,
+
+    /// Failed logins per client address within the window before it is locked.
+    #[arg(long, env = "GATEHOUSE_IP_MAX_FAILURES", value_name = "GATEHOUSE_IP_MAX_FAILURES",
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ip_max_failures: u32,
+
+    /// Request body limit in bytes.
+    #[arg(long, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
+          default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub body_limit: u64,
+
+    /// Allowed CORS origins: comma-separated, or `*`; none by default.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CORS_ORIGINS",
+        value_name = "GATEHOUSE_CORS_ORIGINS"
+    )]
+    pub cors_origins: Option<String>,
+
+    /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
+    /// believed when working out the client address.
+    #[arg(
+        long,
+        env = "GATEHOUSE_TRUSTED_PROXIES",
+        value_name = "GATEHOUSE_TRUSTED_PROXIES"
+    )]
+    pub trusted_proxies: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            database_url: None,
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            jwt_ttl: 86_400,
+            jwt_refresh_ttl: 1_209_600,
+            jwt_issuer: "gatehouse".to_owned(),
+            refresh_grace: 10,
+            bcrypt_cost: 10,
+            admin_email: None,
+            admin_password: None,
+            outbox_dir: None,
+            smtp_url: None,
+            mail_from: crate::mail::DEFAULT_FROM.to_owned(),
+            reset_url: "http://localhost:3000/reset-password".to_owned(),
+            login_max_failures: 10,
+            login_window: 900,
+            ip_max_failures: 100,
+            body_limit: 1_048_576,
+            cors_origins: None,
+            trusted_proxies: None,
+        }
+    }
+}
+
+/// A setting that stops the start, named as in `api.md`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("JWT_SECRET must be at least 32 bytes long (it has {0})")]
+    SecretTooShort(usize),
+    #[error("JWT_SECRET: could not read or create {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("GATEHOUSE_TRUSTED_PROXIES: {0}")]
+    TrustedProxies(#[from] crate::limits::IpNetError),
+    #[error("GATEHOUSE_CORS_ORIGINS: {0:?} is not an origin like https://app.example.com")]
+    CorsOrigin(String),
+    #[error("GATEHOUSE_ADMIN_EMAIL and GATEHOUSE_ADMIN_PASSWORD must be set together")]
+    AdminPair,
+    #[error("GATEHOUSE_RESET_URL must be an http(s) URL, got {0:?}")]
+    ResetUrl(String),
+    #[error("JWT_ISSUER must not be empty")]
+    Issuer,
+}
+
+impl Config {
+    /// The database URL, defaulting to a SQLite file in the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()))
+    }
+
+    /// The outbox folder, defaulting to `<data-dir>/outbox`.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+
+    /// Parsed `GATEHOUSE_TRUSTED_PROXIES`.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        Ok(match &self.trusted_proxies {
+            Some(list) => parse_trusted(list)?,
+            None => Vec::new(),
+        })
+    }
+
+    /// Checks what clap cannot (cross-field and format rules).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.trusted_proxies()?;
+        self.cors()?;
+        if self.admin_email.is_some() != self.admin_password.is_some() {
+            return Err(ConfigError::AdminPair);
+        }
+        if !(self.reset_url.starts_with("http://") || self.reset_url.starts_with("https://")) {
+            return Err(ConfigError::ResetUrl(self.reset_url.clone()));
+        }
+        if self.jwt_issuer.trim().is_empty() {
+            return Err(ConfigError::Issuer);
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::SecretTooShort(secret.len()));
+        }
+        Ok(())
+    }
+
+    /// The signing secret: `JWT_SECRET`, or the one kept in
+    /// `<data-dir>/jwt.secret` (created with mode 0600 on first start).
+    pub fn load_secret(&self) -> Result<Vec<u8>, ConfigError> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                return Err(ConfigError::SecretTooShort(secret.len()));
+            }
+            return Ok(secret.as_bytes().to_vec());
+        }
+        let path = self.data_dir.join("jwt.secret");
+        let err = |source| ConfigError::SecretFile {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().len() >= 32 => {
+                tracing::warn!(path = %path.display(),
+                    "JWT_SECRET is not set; using the secret kept in this file");
+                return Ok(s.trim().as_bytes().to_vec());
+            }
+            Ok(s) => return Err(ConfigError::SecretTooShort(s.trim().len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(err)?;
+        let mut raw = [0u8; 48];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
+        let secret = hex::encode(raw);
+        write_private(&path, secret.as_bytes()).map_err(err)?;
+        tracing::warn!(path = %path.display(),
+            "JWT_SECRET is not set; generated a new secret and saved it to this file \
+             (set JWT_SECRET when running several instances)");
+        Ok(secret.into_bytes())
+    }
+
+    /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer.
+    pub fn cors(&self) -> Result<gatehouse::http::CorsOrigins, ConfigError> {
+        use gatehouse::http::CorsOrigins;
+        let Some(raw) = self
+            .cors_origins
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(CorsOrigins::None);
+        };
+        if raw == "*" {
+            return Ok(CorsOrigins::Any);
+        }
+        let mut list = Vec::new();
+        for origin in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').contains(['?', '#', ' ']);
+            if !ok {
+                return Err(ConfigError::CorsOrigin(origin.to_owned()));
+            }
+            list.push(origin.trim_end_matches('/').to_owned());
+        }
+        Ok(CorsOrigins::List(list))
+    }
+
+    /// The HTTP adapter's settings.
+    pub fn trpc(&self) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
+        Ok(gatehouse::http::TrpcConfig {
+            body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            cors_origins: self.cors()?,
+            ..Default::default()
+        })
+    }
+
+    /// The refresh grace as a duration.
+    pub fn refresh_grace(&self) -> Duration {
+        Duration::from_secs(self.refresh_grace.min(10))
+    }
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}

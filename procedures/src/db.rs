@@ -1,0 +1,145 @@
+//! Database connection (SQLite or PostgreSQL), migrations and small SQL
+//! helpers shared by the procedures.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gatehouse_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait, Value,
+};
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL {0:?} is not supported (expected sqlite://… or postgres://…)")]
+    Unsupported(String),
+    #[error("could not create the folder {path} for the SQLite database: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not connect to the database: {0}")]
+    Connect(DbErr),
+    #[error("could not apply migrations: {0}")]
+    Migrate(DbErr),
+}
+
+/// The SQLite file path of a `sqlite:` URL, if it names a file.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// Opens the database named by `url`, creating a SQLite file and its folders
+/// if needed (WAL mode, busy timeout, foreign keys on).
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        if let Some(path) = sqlite_path(url)
+            && let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        // Several connections so reads run in parallel with WAL; writers are
+        // serialised by SQLite itself and wait up to the busy timeout.
+        options.max_connections(8).min_connections(1);
+        options.map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        options.max_connections(16).min_connections(1);
+    } else {
+        return Err(DbError::Unsupported(url.to_owned()));
+    }
+    Database::connect(options).await.map_err(DbError::Connect)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
+    Migrator::up(db, None).await.map_err(DbError::Migrate)
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at
+/// `BEGIN` (`IMMEDIATE`) so a read-then-write transaction never fails with
+/// `SQLITE_BUSY` on lock upgrade; PostgreSQL uses its default.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+    } else {
+        db.begin().await
+    }
+}
+
+/// A raw statement written with PostgreSQL placeholders (`$1`, `$2`, …),
+/// rewritten to SQLite's numbered `?1`, `?2` when needed, so each query is
+/// written once for both databases.
+pub fn sql(backend: DbBackend, text: &str, values: Vec<Value>) -> Statement {
+    let text = if backend == DbBackend::Sqlite {
+        text.replace('$', "?")
+    } else {
+        text.to_owned()
+    };
+    Statement::from_sql_and_values(backend, text, values)
+}
+
+/// Now as Unix milliseconds, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A stored timestamp as an RFC 3339 string for the API.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether an error is a unique-constraint violation (e.g. a duplicate email).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(
+            sqlite_path("sqlite://./data/x.db"),
+            Some(PathBuf::from("./data/x.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
+            Some(PathBuf::from("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! sea-orm entities for the tables created in `gatehouse-migrations`.
+//!
+//! Timestamps are Unix milliseconds (`i64`), matching the migration, so SQL
+//! comparisons behave the same on SQLite and PostgreSQL.
+
+/// Accounts. `role` holds the upper-case role name (`ADMIN`, …).
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        #[sea_orm(unique)]
+        pub email: String,
+        pub password_hash: String,
+        pub first_name: String,
+        pub last_name: String,
+        pub phone: Option<String>,
+        pub role: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Login sessions: one row per login/registration, naming the token that is
+/// currently valid (`current_jti`) and the one it replaced (`previous_jti`,
+/// valid for a short grace after `rotated_at`).
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        pub current_jti: String,
+        pub previous_jti: Option<String>,
+        pub rotated_at: Option<i64>,
+        pub created_at: i64,
+        pub last_used_at: i64,
+        /// End of the absolute refresh window (session start + refresh TTL).
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+        pub user_agent: Option<String>,
+        pub ip: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::user::Entity",
+            from = "Column::UserId",
+            to = "super::user::Column::Id"
+        )]
+        User,
+    }
+
+    impl Related<super::user::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::User.def()
+        }
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Password-reset tokens, stored only as their SHA-256 hex digest.
+pub mod password_reset {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "password_resets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub user_id: String,
+        #[sea_orm(unique)]
+        pub token_hash: String,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub used_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Fixed-window counters shared by every instance (login failures per
+/// account and per address, reset mails per address).
+pub mod rate_counter {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "rate_counters")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub count: i32,
+        pub window_start: i64,
+        pub locked_until: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,262 @@
+//! Abuse limits kept in the database so every instance shares them: login
+//! failures per account and per client address, reset mails per address.
+//! Also works out the client address behind trusted proxies.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use gatehouse::RequestMeta;
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::db::sql;
+
+/// A fixed-window counter's state after a hit.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub count: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// Counts one event for `key` in a window of `window_ms`, locking the key for
+/// `window_ms` once `max` events are reached. One atomic upsert, so
+/// concurrent failures on several instances are all counted.
+pub async fn hit(
+    db: &impl ConnectionTrait,
+    key: &str,
+    max: i64,
+    window_ms: i64,
+    now: i64,
+) -> Result<Hit, DbErr> {
+    let cutoff = now - window_ms;
+    let backend = db.get_database_backend();
+    let stmt = sql(
+        backend,
+        "INSERT INTO rate_counters (key, count, window_start, locked_until) \
+         VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN $5 ELSE NULL END) \
+         ON CONFLICT (key) DO UPDATE SET \
+           count = CASE WHEN rate_counters.window_start <= $3 THEN 1 ELSE rate_counters.count + 1 END, \
+           window_start = CASE WHEN rate_counters.window_start <= $3 THEN $2 ELSE rate_counters.window_start END, \
+           locked_until = CASE \
+             WHEN (CASE WHEN rate_counters.window_start <= $3 THEN 1 ELSE rate_counters.count + 1 END) >= $4 THEN $5 \
+             ELSE rate_counters.locked_until END \
+         RETURNING count, locked_until",
+        vec![
+            key.into(),
+            now.into(),
+            cutoff.into(),
+            max.into(),
+            (now + window_ms).into(),
+        ],
+    );
+    let row = db
+        .query_one_raw(stmt)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("rate counter upsert returned nothing".into()))?;
+    let count: i32 = row.try_get_by_index(0)?;
+    let locked_until: Option<i64> = row.try_get_by_index(1)?;
+    Ok(Hit {
+        count: i64::from(count),
+        locked_until,
+    })
+}
+
+/// Seconds until the latest lock among `keys` ends, if any is locked now.
+pub async fn locked_for(
+    db: &impl ConnectionTrait,
+    keys: &[&str],
+    now: i64,
+) -> Result<Option<u64>, DbErr> {
+    let backend = db.get_database_backend();
+    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${}", i + 1)).collect();
+    let text = format!(
+        "SELECT MAX(locked_until) FROM rate_counters WHERE locked_until > $1 AND key IN ({})",
+        placeholders.join(", ")
+    );
+    let mut values: Vec<sea_orm::Value> = vec![now.into()];
+    values.extend(keys.iter().map(|k| (*k).into()));
+    let row = db.query_one_raw(sql(backend, &text, values)).await?;
+    let until: Option<i64> = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => None,
+    };
+    Ok(until.map(|u| {
+        let ms = (u - now).max(0);
+        u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
+    }))
+}
+
+/// Forgets a key (a successful login resets its account counter).
+pub async fn clear(db: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    db.execute_raw(sql(
+        backend,
+        "DELETE FROM rate_counters WHERE key = $1",
+        vec![key.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// An IP network in CIDR notation (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// A `GATEHOUSE_TRUSTED_PROXIES` entry that is neither an IP nor a CIDR.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an IP address or CIDR network")]
+pub struct IpNetError(String);
+
+impl FromStr for IpNet {
+    type Err = IpNetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || IpNetError(s.to_owned());
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(err());
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses the comma-separated proxy list.
+pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, IpNetError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy,
+/// in which case the right-most `X-Forwarded-For` entry that is not itself a
+/// trusted proxy (entries further left are client-controlled).
+pub fn client_ip(meta: &RequestMeta, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = canonical(meta.peer?.ip());
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let mut chain: Vec<IpAddr> = Vec::new();
+    for value in meta.headers.get_all("x-forwarded-for") {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            if let Some(ip) = parse_forwarded_ip(part.trim()) {
+                chain.push(canonical(ip));
+            } else {
+                // An unparsable hop: stop trusting anything to its left.
+                chain.clear();
+            }
+        }
+    }
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .or(Some(peer))
+}
+
+fn parse_forwarded_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    // "1.2.3.4:5678" or "[::1]:5678"
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue, Method};
+
+    fn meta(peer: &str, xff: Option<&str>) -> RequestMeta {
+        let mut headers = HeaderMap::new();
+        if let Some(x) = xff {
+            headers.insert("x-forwarded-for", HeaderValue::from_str(x).expect("header"));
+        }
+        RequestMeta {
+            method: Method::POST,
+            headers,
+            peer: Some(peer.parse().expect("addr")),
+            request_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn cidr() {
+        let n: IpNet = "10.0.0.0/8".parse().expect("cidr");
+        assert!(n.contains("10.1.2.3".parse().expect("ip")));
+        assert!(!n.contains("11.1.2.3".parse().expect("ip")));
+        let all: IpNet = "0.0.0.0/0".parse().expect("cidr");
+        assert!(all.contains("1.2.3.4".parse().expect("ip")));
+        let one: IpNet = "::1".parse().expect("ip");
+        assert!(one.contains("::1".parse().expect("ip")));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nope".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_peers() {
+        let trusted = parse_trusted("127.0.0.1, 10.0.0.0/8").expect("list");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // Untrusted peer: header ignored.
+        assert_eq!(
+            client_ip(&meta("8.8.8.8:1", Some("1.1.1.1")), &trusted),
+            Some(ip("8.8.8.8"))
+        );
+        // Trusted peer: right-most untrusted entry.
+        assert_eq!(
+            client_ip(
+                &meta("127.0.0.1:1", Some("6.6.6.6, 1.1.1.1, 10.0.0.2")),
+                &trusted
+            ),
+            Some(ip("1.1.1.1"))
+        );
+        // Trusted peer, no header: the peer itself.
+        assert_eq!(
+            client_ip(&meta("127.0.0.1:1", None), &trusted),
+            Some(ip("127.0.0.1"))
+        );
+    }
+}

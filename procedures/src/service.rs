@@ -1,0 +1,290 @@
+//! [`AuthService`]: the state behind every auth procedure and the
+//! authenticator the framework calls for guarded procedures.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter,
+};
+use uuid::Uuid;
+
+use crate::db::{now_ms, sql};
+use crate::entities::{session, user};
+use crate::error::AuthError;
+use crate::i18n;
+use crate::limits::{self, IpNet};
+use crate::mail::Mailer;
+use crate::password::PasswordHasher;
+use crate::token::{Claims, TokenKeys};
+use crate::types::{AuthPayload, User, parse_role};
+
+/// `lastUsedAt` is written at most this often per session, so a busy client
+/// does not turn every read into a write.
+const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// Tunables of the service, from [`crate::Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Absolute refresh window of a session, from its start, in seconds.
+    pub refresh_ttl: u64,
+    /// How long a rotated token keeps working, in milliseconds (≤ 10 s).
+    pub refresh_grace_ms: i64,
+    pub login_max_failures: u32,
+    /// Failure-counting window and lock time, in seconds.
+    pub login_window: u64,
+    pub ip_max_failures: u32,
+    /// Reset mails per email address per login window.
+    pub reset_mails_per_window: u32,
+    pub reset_url: String,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The auth service: database, token keys, password hasher, mailer.
+pub struct AuthService {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) keys: TokenKeys,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) mailer: Arc<dyn Mailer>,
+    pub(crate) settings: Settings,
+}
+
+/// The authenticated caller: the token's user and session.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user_id: String,
+    pub session_id: String,
+    pub jti: String,
+    pub role: Role,
+    pub email: String,
+}
+
+impl Principal for AuthUser {
+    fn role(&self) -> Role {
+        self.role
+    }
+}
+
+impl AuthService {
+    pub fn new(
+        db: DatabaseConnection,
+        keys: TokenKeys,
+        hasher: PasswordHasher,
+        mailer: Arc<dyn Mailer>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            db,
+            keys,
+            hasher,
+            mailer,
+            settings,
+        }
+    }
+
+    /// The database, for apps that add their own procedures beside auth.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The caller's address as used for throttling and session records.
+    pub(crate) fn client_ip(&self, meta: &RequestMeta) -> Option<IpAddr> {
+        limits::client_ip(meta, &self.settings.trusted_proxies)
+    }
+
+    /// Signs a token for `user` in session `sid` with id `jti`.
+    pub(crate) fn issue(
+        &self,
+        user: &user::Model,
+        sid: &str,
+        jti: &str,
+    ) -> Result<AuthPayload, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let ttl = i64::try_from(self.keys.ttl).unwrap_or(i64::MAX / 4);
+        let api_user = User::try_from(user)?;
+        let claims = Claims {
+            iss: self.keys.issuer.clone(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(ttl),
+            sub: user.id.clone(),
+            jti: jti.to_owned(),
+            sid: sid.to_owned(),
+            id: user.id.clone(),
+            email: user.email.clone(),
+            role: api_user.role,
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+        };
+        Ok(AuthPayload {
+            token: self.keys.sign(&claims)?,
+            expires_in: u32::try_from(self.keys.ttl).unwrap_or(u32::MAX),
+            user: api_user,
+        })
+    }
+
+    /// Opens a session row for `user_id` and returns `(session id, jti)`.
+    pub(crate) async fn open_session(
+        &self,
+        db: &impl ConnectionTrait,
+        user_id: &str,
+        meta: &RequestMeta,
+    ) -> Result<(String, String), AuthError> {
+        let now = now_ms();
+        let sid = Uuid::new_v4().to_string();
+        let jti = Uuid::new_v4().simple().to_string();
+        let refresh_ms =
+            i64::try_from(self.settings.refresh_ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        session::ActiveModel {
+            id: Set(sid.clone()),
+            user_id: Set(user_id.to_owned()),
+            current_jti: Set(jti.clone()),
+            previous_jti: Set(None),
+            rotated_at: Set(None),
+            created_at: Set(now),
+            last_used_at: Set(now),
+            expires_at: Set(now.saturating_add(refresh_ms)),
+            revoked_at: Set(None),
+            user_agent: Set(meta
+                .header("user-agent")
+                .map(|ua| ua.chars().take(512).collect())),
+            ip: Set(self.client_ip(meta).map(|ip| ip.to_string())),
+        }
+        .insert(db)
+        .await?;
+        Ok((sid, jti))
+    }
+
+    /// Revokes every live session of a user, optionally sparing one.
+    pub(crate) async fn revoke_sessions(
+        &self,
+        db: &impl ConnectionTrait,
+        user_id: &str,
+        except: Option<&str>,
+    ) -> Result<u64, AuthError> {
+        let backend = db.get_database_backend();
+        let now = now_ms();
+        let res = match except {
+            Some(keep) => {
+                db.execute_raw(sql(
+                    backend,
+                    "UPDATE sessions SET revoked_at = $1 \
+                     WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL",
+                    vec![now.into(), user_id.into(), keep.into()],
+                ))
+                .await?
+            }
+            None => {
+                db.execute_raw(sql(
+                    backend,
+                    "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+                    vec![now.into(), user_id.into()],
+                ))
+                .await?
+            }
+        };
+        Ok(res.rows_affected())
+    }
+
+    /// Checks a token against its session and user in one query.
+    async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
+        let claims = self.keys.verify(token).map_err(|e| {
+            tracing::debug!(error = %e, "token refused");
+            AuthError::InvalidToken
+        })?;
+        let found = session::Entity::find_by_id(claims.sid.clone())
+            .find_also_related(user::Entity)
+            .one(&self.db)
+            .await?;
+        let Some((session, user)) = found else {
+            return Err(AuthError::SessionRevoked);
+        };
+        let now = now_ms();
+        if session.revoked_at.is_some() || session.user_id != claims.sub {
+            return Err(AuthError::SessionRevoked);
+        }
+        let in_grace = session.previous_jti.as_deref() == Some(claims.jti.as_str())
+            && session
+                .rotated_at
+                .is_some_and(|at| now - at <= self.settings.refresh_grace_ms);
+        if session.current_jti != claims.jti && !in_grace {
+            return Err(AuthError::SessionRevoked);
+        }
+        let Some(user) = user else {
+            return Err(AuthError::UserNotFound);
+        };
+        let role = parse_role(&user.role)?;
+        if role != claims.role {
+            return Err(AuthError::SessionRevoked);
+        }
+        if now - session.last_used_at > LAST_USED_EVERY_MS {
+            let db = self.db.clone();
+            let sid = session.id.clone();
+            let request_id = meta.request_id.clone();
+            tokio::spawn(async move {
+                let backend = db.get_database_backend();
+                let res = db
+                    .execute_raw(sql(
+                        backend,
+                        "UPDATE sessions SET last_used_at = $1 WHERE id = $2",
+                        vec![now.into(), sid.into()],
+                    ))
+                    .await;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, request_id, "could not record session use");
+                }
+            });
+        }
+        Ok(AuthUser {
+            user_id: user.id,
+            session_id: session.id,
+            jti: claims.jti,
+            role,
+            email: user.email,
+        })
+    }
+
+    /// Loads a user by id.
+    pub(crate) async fn find_user(
+        &self,
+        db: &impl ConnectionTrait,
+        id: &str,
+    ) -> Result<Option<user::Model>, AuthError> {
+        Ok(user::Entity::find_by_id(id.to_owned()).one(db).await?)
+    }
+
+    /// Loads a user by (normalised) email.
+    pub(crate) async fn find_user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<user::Model>, AuthError> {
+        Ok(user::Entity::find()
+            .filter(user::Column::Email.eq(email))
+            .one(&self.db)
+            .await?)
+    }
+}
+
+impl Service for AuthService {
+    type Principal = AuthUser;
+
+    async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
+        let Some(token) = request.bearer_token() else {
+            return Ok(None);
+        };
+        self.check_token(request, token)
+            .await
+            .map(Some)
+            .map_err(RpcError::from)
+    }
+
+    async fn ready(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {
+        i18n::localize(error, i18n::negotiate(request.header("accept-language")));
+    }
+}

@@ -1,0 +1,116 @@
+//! The shapes the client sees (`User`, `UserDetails`, …), with their
+//! TypeScript declarations.
+
+use gatehouse::{Role, True};
+use serde::{Deserialize, Deserializer, Serialize};
+use ts_rs::TS;
+
+use crate::db::rfc3339;
+use crate::entities::user;
+use crate::error::AuthError;
+
+/// A user as embedded in tokens and auth answers.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+}
+
+/// A user with profile details and timestamps (`auth.me`, `users.*`).
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct UserDetails {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub phone: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// What login, registration, refresh and password change return.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthPayload {
+    pub token: String,
+    /// Seconds until `token` expires.
+    pub expires_in: u32,
+    pub user: User,
+}
+
+/// `{ success: true }`.
+#[derive(Debug, Clone, Copy, Default, Serialize, TS)]
+pub struct Success {
+    pub success: True,
+}
+
+/// `{ success: boolean }` (logout, which never fails).
+#[derive(Debug, Clone, Copy, Serialize, TS)]
+pub struct LogoutResult {
+    pub success: bool,
+}
+
+/// One of the caller's sessions (`auth.sessions`).
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}
+
+/// Parses a stored role name.
+pub fn parse_role(s: &str) -> Result<Role, AuthError> {
+    s.parse::<Role>()
+        .map_err(|e| AuthError::Corrupt(e.to_string()))
+}
+
+impl TryFrom<&user::Model> for User {
+    type Error = AuthError;
+
+    fn try_from(m: &user::Model) -> Result<Self, AuthError> {
+        Ok(Self {
+            id: m.id.clone(),
+            email: m.email.clone(),
+            first_name: m.first_name.clone(),
+            last_name: m.last_name.clone(),
+            role: parse_role(&m.role)?,
+        })
+    }
+}
+
+impl TryFrom<&user::Model> for UserDetails {
+    type Error = AuthError;
+
+    fn try_from(m: &user::Model) -> Result<Self, AuthError> {
+        Ok(Self {
+            id: m.id.clone(),
+            email: m.email.clone(),
+            first_name: m.first_name.clone(),
+            last_name: m.last_name.clone(),
+            role: parse_role(&m.role)?,
+            phone: m.phone.clone(),
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+        })
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`), for `updateProfile`'s `phone`.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -1,0 +1,252 @@
+//! The `users.*` procedures (ADMIN only).
+
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::db::{begin_write, now_ms, sql};
+use crate::entities::user;
+use crate::error::AuthError;
+use crate::service::AuthService;
+use crate::types::{Success, UserDetails, parse_role};
+use crate::validate::Issues;
+
+type Ctx_ = Ctx<AuthService>;
+
+/// `users.list` input; every field optional.
+#[derive(Debug, Default, Deserialize, TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListUsersInput {
+    #[ts(optional, type = "number")]
+    pub page: Option<i64>,
+    #[ts(optional, type = "number")]
+    pub page_size: Option<i64>,
+    #[ts(optional)]
+    pub role: Option<Role>,
+    #[ts(optional)]
+    pub search: Option<String>,
+}
+
+/// One page of users.
+#[derive(Debug, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ListUsersOutput {
+    pub items: Vec<UserDetails>,
+    #[ts(type = "number")]
+    pub total: u64,
+    #[ts(type = "number")]
+    pub page: u64,
+    #[ts(type = "number")]
+    pub page_size: u64,
+}
+
+/// Escapes `%`, `_` and the escape character itself for a LIKE pattern.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Lists users, optionally filtered by role and a search over email and
+/// names (case-insensitive), oldest first.
+pub struct ListUsers;
+
+impl Procedure<AuthService> for ListUsers {
+    const PATH: &'static str = "list";
+    const KIND: Kind = Kind::Query;
+    const GUARD: Guard = Guard::Role(Role::Admin);
+    type Input = Option<ListUsersInput>;
+    type Output = ListUsersOutput;
+
+    async fn call(ctx: Ctx_, input: Option<ListUsersInput>) -> Result<ListUsersOutput, RpcError> {
+        let input = input.unwrap_or_default();
+        let mut issues = Issues::new();
+        let page = input.page.unwrap_or(1);
+        if page < 1 {
+            issues.add("page", "Must be at least 1");
+        }
+        let page_size = input.page_size.unwrap_or(20);
+        if !(1..=100).contains(&page_size) {
+            issues.add("pageSize", "Must be between 1 and 100");
+        }
+        issues.finish()?;
+        let page = u64::try_from(page).unwrap_or(1);
+        let page_size = u64::try_from(page_size).unwrap_or(20);
+
+        let mut query = user::Entity::find();
+        if let Some(role) = input.role {
+            query = query.filter(user::Column::Role.eq(role.as_str()));
+        }
+        if let Some(search) = input
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let pattern = format!("%{}%", like_escape(&search.to_lowercase()));
+            let like = |col: user::Column| {
+                Expr::expr(Func::lower(Expr::col(col)))
+                    .like(LikeExpr::new(pattern.clone()).escape('\\'))
+            };
+            query = query.filter(
+                Condition::any()
+                    .add(like(user::Column::Email))
+                    .add(like(user::Column::FirstName))
+                    .add(like(user::Column::LastName)),
+            );
+        }
+        let db = &ctx.service.db;
+        let paginator = query
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .paginate(db, page_size);
+        let total = paginator.num_items().await.map_err(AuthError::from)?;
+        let rows = paginator
+            .fetch_page(page - 1)
+            .await
+            .map_err(AuthError::from)?;
+        let items = rows
+            .iter()
+            .map(UserDetails::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ListUsersOutput {
+            items,
+            total,
+            page,
+            page_size,
+        })
+    }
+}
+
+/// Serialises changes that could remove the last ADMIN: on PostgreSQL it
+/// locks every ADMIN row, so two admins demoting each other cannot both see
+/// "another admin remains". SQLite's `BEGIN IMMEDIATE` already serialises
+/// all writers.
+async fn lock_admins(txn: &DatabaseTransaction) -> Result<(), AuthError> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.query_all_raw(sql(
+            DbBackend::Postgres,
+            "SELECT id FROM users WHERE role = $1 FOR UPDATE",
+            vec![Role::Admin.as_str().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+async fn admin_count(txn: &DatabaseTransaction) -> Result<u64, AuthError> {
+    Ok(user::Entity::find()
+        .filter(user::Column::Role.eq(Role::Admin.as_str()))
+        .count(txn)
+        .await?)
+}
+
+/// `users.setRole` input.
+#[derive(Debug, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SetRoleInput {
+    pub id: String,
+    pub role: Role,
+}
+
+/// Changes a user's role; the user's sessions end so the new role takes
+/// effect at once.
+pub struct SetRole;
+
+impl Procedure<AuthService> for SetRole {
+    const PATH: &'static str = "setRole";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Role(Role::Admin);
+    type Input = SetRoleInput;
+    type Output = UserDetails;
+
+    async fn call(ctx: Ctx_, input: SetRoleInput) -> Result<UserDetails, RpcError> {
+        let me = ctx.principal()?.clone();
+        let svc = &ctx.service;
+        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        lock_admins(&txn).await?;
+        let target = svc
+            .find_user(&txn, &input.id)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        let old_role = parse_role(&target.role)?;
+        if old_role == input.role {
+            txn.commit().await.map_err(AuthError::from)?;
+            return Ok(UserDetails::try_from(&target)?);
+        }
+        if old_role == Role::Admin && admin_count(&txn).await? <= 1 {
+            return Err(AuthError::LastAdmin.into());
+        }
+        let mut model: user::ActiveModel = target.into();
+        model.role = Set(input.role.as_str().to_owned());
+        model.updated_at = Set(now_ms());
+        let updated = model.update(&txn).await.map_err(AuthError::from)?;
+        svc.revoke_sessions(&txn, &updated.id, None).await?;
+        txn.commit().await.map_err(AuthError::from)?;
+        tracing::info!(target: "audit", event = "user.role_changed", user_id = %updated.id,
+            actor_id = %me.user_id, from = %old_role, to = %input.role,
+            request_id = %ctx.request.request_id);
+        Ok(UserDetails::try_from(&updated)?)
+    }
+}
+
+/// `users.delete` input.
+#[derive(Debug, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteUserInput {
+    pub id: String,
+}
+
+/// Deletes a user; its tokens stop working at once.
+pub struct DeleteUser;
+
+impl Procedure<AuthService> for DeleteUser {
+    const PATH: &'static str = "delete";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Role(Role::Admin);
+    type Input = DeleteUserInput;
+    type Output = Success;
+
+    async fn call(ctx: Ctx_, input: DeleteUserInput) -> Result<Success, RpcError> {
+        let me = ctx.principal()?.clone();
+        let svc = &ctx.service;
+        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        lock_admins(&txn).await?;
+        let target = svc
+            .find_user(&txn, &input.id)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
+            return Err(AuthError::LastAdmin.into());
+        }
+        let backend = txn.get_database_backend();
+        txn.execute_raw(sql(
+            backend,
+            "DELETE FROM password_resets WHERE user_id = $1",
+            vec![target.id.clone().into()],
+        ))
+        .await
+        .map_err(AuthError::from)?;
+        txn.execute_raw(sql(
+            backend,
+            "DELETE FROM users WHERE id = $1",
+            vec![target.id.clone().into()],
+        ))
+        .await
+        .map_err(AuthError::from)?;
+        txn.commit().await.map_err(AuthError::from)?;
+        tracing::info!(target: "audit", event = "user.deleted", user_id = %target.id,
+            actor_id = %me.user_id, request_id = %ctx.request.request_id);
+        Ok(Success::default())
+    }
+}
