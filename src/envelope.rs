@@ -78,21 +78,41 @@ fn walk(
 ) -> Result<(), RpcError> {
     match tree {
         Value::Array(node) => {
-            let Some(kind) = node.first() else {
-                return Ok(());
-            };
-            if let Some(Value::Object(children)) = node.get(1) {
-                descend(children, root, origin, legacy)?;
+            match node.get(1) {
+                Some(Value::Object(children)) => descend(
+                    children.iter().map(|(k, v)| (k.as_str(), v)),
+                    root,
+                    origin,
+                    legacy,
+                )?,
+                Some(Value::Array(children)) => {
+                    let keys: Vec<String> = (0..children.len()).map(|i| i.to_string()).collect();
+                    descend(
+                        keys.iter().map(String::as_str).zip(children),
+                        root,
+                        origin,
+                        legacy,
+                    )?
+                }
+                _ => {}
             }
-            apply(kind, root, origin)
+            // `[]` has no type; superjson looks up the rule named by
+            // `String(undefined)`, which is the `undefined` rule.
+            let undefined = Value::String("undefined".to_owned());
+            apply(node.first().unwrap_or(&undefined), root, origin)
         }
-        Value::Object(children) => descend(children, root, origin, legacy),
+        Value::Object(children) => descend(
+            children.iter().map(|(k, v)| (k.as_str(), v)),
+            root,
+            origin,
+            legacy,
+        ),
         _ => Ok(()),
     }
 }
 
-fn descend(
-    children: &Map<String, Value>,
+fn descend<'a>(
+    children: impl Iterator<Item = (&'a str, &'a Value)>,
     root: &mut Option<Value>,
     origin: &mut Vec<String>,
     legacy: bool,
@@ -143,6 +163,15 @@ pub fn parse_path(path: &str, legacy: bool) -> Result<Vec<String>, RpcError> {
 
 /// Turns the value at `path` back from its annotation `kind`.
 fn apply(kind: &Value, root: &mut Option<Value>, path: &[String]) -> Result<(), RpcError> {
+    // superjson refuses these segments to prevent prototype pollution; a
+    // JavaScript client can therefore never send them annotated.
+    for forbidden in ["__proto__", "prototype", "constructor"] {
+        if path.iter().any(|s| s == forbidden) {
+            return Err(RpcError::bad_request(format!(
+                "{forbidden} is not allowed as a property"
+            )));
+        }
+    }
     let transform = match kind {
         Value::String(name) => simple_transform(name)?,
         Value::Array(parts) => composite_transform(parts)?,
@@ -204,11 +233,28 @@ fn simple_transform(name: &str) -> Result<Transform, RpcError> {
 }
 
 fn composite_transform(parts: &[Value]) -> Result<Transform, RpcError> {
+    const TYPED_ARRAYS: [&str; 9] = [
+        "Int8Array",
+        "Uint8Array",
+        "Int16Array",
+        "Uint16Array",
+        "Int32Array",
+        "Uint32Array",
+        "Float32Array",
+        "Float64Array",
+        "Uint8ClampedArray",
+    ];
+    let name = parts
+        .get(1)
+        .map_or_else(|| "undefined".to_owned(), js_string);
     match parts.first().and_then(Value::as_str) {
-        Some("typed-array") => Ok(Transform::Value(keep)),
-        Some("class") => Err(RpcError::bad_request(
-            "Trying to deserialize unknown class - check https://github.com/blitz-js/superjson/issues/116#issuecomment-773996564",
+        Some("typed-array") if TYPED_ARRAYS.contains(&name.as_str()) => Ok(Transform::Value(keep)),
+        Some("typed-array") => Err(RpcError::bad_request(
+            "Trying to deserialize unknown typed array",
         )),
+        Some("class") => Err(RpcError::bad_request(format!(
+            "Trying to deserialize unknown class '{name}' - check https://github.com/blitz-js/superjson/issues/116#issuecomment-773996564"
+        ))),
         Some("symbol") => Err(RpcError::bad_request(
             "Trying to deserialize unknown symbol",
         )),
@@ -402,6 +448,19 @@ mod tests {
         assert_eq!(dec(v), Err("Unknown transformation: x,1".to_owned()));
         let v = json!({"json": 1, "meta": {"values": [7], "v": 1}});
         assert_eq!(dec(v), Err("Unknown transformation: 7".to_owned()));
+        let v = json!({"json": {}, "meta": {"values": {"a": [["class", "Foo"]]}, "v": 1}});
+        assert_eq!(
+            dec(v),
+            Err("Trying to deserialize unknown class 'Foo' - check https://github.com/blitz-js/superjson/issues/116#issuecomment-773996564".to_owned())
+        );
+        let v = json!({"json": {"constructor": "1"}, "meta": {"values": {"constructor": ["bigint"]}, "v": 1}});
+        assert_eq!(
+            dec(v),
+            Err("constructor is not allowed as a property".to_owned())
+        );
+        // `[]` is the `undefined` rule, as in JavaScript.
+        let v = json!({"json": "x", "meta": {"values": []}});
+        assert_eq!(dec(v), Ok(None));
     }
 
     /// Malformed metas of every shape must give `Ok` or `Err`, never panic.

@@ -142,6 +142,7 @@ async fn jsonl_errors_stay_in_the_stream() {
     let app = app();
     let r = get_with(&app, "/trpc/nope,add?batch=1&input=%7B%7D", &[JSONL]).await;
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("allow"), Some("POST"));
     let (_, results, _) = decode_jsonl(&r.body);
     assert_eq!(results[0]["error"]["data"]["code"], "NOT_FOUND");
     assert_eq!(results[0]["error"]["data"]["path"], "nope");

@@ -213,8 +213,20 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         .collect();
 
     match mode {
-        Mode::Jsonl => stream::jsonl(Arc::new(env), calls),
-        Mode::V10Stream => stream::v10(Arc::new(env), calls),
+        Mode::Jsonl | Mode::V10Stream => {
+            // Headers go out before any call finishes; like tRPC, announce
+            // `allow` for a wrong-method call up front.
+            let allow = calls
+                .iter()
+                .filter_map(|c| c.entry.as_ref())
+                .find_map(|e| method_check(&env, e).err().map(|(_, allow)| allow));
+            let env = Arc::new(env);
+            if mode == Mode::Jsonl {
+                stream::jsonl(env, calls, allow)
+            } else {
+                stream::v10(env, calls, allow)
+            }
+        }
         Mode::Plain => {
             if !is_batch {
                 let mut calls = calls;

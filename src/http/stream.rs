@@ -32,7 +32,7 @@ fn completions<S: Service>(
         .collect()
 }
 
-fn streaming_response(body: Body, vary: HeaderValue) -> Response {
+fn streaming_response(body: Body, vary: HeaderValue, allow: Option<&'static str>) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -42,6 +42,9 @@ fn streaming_response(body: Body, vary: HeaderValue) -> Response {
         header::TRANSFER_ENCODING,
         HeaderValue::from_static("chunked"),
     );
+    if let Some(allow) = allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
     response
 }
 
@@ -50,7 +53,11 @@ fn streaming_response(body: Body, vary: HeaderValue) -> Response {
 /// its three nested promises `call → {result} → {data}` as tRPC does, with
 /// chunk ids from a counter in emission order. A failed call resolves (not
 /// rejects) its top promise to `{"error":shape}`.
-pub(crate) fn jsonl<S: Service>(env: Arc<CallEnv<S>>, calls: Vec<Call<S>>) -> Response {
+pub(crate) fn jsonl<S: Service>(
+    env: Arc<CallEnv<S>>,
+    calls: Vec<Call<S>>,
+    allow: Option<&'static str>,
+) -> Response {
     let n = calls.len();
     let mut head = Vec::with_capacity(16 + n * 24);
     head.extend_from_slice(b"{\"json\":{");
@@ -91,11 +98,15 @@ pub(crate) fn jsonl<S: Service>(env: Arc<CallEnv<S>>, calls: Vec<Call<S>>) -> Re
         Ok::<_, Infallible>(Bytes::from(out))
     });
     let body = stream::once(async move { Ok::<_, Infallible>(Bytes::from(head)) }).chain(lines);
-    streaming_response(Body::from_stream(body), VARY)
+    streaming_response(Body::from_stream(body), VARY, allow)
 }
 
 /// v10 stream mode: `{"1":<item>\n,"0":<item>\n}` in completion order.
-pub(crate) fn v10<S: Service>(env: Arc<CallEnv<S>>, calls: Vec<Call<S>>) -> Response {
+pub(crate) fn v10<S: Service>(
+    env: Arc<CallEnv<S>>,
+    calls: Vec<Call<S>>,
+    allow: Option<&'static str>,
+) -> Response {
     let mut first = true;
     let items = completions(env, calls).map(move |(i, result)| {
         let mut out = Vec::with_capacity(256);
@@ -112,5 +123,6 @@ pub(crate) fn v10<S: Service>(env: Arc<CallEnv<S>>, calls: Vec<Call<S>>) -> Resp
     streaming_response(
         Body::from_stream(body),
         HeaderValue::from_static("trpc-accept, accept, trpc-batch-mode"),
+        allow,
     )
 }
