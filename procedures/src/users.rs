@@ -18,9 +18,10 @@ use crate::validate::Issues;
 
 type Ctx_ = Ctx<AuthService>;
 
-/// `users.list` input; every field optional.
+/// `users.list` input; every field optional, and the whole input may be
+/// left out (`undefined`/`null` mean "all defaults").
 #[derive(Debug, Default, Deserialize, TS)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", from = "Option<ListUsersFields>")]
 pub struct ListUsersInput {
     #[ts(optional, type = "number")]
     pub page: Option<i64>,
@@ -30,6 +31,28 @@ pub struct ListUsersInput {
     pub role: Option<Role>,
     #[ts(optional)]
     pub search: Option<String>,
+}
+
+/// The wire form of [`ListUsersInput`] when an object is sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ListUsersFields {
+    page: Option<i64>,
+    page_size: Option<i64>,
+    role: Option<Role>,
+    search: Option<String>,
+}
+
+impl From<Option<ListUsersFields>> for ListUsersInput {
+    fn from(f: Option<ListUsersFields>) -> Self {
+        let f = f.unwrap_or_default();
+        Self {
+            page: f.page,
+            page_size: f.page_size,
+            role: f.role,
+            search: f.search,
+        }
+    }
 }
 
 /// One page of users.
@@ -65,11 +88,10 @@ impl Procedure<AuthService> for ListUsers {
     const PATH: &'static str = "list";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Admin);
-    type Input = Option<ListUsersInput>;
+    type Input = ListUsersInput;
     type Output = ListUsersOutput;
 
-    async fn call(ctx: Ctx_, input: Option<ListUsersInput>) -> Result<ListUsersOutput, RpcError> {
-        let input = input.unwrap_or_default();
+    async fn call(ctx: Ctx_, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
         let mut issues = Issues::new();
         let page = input.page.unwrap_or(1);
         if page < 1 {

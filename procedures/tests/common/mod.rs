@@ -1,0 +1,530 @@
+//! Test harness: a fresh database per test (SQLite file, or a new database on
+//! the PostgreSQL at `GATEHOUSE_TEST_POSTGRES_URL`), the real server on an
+//! ephemeral port, and a small HTTP/1.1 client over real TCP.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_auth::Config;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL of the test PostgreSQL, or `None` (with a notice) when the
+/// PostgreSQL variant should be skipped. Panics when PostgreSQL is required.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!("GATEHOUSE_REQUIRE_POSTGRES=1 but GATEHOUSE_TEST_POSTGRES_URL is not set");
+            }
+            eprintln!("skipping PostgreSQL variant: GATEHOUSE_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+/// Creates a fresh, uniquely named database and returns its URL.
+pub async fn fresh_postgres_db(admin_url: &str) -> String {
+    let name = format!("gh_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect(admin_url)
+        .await
+        .expect("connect to the PostgreSQL admin URL");
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create test database");
+    let _ = admin.close().await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("admin URL has a database path");
+    format!("{base}/{name}")
+}
+
+/// Runs each test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::common::postgres_admin_url().is_some() {
+                        super::$name($crate::common::Backend::Postgres).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A config for tests: temp data dir, fixed secret, cheapest bcrypt.
+pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("db/gatehouse.db").display()),
+        Backend::Postgres => {
+            let admin = postgres_admin_url().expect("PostgreSQL URL");
+            fresh_postgres_db(&admin).await
+        }
+    };
+    Config {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        database_url: Some(database_url),
+        data_dir: dir.to_path_buf(),
+        jwt_secret: Some(SECRET.to_owned()),
+        bcrypt_cost: 4,
+        outbox_dir: Some(dir.join("outbox")),
+        ..Config::default()
+    }
+}
+
+/// A running server on its own database.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub config: Config,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Server {
+    /// A server with the default test config on `backend`.
+    pub async fn start(backend: Backend) -> Server {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// A server whose config `tweak` adjusts first.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Server {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(backend, temp.path()).await;
+        tweak(&mut config);
+        let dir = temp.path().to_path_buf();
+        Self::start_config(config, dir, Some(temp)).await
+    }
+
+    pub async fn start_config(
+        config: Config,
+        dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+    ) -> Server {
+        let service = gatehouse_auth::build_service(&config)
+            .await
+            .expect("service starts");
+        let registry = gatehouse_auth::app_router().build().expect("router builds");
+        let app = gatehouse::server::app(
+            registry,
+            Arc::new(service),
+            config.trpc().expect("trpc config"),
+        );
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = gatehouse::server::serve_with_shutdown(listener, app, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Server {
+            addr,
+            config,
+            dir,
+            _temp: temp,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr)
+    }
+
+    /// The `.eml` files in the outbox, oldest first.
+    pub fn outbox(&self) -> Vec<String> {
+        read_outbox(&self.config.outbox_dir())
+    }
+
+    /// Waits (polling) until the outbox holds at least `n` mails.
+    pub async fn wait_for_mails(&self, n: usize) -> Vec<String> {
+        wait_for_mails(&self.config.outbox_dir(), n).await
+    }
+}
+
+pub fn read_outbox(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+pub async fn wait_for_mails(dir: &std::path::Path, n: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let mails = read_outbox(dir);
+        if mails.len() >= n {
+            return mails;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    read_outbox(dir)
+}
+
+/// The reset token of a mail (`Token: <token>` line).
+pub fn token_from_mail(mail: &str) -> String {
+    // Quoted-printable soft breaks would split long lines; undo them first.
+    let unfolded = mail.replace("=\r\n", "").replace("=\n", "");
+    unfolded
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Token: ")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("mail has a Token: line")
+}
+
+/// One HTTP response, body parsed as JSON (Null when empty).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `result.data.json` of a successful call.
+    pub fn data(&self) -> &Value {
+        assert!(
+            self.body.get("result").is_some(),
+            "expected success, got {} {}",
+            self.status,
+            self.body
+        );
+        &self.body["result"]["data"]["json"]
+    }
+
+    fn error(&self) -> &Value {
+        &self.body["error"]["json"]
+    }
+
+    /// `error.data.code`, e.g. `UNAUTHORIZED`; `None` on success.
+    pub fn code(&self) -> Option<&str> {
+        self.error()["data"]["code"].as_str()
+    }
+
+    pub fn message(&self) -> &str {
+        self.error()["message"].as_str().unwrap_or_default()
+    }
+
+    /// `error.data.issues[*].path[0]`.
+    pub fn issue_fields(&self) -> Vec<String> {
+        self.error()["data"]["issues"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["path"][0].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asserts an error with this code and HTTP status.
+    #[track_caller]
+    pub fn assert_error(&self, code: &str, status: u16) {
+        assert_eq!(
+            (self.code(), self.status),
+            (Some(code), status),
+            "unexpected response: {}",
+            self.body
+        );
+    }
+}
+
+/// A tiny HTTP/1.1 client (one connection per request) so tests talk to the
+/// server over real TCP like any other client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    pub token: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+fn encode_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            token: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn raw(&self, method: &str, target: &str, body: Option<&str>) -> Response {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        let mut req = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+            self.addr
+        );
+        if let Some(t) = &self.token {
+            req.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        for (k, v) in &self.headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        if let Some(b) = body {
+            req.push_str(b);
+        }
+        stream.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.expect("read");
+        parse_response(&buf)
+    }
+
+    /// A mutation: `POST /trpc/<path>` with `{"json": input}`.
+    pub async fn mutation(&self, path: &str, input: Value) -> Response {
+        let body = json!({ "json": input }).to_string();
+        self.raw("POST", &format!("/trpc/{path}"), Some(&body))
+            .await
+    }
+
+    /// A query: `GET /trpc/<path>?input=<{"json": input}>`.
+    pub async fn query(&self, path: &str, input: Value) -> Response {
+        let target = if input.is_null() {
+            format!(
+                "/trpc/{path}?input={}",
+                encode_component(r#"{"json":null,"meta":{"values":["undefined"],"v":1}}"#)
+            )
+        } else {
+            format!(
+                "/trpc/{path}?input={}",
+                encode_component(&json!({ "json": input }).to_string())
+            )
+        };
+        self.raw("GET", &target, None).await
+    }
+}
+
+fn parse_response(buf: &[u8]) -> Response {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response has a header");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut body = buf[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_line = String::from_utf8_lossy(&data[..pos]);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        data = &data[pos + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// Registers a user and returns `(token, user id)`.
+pub async fn register(client: &Client, email: &str) -> (String, String) {
+    let r = client
+        .mutation(
+            "auth.register",
+            json!({ "email": email, "password": PASSWORD, "firstName": "Test", "lastName": "User" }),
+        )
+        .await;
+    let data = r.data();
+    (
+        data["token"].as_str().expect("token").to_owned(),
+        data["user"]["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+/// Logs in and returns the token.
+pub async fn login(client: &Client, email: &str, password: &str) -> Response {
+    client
+        .mutation(
+            "auth.login",
+            json!({ "email": email, "password": password }),
+        )
+        .await
+}
+
+/// Creates an ADMIN directly in the database and returns a token for it.
+pub async fn admin_token(server: &Server, email: &str) -> String {
+    let db = gatehouse_auth::db::connect(&server.config.database_url())
+        .await
+        .expect("db");
+    let hasher = gatehouse_auth::password::PasswordHasher::new(4).expect("hasher");
+    gatehouse_auth::create_user(
+        &db,
+        &hasher,
+        email,
+        PASSWORD,
+        "Ada",
+        "Admin",
+        gatehouse::Role::Admin,
+    )
+    .await
+    .expect("admin created");
+    let r = login(&server.client(), email, PASSWORD).await;
+    r.data()["token"].as_str().expect("token").to_owned()
+}
+
+/// The claims of a token, without checking anything.
+pub fn claims(token: &str) -> Value {
+    use base64_lite::decode_url;
+    let payload = token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&decode_url(payload)).expect("claims JSON")
+}
+
+/// Minimal base64url decoding for reading token payloads in tests.
+pub mod base64_lite {
+    pub fn decode_url(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut acc = 0u32;
+        let mut bits = 0;
+        for c in s.bytes() {
+            let v = match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'-' | b'+' => 62,
+                b'_' | b'/' => 63,
+                _ => continue,
+            };
+            acc = (acc << 6) | u32::from(v);
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+                acc &= (1 << bits) - 1;
+            }
+        }
+        out
+    }
+
+    pub fn encode_url(data: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
