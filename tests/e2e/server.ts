@@ -95,9 +95,15 @@ function decodeQuotedPrintable(text: string): string {
     .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
-/** The reset token of the newest outbox mail addressed to `email`. */
-export function resetTokenFor(outboxDir: string, email: string): string {
-  const files = readdirSync(outboxDir)
+/** The reset token of the newest outbox mail addressed to `email`, if any yet. */
+function findResetToken(outboxDir: string, email: string): string | null {
+  let names: string[];
+  try {
+    names = readdirSync(outboxDir);
+  } catch {
+    return null; // the outbox is created with the first mail
+  }
+  const files = names
     .filter((f) => f.endsWith(".eml"))
     .map((f) => join(outboxDir, f))
     .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
@@ -108,7 +114,23 @@ export function resetTokenFor(outboxDir: string, email: string): string {
     const token = /^Token: (\S+)\s*$/m.exec(mail)?.[1];
     if (token) return token;
   }
-  throw new Error(`no reset mail with a "Token:" line for ${email} in ${outboxDir}`);
+  return null;
+}
+
+/**
+ * Waits (up to 15 s) for the reset mail to `email`: the server may send it
+ * after answering, so the response can arrive before the file.
+ */
+export async function resetTokenFor(outboxDir: string, email: string): Promise<string> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const token = findResetToken(outboxDir, email);
+    if (token) return token;
+    if (Date.now() > deadline) {
+      throw new Error(`no reset mail with a "Token:" line for ${email} in ${outboxDir}`);
+    }
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
 }
 
 /** A unique address per test, so tests sharing a server never collide. */

@@ -233,7 +233,7 @@ for (const linkName of LINKS) {
         await trpc.auth.requestPasswordReset.mutate({ email: freshEmail("ghost") }),
         { success: true },
       );
-      const token = resetTokenFor(server.outboxDir, email);
+      const token = await resetTokenFor(server.outboxDir, email);
       await expectCode(
         trpc.auth.resetPassword.mutate({ email, token: `${token}x`, password: NEW_PASSWORD }),
         "BAD_REQUEST",

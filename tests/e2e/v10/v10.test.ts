@@ -112,7 +112,7 @@ for (const linkName of ["httpLink", "httpBatchLink"] as const) {
       const email = freshEmail(`v10-${linkName}`);
       await trpc.auth.register.mutate({ email, password: PASSWORD, firstName: "R", lastName: "P" });
       assert.deepEqual(await trpc.auth.requestPasswordReset.mutate({ email }), { success: true });
-      const token = resetTokenFor(server.outboxDir, email);
+      const token = await resetTokenFor(server.outboxDir, email);
       assert.deepEqual(
         await trpc.auth.resetPassword.mutate({ email, token, password: NEW_PASSWORD }),
         { success: true },
