@@ -164,6 +164,14 @@ async fn cors_any_origin() {
     let r = get_with(&app, "/trpc/hello", &[("origin", "https://x.example")]).await;
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert_eq!(r.header("content-type"), Some("application/json"));
+    // CORS adds its own `vary` values without dropping tRPC's.
+    let vary: Vec<&str> = r
+        .headers
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(vary.contains(&"trpc-accept, accept"), "{vary:?}");
 }
 
 #[test]
