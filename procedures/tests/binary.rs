@@ -1,0 +1,319 @@
+//! The real `gatehouse` binary: start-up, settings, CLI, and two instances
+//! sharing one PostgreSQL database.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Client, PASSWORD, SECRET, login, register};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A clean environment for the binary: none of the developer's settings leak in.
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("RUST_LOG", "error")
+        .env("BCRYPT_COST", "4")
+        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running binary and the address it printed.
+struct Instance {
+    _child: Child,
+    client: Client,
+}
+
+async fn spawn(mut cmd: Command) -> Instance {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("server printed its address in time")
+        .expect("read stdout")
+        .expect("a line on stdout");
+    let url = line
+        .strip_prefix("gatehouse listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    let client = Client::new(url.parse().expect("socket address"));
+    Instance {
+        _child: child,
+        client,
+    }
+}
+
+async fn run_to_end(mut cmd: Command, stdin: Option<&str>) -> (bool, String, String) {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input.as_bytes()).await.expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("finished in time")
+        .expect("output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn defaults_create_data_dir_secret_and_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = spawn(command(dir.path())).await;
+    let (token, _) = register(&first.client, "keep@example.com").await;
+    drop(first);
+    let data = dir.path().join("data");
+    assert!(data.join("gatehouse.db").is_file());
+    let secret = data.join("jwt.secret");
+    assert!(secret.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Restarting keeps the secret and the data: the old token still works.
+    let second = spawn(command(dir.path())).await;
+    let me = second
+        .client
+        .clone()
+        .with_token(&token)
+        .query("auth.me", json!(null))
+        .await;
+    assert_eq!(me.data()["email"], "keep@example.com");
+    // Endpoints besides /trpc.
+    assert_eq!(second.client.raw("GET", "/healthz", None).await.status, 200);
+    assert_eq!(second.client.raw("GET", "/readyz", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn relative_sqlite_url_and_admin_bootstrap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", "sqlite://./nested/dir/app.db")
+        .env("JWT_SECRET", SECRET)
+        .env("GATEHOUSE_ADMIN_EMAIL", "Boss@Example.com")
+        .env("GATEHOUSE_ADMIN_PASSWORD", "the boss password 1");
+    let server = spawn(cmd).await;
+    assert!(dir.path().join("nested/dir/app.db").is_file());
+    let r = login(&server.client, "boss@example.com", "the boss password 1").await;
+    assert_eq!(r.data()["user"]["role"], "ADMIN");
+    let token = r.data()["token"].as_str().expect("token").to_owned();
+    let list = server
+        .client
+        .clone()
+        .with_token(&token)
+        .query("users.list", json!({}))
+        .await;
+    assert_eq!(list.data()["total"], 1);
+}
+
+#[tokio::test]
+async fn invalid_settings_stop_the_start_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, value) in [
+        ("JWT_SECRET", "too-short"),
+        ("BCRYPT_COST", "3"),
+        ("BCRYPT_COST", "32"),
+        ("JWT_TTL", "soon"),
+        ("GATEHOUSE_LOGIN_MAX_FAILURES", "0"),
+        ("GATEHOUSE_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("GATEHOUSE_ADDR", "nowhere"),
+        ("DATABASE_URL", "mysql://x@y/z"),
+    ] {
+        let mut cmd = command(dir.path());
+        cmd.env(name, value);
+        let (ok, _, stderr) = run_to_end(cmd, None).await;
+        assert!(!ok, "{name}={value} must stop the start");
+        assert!(
+            stderr.contains(name),
+            "{name}={value}: stderr does not name it: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrate_and_users_create_from_stdin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", &db).arg("migrate");
+    let (ok, stdout, stderr) = run_to_end(cmd, None).await;
+    assert!(ok, "migrate failed: {stderr}");
+    assert!(stdout.contains("migrations applied"));
+
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", &db).args([
+        "users",
+        "create",
+        "--email",
+        "Ops@Example.com",
+        "--role",
+        "ADMIN",
+        "--first-name",
+        "Olga",
+        "--last-name",
+        "Ops",
+    ]);
+    let (ok, _, stderr) = run_to_end(cmd, Some("a strong cli password\n")).await;
+    assert!(ok, "users create failed: {stderr}");
+
+    // A weak password is refused.
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", &db).args([
+        "users",
+        "create",
+        "--email",
+        "weak@example.com",
+        "--role",
+        "VIEWER",
+    ]);
+    let (ok, _, stderr) = run_to_end(cmd, Some("short\n")).await;
+    assert!(!ok);
+    assert!(stderr.contains("at least 8"), "{stderr}");
+
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", &db).env("JWT_SECRET", SECRET);
+    let server = spawn(cmd).await;
+    let r = login(&server.client, "ops@example.com", "a strong cli password").await;
+    let user = &r.data()["user"];
+    assert_eq!(user["role"], "ADMIN");
+    assert_eq!(user["firstName"], "Olga");
+}
+
+/// Two instances behind a "load balancer": whatever one does, the other
+/// enforces at once, because sessions, reset tokens and counters live in
+/// the shared database.
+#[tokio::test]
+async fn two_instances_share_revocation() {
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    let db = common::fresh_postgres_db(&admin_url).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = dir.path().join("outbox");
+    let make = || {
+        let mut cmd = command(dir.path());
+        cmd.env("DATABASE_URL", &db)
+            .env("JWT_SECRET", SECRET)
+            .env("GATEHOUSE_OUTBOX_DIR", &outbox)
+            .env("GATEHOUSE_ADMIN_EMAIL", "root@example.com")
+            .env("GATEHOUSE_ADMIN_PASSWORD", "root password 123")
+            .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3");
+        cmd
+    };
+    let a = spawn(make()).await;
+    let b = spawn(make()).await;
+    let (ca, cb) = (a.client.clone(), b.client.clone());
+
+    // Logout on A: the token is dead on B.
+    let (t, _) = register(&ca, "shared@example.com").await;
+    assert_eq!(
+        cb.clone()
+            .with_token(&t)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+    ca.clone()
+        .with_token(&t)
+        .mutation("auth.logout", json!(null))
+        .await
+        .data();
+    cb.clone()
+        .with_token(&t)
+        .query("auth.me", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+
+    // Role change on A: the user's token is dead on B.
+    let admin = login(&ca, "root@example.com", "root password 123")
+        .await
+        .data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let t = login(&cb, "shared@example.com", PASSWORD).await.data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let id = common::claims(&t)["sub"].as_str().expect("sub").to_owned();
+    ca.clone()
+        .with_token(&admin)
+        .mutation("users.setRole", json!({"id": id, "role": "OPERATOR"}))
+        .await
+        .data();
+    cb.clone()
+        .with_token(&t)
+        .query("auth.me", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+
+    // Password reset through A: sessions opened on B end.
+    let t = login(&cb, "shared@example.com", PASSWORD).await.data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    ca.mutation(
+        "auth.requestPasswordReset",
+        json!({"email": "shared@example.com"}),
+    )
+    .await
+    .data();
+    let mails = common::wait_for_mails(&outbox, 1).await;
+    let reset = common::token_from_mail(mails.last().expect("a reset mail"));
+    // The token mailed by A is redeemed on B.
+    cb.mutation(
+        "auth.resetPassword",
+        json!({"email": "shared@example.com", "token": reset, "password": "after the reset 1"}),
+    )
+    .await
+    .data();
+    cb.clone()
+        .with_token(&t)
+        .query("auth.me", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    assert_eq!(
+        login(&ca, "shared@example.com", "after the reset 1")
+            .await
+            .status,
+        200
+    );
+
+    // Login failures are counted across both instances.
+    for client in [&ca, &cb, &ca] {
+        login(client, "shared@example.com", "wrong password!")
+            .await
+            .assert_error("UNAUTHORIZED", 401);
+    }
+    login(&cb, "shared@example.com", "after the reset 1")
+        .await
+        .assert_error("TOO_MANY_REQUESTS", 429);
+}

@@ -1,0 +1,316 @@
+//! Forged and replayed tokens: every one must be refused.
+
+mod common;
+
+use common::{Backend, PASSWORD, SECRET, Server, claims, login, register};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+both_backends!(
+    forged_tokens_are_refused,
+    expired_token_refreshes_within_window,
+    reuse_of_rotated_token_revokes_session,
+    refresh_window_is_absolute,
+    deleted_or_demoted_users_cannot_refresh,
+);
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn sign(claims: &Value, alg: Algorithm, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+async fn assert_refused(server: &Server, token: &str, what: &str) {
+    let c = server.client().with_token(token);
+    let me = c.query("auth.me", json!(null)).await;
+    assert_eq!(
+        (me.status, me.code()),
+        (401, Some("UNAUTHORIZED")),
+        "{what}: auth.me accepted it: {}",
+        me.body
+    );
+}
+
+async fn forged_tokens_are_refused(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (token, _) = register(&c, "victim@example.com").await;
+    // The genuine token works, and re-signing its own claims works too, so
+    // each refusal below is caused by the one thing changed.
+    let genuine = claims(&token);
+    assert_eq!(
+        c.clone()
+            .with_token(&token)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+    let resigned = sign(&genuine, Algorithm::HS256, SECRET);
+    assert_eq!(
+        c.clone()
+            .with_token(&resigned)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+
+    // alg: none, no signature.
+    let header = common::base64_lite::encode_url(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = common::base64_lite::encode_url(genuine.to_string().as_bytes());
+    assert_refused(&server, &format!("{header}.{payload}."), "alg none").await;
+    assert_refused(
+        &server,
+        &format!("{header}.{payload}"),
+        "alg none, two parts",
+    )
+    .await;
+
+    // Another algorithm with the same secret.
+    assert_refused(&server, &sign(&genuine, Algorithm::HS384, SECRET), "HS384").await;
+    assert_refused(&server, &sign(&genuine, Algorithm::HS512, SECRET), "HS512").await;
+
+    // Wrong secret.
+    assert_refused(
+        &server,
+        &sign(
+            &genuine,
+            Algorithm::HS256,
+            "another-secret-another-secret-0123456",
+        ),
+        "wrong secret",
+    )
+    .await;
+
+    // Tampered payload with the original signature (role escalated).
+    let mut escalated = genuine.clone();
+    escalated["role"] = json!("ADMIN");
+    let parts: Vec<&str> = token.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        common::base64_lite::encode_url(escalated.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_refused(&server, &tampered, "tampered payload").await;
+    // Even correctly signed, a role the user does not have is refused.
+    assert_refused(
+        &server,
+        &sign(&escalated, Algorithm::HS256, SECRET),
+        "role claim mismatch",
+    )
+    .await;
+
+    // Expired (beyond the small leeway), future nbf, wrong iss, missing exp.
+    let mut expired = genuine.clone();
+    expired["iat"] = json!(now() - 3600);
+    expired["nbf"] = json!(now() - 3600);
+    expired["exp"] = json!(now() - 60);
+    assert_refused(
+        &server,
+        &sign(&expired, Algorithm::HS256, SECRET),
+        "expired",
+    )
+    .await;
+    let mut future = genuine.clone();
+    future["nbf"] = json!(now() + 3600);
+    let future = sign(&future, Algorithm::HS256, SECRET);
+    assert_refused(&server, &future, "future nbf").await;
+    c.clone()
+        .with_token(&future)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    let mut wrong_iss = genuine.clone();
+    wrong_iss["iss"] = json!("not-gatehouse");
+    let wrong_iss = sign(&wrong_iss, Algorithm::HS256, SECRET);
+    assert_refused(&server, &wrong_iss, "wrong iss").await;
+    c.clone()
+        .with_token(&wrong_iss)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    let mut no_exp = genuine.clone();
+    no_exp.as_object_mut().expect("obj").remove("exp");
+    assert_refused(
+        &server,
+        &sign(&no_exp, Algorithm::HS256, SECRET),
+        "missing exp",
+    )
+    .await;
+
+    // A made-up session or token id.
+    let mut other_sid = genuine.clone();
+    other_sid["sid"] = json!(uuid::Uuid::new_v4().to_string());
+    assert_refused(
+        &server,
+        &sign(&other_sid, Algorithm::HS256, SECRET),
+        "unknown sid",
+    )
+    .await;
+    let mut other_jti = genuine.clone();
+    other_jti["jti"] = json!("0123");
+    assert_refused(
+        &server,
+        &sign(&other_jti, Algorithm::HS256, SECRET),
+        "unknown jti",
+    )
+    .await;
+
+    // Tokens are read from the Authorization header only.
+    let r = server
+        .client()
+        .raw(
+            "GET",
+            &format!("/trpc/auth.me?token={token}&access_token={token}"),
+            None,
+        )
+        .await;
+    r.assert_error("UNAUTHORIZED", 401);
+
+    // Refresh with a forged signature is refused as well.
+    c.clone()
+        .with_token(&tampered)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    // None of this harmed the genuine session.
+    assert_eq!(
+        c.clone()
+            .with_token(&token)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+}
+
+async fn expired_token_refreshes_within_window(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (token, _) = register(&c, "late@example.com").await;
+    let mut expired = claims(&token);
+    expired["iat"] = json!(now() - 90_000);
+    expired["nbf"] = json!(now() - 90_000);
+    expired["exp"] = json!(now() - 3_600);
+    let expired = sign(&expired, Algorithm::HS256, SECRET);
+    assert_refused(&server, &expired, "expired").await;
+    let r = c
+        .clone()
+        .with_token(&expired)
+        .mutation("auth.refreshToken", json!(null))
+        .await;
+    let fresh = r.data()["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        c.clone()
+            .with_token(&fresh)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+}
+
+async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
+    // No grace period, so the replay below is unambiguous.
+    let server = Server::start_with(backend, |c| c.refresh_grace = 0).await;
+    let c = server.client();
+    let (t1, _) = register(&c, "theft@example.com").await;
+    let other = login(&c, "theft@example.com", PASSWORD).await.data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let t2 = c
+        .clone()
+        .with_token(&t1)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The rotated token no longer authenticates...
+    assert_refused(&server, &t1, "rotated token").await;
+    assert_eq!(
+        c.clone()
+            .with_token(&t2)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+    // ...and presenting it to refresh is treated as theft: the session dies.
+    c.clone()
+        .with_token(&t1)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    assert_refused(&server, &t2, "token of the revoked session").await;
+    c.clone()
+        .with_token(&t2)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    // Other sessions of the user are not affected.
+    assert_eq!(
+        c.clone()
+            .with_token(&other)
+            .query("auth.me", json!(null))
+            .await
+            .status,
+        200
+    );
+}
+
+async fn refresh_window_is_absolute(backend: Backend) {
+    let server = Server::start_with(backend, |c| c.jwt_refresh_ttl = 1).await;
+    let c = server.client();
+    let (t1, _) = register(&c, "window@example.com").await;
+    let t2 = c
+        .clone()
+        .with_token(&t1)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    // Refreshing did not extend the window.
+    c.clone()
+        .with_token(&t2)
+        .mutation("auth.refreshToken", json!(null))
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+}
+
+async fn deleted_or_demoted_users_cannot_refresh(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let admin = common::admin_token(&server, "root@example.com").await;
+    let a = c.clone().with_token(&admin);
+    let (t_del, id_del) = register(&c, "del@example.com").await;
+    let (t_role, id_role) = register(&c, "role@example.com").await;
+    a.mutation("users.delete", json!({"id": id_del}))
+        .await
+        .data();
+    a.mutation("users.setRole", json!({"id": id_role, "role": "OPERATOR"}))
+        .await
+        .data();
+    for t in [&t_del, &t_role] {
+        c.clone()
+            .with_token(t)
+            .mutation("auth.refreshToken", json!(null))
+            .await
+            .assert_error("UNAUTHORIZED", 401);
+    }
+}
