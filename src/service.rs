@@ -38,7 +38,10 @@ pub trait Service: Send + Sync + 'static {
     }
 
     /// Last look at an error before it is sent, e.g. to translate its
-    /// message by `Accept-Language`. The default leaves it unchanged.
+    /// message by `Accept-Language`. The HTTP adapter calls it for every
+    /// error it answers with: from procedures, guards and input decoding,
+    /// and the protocol's own (unknown path, wrong method, request-level
+    /// errors). The default leaves it unchanged.
     fn finalize_error(&self, _request: &RequestMeta, _error: &mut RpcError) {}
 }
 

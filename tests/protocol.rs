@@ -77,10 +77,44 @@ async fn procedure_error_has_exact_shape_and_status() {
 }
 
 #[tokio::test]
-async fn finalize_error_sees_every_procedure_error() {
+async fn finalize_error_sees_every_error() {
     let app = app();
-    let r = get_with(&app, "/trpc/fail", &[("accept-language", "es")]).await;
-    assert_eq!(r.json()["error"]["json"]["message"], "no");
+    let es = [("accept-language", "es")];
+    let message = |r: &Resp| r.json()["error"]["json"]["message"].clone();
+    // From the procedure, the guard, the decoder, a panic.
+    let r = get_with(&app, "/trpc/fail", &es).await;
+    assert_eq!(message(&r), "[es] nope");
+    let r = get_with(&app, "/trpc/whoami", &es).await;
+    assert_eq!(message(&r), "[es] Authentication required");
+    let r = get_with(&app, "/trpc/greet?input=%7Bbad", &es).await;
+    assert_eq!(
+        message(&r),
+        "[es] Expected property name or '}' in JSON at position 1"
+    );
+    let r = get_with(&app, "/trpc/panics", &es).await;
+    assert_eq!(message(&r), "[es] Internal server error");
+    // Protocol errors, per call and request-level.
+    let r = get_with(&app, "/trpc/nope", &es).await;
+    assert_eq!(message(&r), "[es] No procedure found on path \"nope\"");
+    let r = get_with(&app, "/trpc/add", &es).await;
+    assert_eq!(
+        message(&r),
+        "[es] Unsupported GET-request to mutation procedure at path \"add\""
+    );
+    let r = get_with(
+        &app,
+        "/trpc/hello",
+        &[es[0], ("trpc-accept", "application/jsonl")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        message(&r),
+        "[es] Streaming requests must be batched (you can do a batch of 1)"
+    );
+    // Without the header nothing changes.
+    let r = get(&app, "/trpc/fail").await;
+    assert_eq!(message(&r), "nope");
 }
 
 #[tokio::test]

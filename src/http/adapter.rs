@@ -88,18 +88,47 @@ pub(crate) struct CallEnv<S: Service> {
 }
 
 pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Response {
-    let config = &state.config;
-    let deadline = Instant::now() + config.request_timeout;
     let (mut parts, body) = req.into_parts();
-
     // "Lambda warmup": answered before anything else, with no headers.
     if parts.method == Method::HEAD {
         return StatusCode::NO_CONTENT.into_response();
     }
+    match dispatch(&state, &mut parts, body).await {
+        Ok(response) => response,
+        Err(mut error) => {
+            // A request-level error: the service still gets its last look
+            // (e.g. to translate the message).
+            let meta = request_meta(&mut parts);
+            state.service.finalize_error(&meta, &mut error);
+            wire::request_error(&error)
+        }
+    }
+}
+
+fn request_meta(parts: &mut http::request::Parts) -> RequestMeta {
+    RequestMeta {
+        method: parts.method.clone(),
+        request_id: request_id(&parts.headers),
+        peer: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        headers: std::mem::take(&mut parts.headers),
+    }
+}
+
+/// Everything after HEAD; an `Err` is a request-level error.
+async fn dispatch<S: Service>(
+    state: &Trpc<S>,
+    parts: &mut http::request::Parts,
+    body: Body,
+) -> Result<Response, RpcError> {
+    let config = &state.config;
+    let deadline = Instant::now() + config.request_timeout;
 
     let raw_path = procedure_path(parts.uri.path());
     let Ok(path) = wire::decode_uri_component(raw_path) else {
-        return wire::request_error(&RpcError::bad_request(format!(
+        return Err(RpcError::bad_request(format!(
             "Invalid URL-encoding in path \"{raw_path}\""
         )));
     };
@@ -109,7 +138,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         match parts.headers.get(header::CONTENT_TYPE) {
             Some(ct) if wire::media_type_is(ct.as_bytes(), "application/json") => {}
             Some(ct) => {
-                return wire::request_error(&RpcError::new(
+                return Err(RpcError::new(
                     ErrorCode::UnsupportedMediaType,
                     format!(
                         "Unsupported content-type \"{}",
@@ -118,7 +147,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
                 ));
             }
             None => {
-                return wire::request_error(&RpcError::new(
+                return Err(RpcError::new(
                     ErrorCode::UnsupportedMediaType,
                     "Missing content-type header",
                 ));
@@ -134,28 +163,28 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         vec![path.as_str()]
     };
     if is_batch && paths.len() > config.max_batch_size {
-        return wire::request_error(&RpcError::bad_request("Batch call exceeds maximum size"));
+        return Err(RpcError::bad_request("Batch call exceeds maximum size"));
     }
     let entries: Vec<Option<Arc<Entry<S>>>> = paths
         .iter()
         .map(|p| state.registry.get(p).cloned())
         .collect();
     if let Some(error) = mixed_kinds(&entries) {
-        return wire::request_error(&error);
+        return Err(error);
     }
     if let Some(params) = &query.connection_params
         && let Err(error) = check_connection_params(params)
     {
-        return wire::request_error(&error);
+        return Err(error);
     }
     if is_batch && !config.allow_batching {
-        return wire::request_error(&RpcError::bad_request(
+        return Err(RpcError::bad_request(
             "Batching is not enabled on the server",
         ));
     }
     let mode = stream_mode(&parts.headers);
     if mode == Mode::Jsonl && !is_batch {
-        return wire::request_error(&RpcError::bad_request(
+        return Err(RpcError::bad_request(
             "Streaming requests must be batched (you can do a batch of 1)",
         ));
     }
@@ -176,7 +205,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         }
     } else {
         match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
-            Err(_) => return wire::request_error(&timeout_error()),
+            Err(_) => return Err(timeout_error()),
             Ok(Err(error)) => InputSource::Failed(error),
             Ok(Ok(bytes)) if bytes.is_empty() => InputSource::None,
             Ok(Ok(bytes)) => InputSource::parse(&bytes),
@@ -184,18 +213,10 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
     };
     let mut inputs = source.split(paths.len(), is_batch);
 
-    let meta = RequestMeta {
-        method: parts.method.clone(),
-        request_id: request_id(&parts.headers),
-        peer: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
-        headers: std::mem::take(&mut parts.headers),
-    };
+    let meta = request_meta(parts);
     let env = CallEnv {
         scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
-        method: parts.method,
+        method: parts.method.clone(),
         allow_method_override: config.allow_method_override,
         deadline,
     };
@@ -212,7 +233,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         })
         .collect();
 
-    match mode {
+    Ok(match mode {
         Mode::Jsonl | Mode::V10Stream => {
             // Headers go out before any call finishes; like tRPC, announce
             // `allow` for a wrong-method call up front.
@@ -231,9 +252,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
             if !is_batch {
                 let mut calls = calls;
                 let Some(call) = calls.pop() else {
-                    return wire::request_error(&RpcError::from_code(
-                        ErrorCode::InternalServerError,
-                    ));
+                    return Err(RpcError::from_code(ErrorCode::InternalServerError));
                 };
                 let result = run_call(&env, call).await;
                 let mut out = Vec::with_capacity(result_capacity(&result));
@@ -256,7 +275,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
                 respond(out, status, &results)
             }
         }
-    }
+    })
 }
 
 fn result_capacity(result: &CallResult) -> usize {
@@ -445,7 +464,7 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
             Err((error, allow)) => (Err(error), Some(allow)),
             Ok(()) => {
                 let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
-                let mut outcome = match tokio::time::timeout_at(env.deadline, fut).await {
+                let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
                     Ok(Ok(result)) => result.map(|data| Output {
                         data,
                         void: entry.returns_void(),
@@ -464,13 +483,14 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
                     }
                     Err(_) => Err(timeout_error()),
                 };
-                if let Err(error) = &mut outcome {
-                    env.scope.service.finalize_error(&env.scope.request, error);
-                }
                 (outcome, None)
             }
         },
     };
+    let mut outcome = outcome;
+    if let Err(error) = &mut outcome {
+        env.scope.service.finalize_error(&env.scope.request, error);
+    }
     let result = CallResult {
         path,
         outcome,

@@ -52,8 +52,8 @@ impl Service for TestService {
 
     /// Stands in for message translation by `Accept-Language`.
     fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {
-        if request.header("accept-language") == Some("es") && error.message == "nope" {
-            error.message = "no".to_owned();
+        if request.header("accept-language") == Some("es") {
+            error.message = format!("[es] {}", error.message);
         }
     }
 }
