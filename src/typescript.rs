@@ -281,11 +281,18 @@ pub fn render_bindings<S: Service>(
     let mut signatures = Vec::new();
     for entry in registry.entries() {
         (entry.ts.export)(&cfg)?;
+        // `()` is sent as superjson `undefined`, which TypeScript calls `void`
+        // (ts-rs would say `null`).
+        let output = if entry.returns_void() {
+            "void".to_owned()
+        } else {
+            (entry.ts.output)(&cfg)
+        };
         signatures.push((
             entry.path.to_string(),
             entry.kind,
             (entry.ts.input)(&cfg),
-            (entry.ts.output)(&cfg),
+            output,
         ));
     }
 
@@ -652,9 +659,22 @@ mod tests {
         }
     }
 
+    struct Touch;
+    impl Procedure<TestService> for Touch {
+        const PATH: &'static str = "touch";
+        const KIND: Kind = Kind::Mutation;
+        const GUARD: Guard = Guard::Public;
+        type Input = NoInput;
+        type Output = ();
+        async fn call(_: Ctx<TestService>, _: NoInput) -> Result<(), RpcError> {
+            Ok(())
+        }
+    }
+
     fn registry() -> Registry<TestService> {
         Router::new()
             .procedure::<Ping>()
+            .procedure::<Touch>()
             .nest(
                 "hello",
                 Router::new().procedure::<Greet>().procedure::<List>(),
@@ -714,6 +734,12 @@ mod tests {
             router.contains(
                 "ping: TRPCMutationProcedure<{ input: void; output: Ok2; meta: object }>;"
             )
+        );
+        assert!(
+            router.contains(
+                "touch: TRPCMutationProcedure<{ input: void; output: void; meta: object }>;"
+            ),
+            "{router}"
         );
         assert!(router.contains("    hello: {\n"), "{router}");
         assert!(router.contains(
