@@ -48,6 +48,30 @@ fn client_ip_string(ctx: &Ctx_) -> String {
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
+/// Stores a new password hash and voids every pending reset token of the
+/// user: a password set by any route makes older reset mails useless.
+async fn store_password(
+    txn: &impl ConnectionTrait,
+    user_id: &str,
+    hash: String,
+    now: i64,
+) -> Result<(), AuthError> {
+    let backend = txn.get_database_backend();
+    txn.execute_raw(sql(
+        backend,
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
+        vec![hash.into(), now.into(), user_id.into()],
+    ))
+    .await?;
+    txn.execute_raw(sql(
+        backend,
+        "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        vec![now.into(), user_id.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- register
 
 /// `auth.register` input. Required fields are `Option` only so that every
@@ -577,20 +601,7 @@ impl Procedure<AuthService> for ResetPassword {
         if consumed.rows_affected() != 1 {
             return Err(rpc(AuthError::InvalidResetToken));
         }
-        txn.execute_raw(sql(
-            backend,
-            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
-            vec![hash.into(), now.into(), user.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
-        txn.execute_raw(sql(
-            backend,
-            "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-            vec![now.into(), user.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
+        store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, None).await?;
         limits::clear(&txn, &format!("login:account:{email}"))
             .await
@@ -663,13 +674,7 @@ impl Procedure<AuthService> for ChangePassword {
         let new_jti = Uuid::new_v4().simple().to_string();
         let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
         let backend = txn.get_database_backend();
-        txn.execute_raw(sql(
-            backend,
-            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3",
-            vec![hash.into(), now.into(), user.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
+        store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, Some(&me.session_id))
             .await?;
         // The presented token stops working too; only the new one is valid.
@@ -689,13 +694,6 @@ impl Procedure<AuthService> for ChangePassword {
         if rotated.rows_affected() != 1 {
             return Err(rpc(AuthError::SessionRevoked));
         }
-        txn.execute_raw(sql(
-            backend,
-            "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-            vec![now.into(), user.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
         txn.commit().await.map_err(AuthError::from)?;
         tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
             session_id = %me.session_id, request_id = %ctx.request.request_id);

@@ -125,6 +125,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
 pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), StartError> {
     let registry = router.build()?;
     let service = Arc::new(build_service(&config).await?);
+    spawn_housekeeping(service.clone());
     let app = gatehouse::server::app(registry, service, config.trpc()?);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -147,6 +148,20 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     gatehouse::server::serve(listener, app)
         .await
         .map_err(StartError::Serve)
+}
+
+/// Runs [`AuthService::housekeeping`] every ten minutes for the life of
+/// the process, so expired sessions and counters do not pile up.
+pub fn spawn_housekeeping(service: Arc<AuthService>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            if let Err(e) = service.housekeeping().await {
+                tracing::warn!(error = %e, "housekeeping failed");
+            }
+        }
+    });
 }
 
 /// Why a user could not be created from the command line or at start-up.

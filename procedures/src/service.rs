@@ -246,6 +246,36 @@ impl AuthService {
         })
     }
 
+    /// Deletes rows that can no longer matter: sessions whose tokens have all
+    /// expired, spent or expired reset tokens, and counters whose window and
+    /// lock are over. Safe to run on every instance at once.
+    pub async fn housekeeping(&self) -> Result<(), AuthError> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(self.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        let window_ms =
+            i64::try_from(self.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        let backend = self.db.get_database_backend();
+        let horizon = now.saturating_sub(ttl_ms);
+        for (text, values) in [
+            (
+                "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
+                vec![horizon.into()],
+            ),
+            (
+                "DELETE FROM password_resets WHERE expires_at < $1",
+                vec![now.saturating_sub(86_400_000).into()],
+            ),
+            (
+                "DELETE FROM rate_counters WHERE window_start < $1 \
+                 AND (locked_until IS NULL OR locked_until < $2)",
+                vec![now.saturating_sub(window_ms).into(), now.into()],
+            ),
+        ] {
+            self.db.execute_raw(sql(backend, text, values)).await?;
+        }
+        Ok(())
+    }
+
     /// Loads a user by id.
     pub(crate) async fn find_user(
         &self,

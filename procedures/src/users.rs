@@ -166,6 +166,22 @@ async fn lock_admins(txn: &DatabaseTransaction) -> Result<(), AuthError> {
     Ok(())
 }
 
+/// Starts a transaction that changes user `id` and may remove an ADMIN:
+/// the admin rows are locked first (see [`lock_admins`]), then the target
+/// is loaded; an unknown id is NOT_FOUND.
+async fn begin_admin_change(
+    svc: &AuthService,
+    id: &str,
+) -> Result<(DatabaseTransaction, user::Model), AuthError> {
+    let txn = begin_write(&svc.db).await?;
+    lock_admins(&txn).await?;
+    let target = svc
+        .find_user(&txn, id)
+        .await?
+        .ok_or(AuthError::UserNotFound)?;
+    Ok((txn, target))
+}
+
 async fn admin_count(txn: &DatabaseTransaction) -> Result<u64, AuthError> {
     Ok(user::Entity::find()
         .filter(user::Column::Role.eq(Role::Admin.as_str()))
@@ -195,12 +211,7 @@ impl Procedure<AuthService> for SetRole {
     async fn call(ctx: Ctx_, input: SetRoleInput) -> Result<UserDetails, RpcError> {
         let me = ctx.principal()?.clone();
         let svc = &ctx.service;
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
-        lock_admins(&txn).await?;
-        let target = svc
-            .find_user(&txn, &input.id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let (txn, target) = begin_admin_change(svc, &input.id).await?;
         let old_role = parse_role(&target.role)?;
         if old_role == input.role {
             txn.commit().await.map_err(AuthError::from)?;
@@ -242,12 +253,7 @@ impl Procedure<AuthService> for DeleteUser {
     async fn call(ctx: Ctx_, input: DeleteUserInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?.clone();
         let svc = &ctx.service;
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
-        lock_admins(&txn).await?;
-        let target = svc
-            .find_user(&txn, &input.id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let (txn, target) = begin_admin_change(svc, &input.id).await?;
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin.into());
         }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Backend, Client, PASSWORD, Server, admin_token, claims, login, register};
+use common::{
+    Backend, Client, PASSWORD, Server, admin_token, claims, login, login_token, register,
+};
 use serde_json::json;
 
 both_backends!(
@@ -28,6 +30,7 @@ both_backends!(
     address_throttling,
     spanish_messages,
     rehash_on_login,
+    housekeeping_keeps_live_rows,
 );
 
 async fn register_login_me(backend: Backend) {
@@ -83,11 +86,7 @@ async fn register_login_me(backend: Backend) {
         86400
     );
 
-    let me = c
-        .clone()
-        .with_token(token)
-        .query("auth.me", json!(null))
-        .await;
+    let me = c.me(token).await;
     let me = me.data();
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["phone"], "+34 600 000 000");
@@ -242,11 +241,7 @@ async fn me_errors(backend: Backend) {
     c.query("auth.me", json!(null))
         .await
         .assert_error("UNAUTHORIZED", 401);
-    c.clone()
-        .with_token("garbage")
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.me("garbage").await.assert_error("UNAUTHORIZED", 401);
     // A valid token whose user was deleted: NOT_FOUND.
     let (token, id) = register(&c, "gone@example.com").await;
     let admin = admin_token(&server, "root@example.com").await;
@@ -256,11 +251,7 @@ async fn me_errors(backend: Backend) {
         .mutation("users.delete", json!({"id": id}))
         .await;
     assert_eq!(r.data()["success"], true);
-    c.clone()
-        .with_token(&token)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("NOT_FOUND", 404);
+    c.me(&token).await.assert_error("NOT_FOUND", 404);
 }
 
 async fn role_guards(backend: Backend) {
@@ -288,10 +279,7 @@ async fn role_guards(backend: Backend) {
         .mutation("users.setRole", json!({"id": id, "role": "OPERATOR"}))
         .await
         .data();
-    let op = login(&c, "viewer@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let op = login_token(&c, "viewer@example.com", PASSWORD).await;
     let o = c.clone().with_token(&op);
     assert_eq!(
         o.query("auth.me", json!(null)).await.data()["role"],
@@ -319,11 +307,7 @@ async fn refresh_rotates_within_session(backend: Backend) {
     assert_ne!(claims(&t1)["jti"], claims(&t2)["jti"]);
     // The new token works; the old one still works inside the grace period,
     // and a parallel refresh with it yields a working token, not a logout.
-    let me2 = c
-        .clone()
-        .with_token(&t2)
-        .query("auth.me", json!(null))
-        .await;
+    let me2 = c.me(&t2).await;
     assert_eq!(me2.status, 200);
     let again = c
         .clone()
@@ -331,22 +315,8 @@ async fn refresh_rotates_within_session(backend: Backend) {
         .mutation("auth.refreshToken", json!(null))
         .await;
     let t3 = again.data()["token"].as_str().expect("token").to_owned();
-    assert_eq!(
-        c.clone()
-            .with_token(&t3)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        c.clone()
-            .with_token(&t2)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&t3).await.status, 200);
+    assert_eq!(c.me(&t2).await.status, 200);
     // No token, or a garbage one: UNAUTHORIZED.
     c.mutation("auth.refreshToken", json!(null))
         .await
@@ -375,10 +345,7 @@ async fn logout_revokes(backend: Backend) {
         true
     );
     let (token, _) = register(&c, "out@example.com").await;
-    let other = login(&c, "out@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let other = login_token(&c, "out@example.com", PASSWORD).await;
     let me = c.clone().with_token(&token);
     assert_eq!(
         me.mutation("auth.logout", json!(null)).await.data()["success"],
@@ -391,30 +358,19 @@ async fn logout_revokes(backend: Backend) {
         .await
         .assert_error("UNAUTHORIZED", 401);
     // Other sessions are untouched.
-    assert_eq!(
-        c.clone()
-            .with_token(&other)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&other).await.status, 200);
 }
 
 async fn sessions_revoke_and_logout_all(backend: Backend) {
     let server = Server::start(backend).await;
     let c = server.client().with_header("user-agent", "agent-one");
     let (t1, _) = register(&c, "s@example.com").await;
-    let t2 = login(
+    let t2 = login_token(
         &server.client().with_header("user-agent", "agent-two"),
         "s@example.com",
         PASSWORD,
     )
-    .await
-    .data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    .await;
     let r = c
         .clone()
         .with_token(&t1)
@@ -450,11 +406,7 @@ async fn sessions_revoke_and_logout_all(backend: Backend) {
         .mutation("auth.revokeSession", json!({"id": sid2}))
         .await;
     assert_eq!(r.data()["success"], true);
-    c.clone()
-        .with_token(&t2)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.me(&t2).await.assert_error("UNAUTHORIZED", 401);
     // Unknown or foreign session ids: NOT_FOUND.
     c.clone()
         .with_token(&t1)
@@ -472,10 +424,7 @@ async fn sessions_revoke_and_logout_all(backend: Backend) {
         .await
         .assert_error("NOT_FOUND", 404);
     // logoutAll ends every session, this one included.
-    let t3 = login(&c, "s@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let t3 = login_token(&c, "s@example.com", PASSWORD).await;
     let r = c
         .clone()
         .with_token(&t1)
@@ -483,20 +432,9 @@ async fn sessions_revoke_and_logout_all(backend: Backend) {
         .await;
     assert_eq!(r.data()["success"], true);
     for t in [&t1, &t3] {
-        c.clone()
-            .with_token(t)
-            .query("auth.me", json!(null))
-            .await
-            .assert_error("UNAUTHORIZED", 401);
+        c.me(t).await.assert_error("UNAUTHORIZED", 401);
     }
-    assert_eq!(
-        c.clone()
-            .with_token(&other)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&other).await.status, 200);
 }
 
 async fn password_reset_flow(backend: Backend) {
@@ -567,11 +505,7 @@ async fn password_reset_flow(backend: Backend) {
         )
         .await;
     assert_eq!(r.data()["success"], true);
-    c.clone()
-        .with_token(&token)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.me(&token).await.assert_error("UNAUTHORIZED", 401);
     login(&c, "reset@example.com", PASSWORD)
         .await
         .assert_error("UNAUTHORIZED", 401);
@@ -629,10 +563,7 @@ async fn change_password(backend: Backend) {
     let server = Server::start(backend).await;
     let c = server.client();
     let (t1, _) = register(&c, "cp@example.com").await;
-    let t2 = login(&c, "cp@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let t2 = login_token(&c, "cp@example.com", PASSWORD).await;
     let me = c.clone().with_token(&t1);
     me.mutation(
         "auth.changePassword",
@@ -658,20 +589,9 @@ async fn change_password(backend: Backend) {
     assert_eq!(r.data()["user"]["email"], "cp@example.com");
     assert_eq!(claims(&fresh)["sid"], claims(&t1)["sid"]);
     // Fresh token works; the old one of this session and the other session do not.
-    assert_eq!(
-        c.clone()
-            .with_token(&fresh)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&fresh).await.status, 200);
     for t in [&t1, &t2] {
-        c.clone()
-            .with_token(t)
-            .query("auth.me", json!(null))
-            .await
-            .assert_error("UNAUTHORIZED", 401);
+        c.me(t).await.assert_error("UNAUTHORIZED", 401);
     }
     assert_eq!(
         login(&c, "cp@example.com", "another good secret")
@@ -820,11 +740,7 @@ async fn set_role_and_delete(backend: Backend) {
     assert_eq!(d["role"], "OPERATOR");
     assert_eq!(d["email"], "promote@example.com");
     // The role change takes effect at once: the old token is refused.
-    c.clone()
-        .with_token(&user_token)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.me(&user_token).await.assert_error("UNAUTHORIZED", 401);
 
     a.mutation(
         "users.setRole",
@@ -865,10 +781,7 @@ async fn last_admin_is_protected(backend: Backend) {
     a.mutation("users.setRole", json!({"id": id2, "role": "ADMIN"}))
         .await
         .data();
-    let second = login(&c, "second@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let second = login_token(&c, "second@example.com", PASSWORD).await;
     // Both admins demote each other at the same time: exactly one wins.
     let s = c.clone().with_token(&second);
     let (r1, r2) = tokio::join!(
@@ -1049,3 +962,23 @@ async fn rehash_on_login(backend: Backend) {
 
 #[allow(dead_code)]
 fn _client_is_used(_: Client) {}
+
+async fn housekeeping_keeps_live_rows(backend: Backend) {
+    let server = Server::start_with(backend, |c| c.login_max_failures = 2).await;
+    let c = server.client();
+    let (token, _) = register(&c, "keep@example.com").await;
+    for _ in 0..2 {
+        login(&c, "keep@example.com", "bad password!")
+            .await
+            .assert_error("UNAUTHORIZED", 401);
+    }
+    let service = gatehouse_auth::build_service(&server.config)
+        .await
+        .expect("service");
+    service.housekeeping().await.expect("housekeeping runs");
+    // Live sessions and active locks survive it.
+    assert_eq!(c.me(&token).await.status, 200);
+    login(&c, "keep@example.com", PASSWORD)
+        .await
+        .assert_error("TOO_MANY_REQUESTS", 429);
+}

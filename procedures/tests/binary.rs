@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Client, PASSWORD, SECRET, login, register};
+use common::{Client, PASSWORD, SECRET, login, login_token, register};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -99,12 +99,7 @@ async fn defaults_create_data_dir_secret_and_database() {
     }
     // Restarting keeps the secret and the data: the old token still works.
     let second = spawn(command(dir.path())).await;
-    let me = second
-        .client
-        .clone()
-        .with_token(&token)
-        .query("auth.me", json!(null))
-        .await;
+    let me = second.client.me(&token).await;
     assert_eq!(me.data()["email"], "keep@example.com");
     // Endpoints besides /trpc.
     assert_eq!(second.client.raw("GET", "/healthz", None).await.status, 200);
@@ -233,53 +228,27 @@ async fn two_instances_share_revocation() {
 
     // Logout on A: the token is dead on B.
     let (t, _) = register(&ca, "shared@example.com").await;
-    assert_eq!(
-        cb.clone()
-            .with_token(&t)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(cb.me(&t).await.status, 200);
     ca.clone()
         .with_token(&t)
         .mutation("auth.logout", json!(null))
         .await
         .data();
-    cb.clone()
-        .with_token(&t)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    cb.me(&t).await.assert_error("UNAUTHORIZED", 401);
 
     // Role change on A: the user's token is dead on B.
-    let admin = login(&ca, "root@example.com", "root password 123")
-        .await
-        .data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let t = login(&cb, "shared@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let admin = login_token(&ca, "root@example.com", "root password 123").await;
+    let t = login_token(&cb, "shared@example.com", PASSWORD).await;
     let id = common::claims(&t)["sub"].as_str().expect("sub").to_owned();
     ca.clone()
         .with_token(&admin)
         .mutation("users.setRole", json!({"id": id, "role": "OPERATOR"}))
         .await
         .data();
-    cb.clone()
-        .with_token(&t)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    cb.me(&t).await.assert_error("UNAUTHORIZED", 401);
 
     // Password reset through A: sessions opened on B end.
-    let t = login(&cb, "shared@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let t = login_token(&cb, "shared@example.com", PASSWORD).await;
     ca.mutation(
         "auth.requestPasswordReset",
         json!({"email": "shared@example.com"}),
@@ -295,11 +264,7 @@ async fn two_instances_share_revocation() {
     )
     .await
     .data();
-    cb.clone()
-        .with_token(&t)
-        .query("auth.me", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    cb.me(&t).await.assert_error("UNAUTHORIZED", 401);
     assert_eq!(
         login(&ca, "shared@example.com", "after the reset 1")
             .await

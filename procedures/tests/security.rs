@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, SECRET, Server, claims, login, register};
+use common::{Backend, PASSWORD, SECRET, Server, claims, login_token, register};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -45,23 +45,9 @@ async fn forged_tokens_are_refused(backend: Backend) {
     // The genuine token works, and re-signing its own claims works too, so
     // each refusal below is caused by the one thing changed.
     let genuine = claims(&token);
-    assert_eq!(
-        c.clone()
-            .with_token(&token)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&token).await.status, 200);
     let resigned = sign(&genuine, Algorithm::HS256, SECRET);
-    assert_eq!(
-        c.clone()
-            .with_token(&resigned)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&resigned).await.status, 200);
 
     // alg: none, no signature.
     let header = common::base64_lite::encode_url(br#"{"alg":"none","typ":"JWT"}"#);
@@ -183,14 +169,7 @@ async fn forged_tokens_are_refused(backend: Backend) {
         .await
         .assert_error("UNAUTHORIZED", 401);
     // None of this harmed the genuine session.
-    assert_eq!(
-        c.clone()
-            .with_token(&token)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&token).await.status, 200);
 }
 
 async fn expired_token_refreshes_within_window(backend: Backend) {
@@ -209,14 +188,7 @@ async fn expired_token_refreshes_within_window(backend: Backend) {
         .mutation("auth.refreshToken", json!(null))
         .await;
     let fresh = r.data()["token"].as_str().expect("token").to_owned();
-    assert_eq!(
-        c.clone()
-            .with_token(&fresh)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&fresh).await.status, 200);
 }
 
 async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
@@ -224,10 +196,7 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     let server = Server::start_with(backend, |c| c.refresh_grace = 0).await;
     let c = server.client();
     let (t1, _) = register(&c, "theft@example.com").await;
-    let other = login(&c, "theft@example.com", PASSWORD).await.data()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let other = login_token(&c, "theft@example.com", PASSWORD).await;
     let t2 = c
         .clone()
         .with_token(&t1)
@@ -240,14 +209,7 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // The rotated token no longer authenticates...
     assert_refused(&server, &t1, "rotated token").await;
-    assert_eq!(
-        c.clone()
-            .with_token(&t2)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&t2).await.status, 200);
     // ...and presenting it to refresh is treated as theft: the session dies.
     c.clone()
         .with_token(&t1)
@@ -261,14 +223,7 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
         .await
         .assert_error("UNAUTHORIZED", 401);
     // Other sessions of the user are not affected.
-    assert_eq!(
-        c.clone()
-            .with_token(&other)
-            .query("auth.me", json!(null))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(c.me(&other).await.status, 200);
 }
 
 async fn refresh_window_is_absolute(backend: Backend) {

@@ -362,6 +362,14 @@ impl Client {
             .await
     }
 
+    /// `auth.me` with `token`.
+    pub async fn me(&self, token: &str) -> Response {
+        self.clone()
+            .with_token(token)
+            .query("auth.me", Value::Null)
+            .await
+    }
+
     /// A query: `GET /trpc/<path>?input=<{"json": input}>`.
     pub async fn query(&self, path: &str, input: Value) -> Response {
         let target = if input.is_null() {
@@ -456,6 +464,14 @@ pub async fn login(client: &Client, email: &str, password: &str) -> Response {
         .await
 }
 
+/// Logs in and returns just the token (the login must succeed).
+pub async fn login_token(client: &Client, email: &str, password: &str) -> String {
+    login(client, email, password).await.data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
 /// Creates an ADMIN directly in the database and returns a token for it.
 pub async fn admin_token(server: &Server, email: &str) -> String {
     let db = gatehouse_auth::db::connect(&server.config.database_url())
@@ -473,8 +489,7 @@ pub async fn admin_token(server: &Server, email: &str) -> String {
     )
     .await
     .expect("admin created");
-    let r = login(&server.client(), email, PASSWORD).await;
-    r.data()["token"].as_str().expect("token").to_owned()
+    login_token(&server.client(), email, PASSWORD).await
 }
 
 /// The claims of a token, without checking anything.
