@@ -16,7 +16,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ErrorCode, RpcError};
@@ -59,7 +61,7 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
     }
     router.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(SetRequestIdLayer::x_request_id(FastRequestId))
             .layer(TraceLayer::new_for_http().make_span_with(request_span))
             .layer(PropagateRequestIdLayer::x_request_id()),
     )
@@ -112,6 +114,27 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Request ids that cost no system call: a random per-process prefix and a
+/// counter, formatted as a UUID. Unique across processes and restarts (the
+/// prefix is random) without asking the OS for randomness per request the way
+/// `Uuid::new_v4` does.
+#[derive(Clone, Copy)]
+struct FastRequestId;
+
+impl MakeRequestId for FastRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = uuid::Uuid::from_u64_pair(prefix, n);
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 fn request_span(req: &Request<Body>) -> tracing::Span {
@@ -246,6 +269,26 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// The metric handles of one procedure's successful calls, resolved once
+/// (label set built and looked up in the recorder) instead of per call.
+pub(crate) struct CallMetrics {
+    count: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl CallMetrics {
+    pub(crate) fn ok(procedure: &Arc<str>) -> Self {
+        let labels = [
+            metrics::Label::new("procedure", metrics::SharedString::from(procedure.clone())),
+            metrics::Label::from_static_parts("code", "OK"),
+        ];
+        Self {
+            count: metrics::counter!(REQUESTS_TOTAL, labels.iter()),
+            duration: metrics::histogram!(REQUEST_DURATION, labels.iter()),
+        }
+    }
+}
+
 /// Records one procedure call: a metric sample and a log event. Unknown
 /// paths share one label value so clients cannot grow the label set.
 pub(crate) fn record_call(
@@ -253,17 +296,23 @@ pub(crate) fn record_call(
     code: &'static str,
     status: StatusCode,
     elapsed: Duration,
+    cached: Option<&CallMetrics>,
 ) {
-    let label = match procedure {
-        Some(path) => metrics::SharedString::from(path.clone()),
-        None => metrics::SharedString::const_str("<unknown>"),
-    };
-    let labels = [
-        metrics::Label::new("procedure", label),
-        metrics::Label::from_static_parts("code", code),
-    ];
-    metrics::counter!(REQUESTS_TOTAL, labels.iter()).increment(1);
-    metrics::histogram!(REQUEST_DURATION, labels.iter()).record(elapsed.as_secs_f64());
+    if let Some(handles) = cached {
+        handles.count.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+    } else {
+        let label = match procedure {
+            Some(path) => metrics::SharedString::from(path.clone()),
+            None => metrics::SharedString::const_str("<unknown>"),
+        };
+        let labels = [
+            metrics::Label::new("procedure", label),
+            metrics::Label::from_static_parts("code", code),
+        ];
+        metrics::counter!(REQUESTS_TOTAL, labels.iter()).increment(1);
+        metrics::histogram!(REQUEST_DURATION, labels.iter()).record(elapsed.as_secs_f64());
+    }
     // Successes at DEBUG (the metrics count them; an access log line per
     // call would dominate the cost of a fast call), failures louder.
     let procedure = procedure.map_or("<unknown>", |p| &**p);

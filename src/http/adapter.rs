@@ -29,7 +29,11 @@ pub(crate) struct Trpc<S: Service> {
     pub registry: Arc<Registry<S>>,
     pub service: Arc<S>,
     pub config: TrpcConfig,
+    /// Metric handles for successful calls, resolved once per procedure.
+    pub ok_metrics: Arc<OkMetrics>,
 }
+
+pub(crate) type OkMetrics = std::collections::HashMap<Arc<str>, crate::server::CallMetrics>;
 
 /// How the client wants the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +89,7 @@ pub(crate) struct CallEnv<S: Service> {
     pub method: Method,
     pub allow_method_override: bool,
     pub deadline: Instant,
+    pub ok_metrics: Arc<OkMetrics>,
 }
 
 pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Response {
@@ -98,22 +103,24 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
         Err(mut error) => {
             // A request-level error: the service still gets its last look
             // (e.g. to translate the message).
-            let meta = request_meta(&mut parts);
+            let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
             state.service.finalize_error(&meta, &mut error);
             wire::request_error(&error)
         }
     }
 }
 
-fn request_meta(parts: &mut http::request::Parts) -> RequestMeta {
+/// The request without its body; takes the headers out of `parts`.
+fn request_meta(
+    method: &Method,
+    headers: &mut HeaderMap,
+    extensions: &http::Extensions,
+) -> RequestMeta {
     RequestMeta {
-        method: parts.method.clone(),
-        request_id: request_id(&parts.headers),
-        peer: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
-        headers: std::mem::take(&mut parts.headers),
+        method: method.clone(),
+        request_id: request_id(headers),
+        peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        headers: std::mem::take(headers),
     }
 }
 
@@ -156,11 +163,11 @@ async fn dispatch<S: Service>(
     }
 
     let query = wire::Query::parse(parts.uri.query());
-    let is_batch = query.batch.as_deref() == Some("1");
+    let is_batch = query.batch().as_deref() == Some("1");
     let paths: Vec<&str> = if is_batch {
         path.split(',').collect()
     } else {
-        vec![path.as_str()]
+        vec![&*path]
     };
     if is_batch && paths.len() > config.max_batch_size {
         return Err(RpcError::bad_request("Batch call exceeds maximum size"));
@@ -172,8 +179,8 @@ async fn dispatch<S: Service>(
     if let Some(error) = mixed_kinds(&entries) {
         return Err(error);
     }
-    if let Some(params) = &query.connection_params
-        && let Err(error) = check_connection_params(params)
+    if let Some(params) = query.connection_params()
+        && let Err(error) = check_connection_params(&params)
     {
         return Err(error);
     }
@@ -199,7 +206,7 @@ async fn dispatch<S: Service>(
     let source = if !needs_input {
         InputSource::None
     } else if parts.method == Method::GET {
-        match query.input.as_deref() {
+        match query.input().as_deref() {
             None | Some("") => InputSource::None,
             Some(text) => InputSource::parse(text.as_bytes()),
         }
@@ -213,12 +220,13 @@ async fn dispatch<S: Service>(
     };
     let mut inputs = source.split(paths.len(), is_batch);
 
-    let meta = request_meta(parts);
+    let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
     let env = CallEnv {
         scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
         method: parts.method.clone(),
         allow_method_override: config.allow_method_override,
         deadline,
+        ok_metrics: state.ok_metrics.clone(),
     };
     let calls: Vec<Call<S>> = paths
         .iter()
@@ -500,11 +508,16 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
         Ok(_) => "OK",
         Err(error) => error.code.key(),
     };
+    let cached = match (&result.outcome, &entry) {
+        (Ok(_), Some(entry)) => env.ok_metrics.get(&*entry.path),
+        _ => None,
+    };
     crate::server::record_call(
         entry.as_ref().map(|e| &e.path),
         code,
         result.status(),
         started.elapsed(),
+        cached,
     );
     result
 }

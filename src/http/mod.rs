@@ -106,10 +106,15 @@ pub fn trpc_router<S: Service>(
     service: Arc<S>,
     config: TrpcConfig,
 ) -> axum::Router {
+    let ok_metrics = registry
+        .entries()
+        .map(|e| (e.path.clone(), crate::server::CallMetrics::ok(&e.path)))
+        .collect();
     let state = Arc::new(adapter::Trpc {
         registry,
         service,
         config,
+        ok_metrics: Arc::new(ok_metrics),
     });
     let handler = move |req: axum::extract::Request| {
         let state = state.clone();

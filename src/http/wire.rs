@@ -1,6 +1,8 @@
 //! Byte-level pieces of the protocol: URL decoding as JavaScript does it,
 //! the error shape, and the response bodies, written straight into buffers.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
@@ -14,9 +16,9 @@ pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json"
 
 /// JavaScript's `decodeURIComponent`: fails on a `%` not followed by two hex
 /// digits and on escapes that are not UTF-8.
-pub(crate) fn decode_uri_component(s: &str) -> Result<String, ()> {
+pub(crate) fn decode_uri_component(s: &str) -> Result<Cow<'_, str>, ()> {
     if !s.contains('%') {
-        return Ok(s.to_owned());
+        return Ok(Cow::Borrowed(s));
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -35,48 +37,63 @@ pub(crate) fn decode_uri_component(s: &str) -> Result<String, ()> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| ())
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| ())
 }
 
-/// The query parameters tRPC reads, decoded like `URLSearchParams.get`
-/// (first occurrence wins, `+` is a space, bad escapes kept literally).
+/// The query parameters tRPC reads, kept raw and decoded on use like
+/// `URLSearchParams.get` (first occurrence wins, `+` is a space, bad escapes
+/// kept literally), so an input no procedure reads is never decoded.
 #[derive(Debug, Default)]
-pub(crate) struct Query {
-    pub batch: Option<String>,
-    pub input: Option<String>,
-    pub connection_params: Option<String>,
+pub(crate) struct Query<'a> {
+    batch: Option<&'a str>,
+    input: Option<&'a str>,
+    connection_params: Option<&'a str>,
 }
 
-impl Query {
-    pub fn parse(query: Option<&str>) -> Self {
+impl<'a> Query<'a> {
+    pub fn parse(query: Option<&'a str>) -> Self {
         let mut q = Query::default();
         let Some(query) = query else {
             return q;
         };
         for pair in query.split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match search_param(key).as_str() {
+            let slot = match &*search_param(key) {
                 "batch" => &mut q.batch,
                 "input" => &mut q.input,
                 "connectionParams" => &mut q.connection_params,
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(search_param(value));
+                *slot = Some(value);
             }
         }
         q
     }
+
+    pub fn batch(&self) -> Option<Cow<'a, str>> {
+        self.batch.map(search_param)
+    }
+
+    pub fn input(&self) -> Option<Cow<'a, str>> {
+        self.input.map(search_param)
+    }
+
+    pub fn connection_params(&self) -> Option<Cow<'a, str>> {
+        self.connection_params.map(search_param)
+    }
 }
 
-fn search_param(s: &str) -> String {
+fn search_param(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&plus)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Whether a `content-type` value's media type (before `;`) is `wanted`,
@@ -328,11 +345,14 @@ mod tests {
 
     #[test]
     fn uri_component() {
-        assert_eq!(decode_uri_component("post%2EbyId"), Ok("post.byId".into()));
-        assert_eq!(decode_uri_component("a%2"), Err(()));
-        assert_eq!(decode_uri_component("a%zz"), Err(()));
-        assert_eq!(decode_uri_component("%E0%A4"), Err(()));
-        assert_eq!(decode_uri_component("%C3%A9"), Ok("é".into()));
+        assert_eq!(
+            decode_uri_component("post%2EbyId").as_deref(),
+            Ok("post.byId")
+        );
+        assert!(decode_uri_component("a%2").is_err());
+        assert!(decode_uri_component("a%zz").is_err());
+        assert!(decode_uri_component("%E0%A4").is_err());
+        assert_eq!(decode_uri_component("%C3%A9").as_deref(), Ok("é"));
     }
 
     #[test]
@@ -340,8 +360,9 @@ mod tests {
         let q = Query::parse(Some(
             "foo=bar&batch=1&input=%7B%22a%22%3A%22x+y%22%7D&batch=2",
         ));
-        assert_eq!(q.batch.as_deref(), Some("1"));
-        assert_eq!(q.input.as_deref(), Some(r#"{"a":"x y"}"#));
+        assert_eq!(q.batch().as_deref(), Some("1"));
+        assert_eq!(q.input().as_deref(), Some(r#"{"a":"x y"}"#));
+        assert!(q.connection_params().is_none());
     }
 
     /// Inputs and the messages Node 20's `JSON.parse` gave for them.
