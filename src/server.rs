@@ -73,18 +73,45 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std:
     serve_with_shutdown(listener, app, shutdown_signal()).await
 }
 
+/// How long in-flight requests may take to finish after the shutdown signal
+/// before the remaining connections are dropped, so a stuck client cannot
+/// hold up a deployment forever.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// [`serve`] with a caller-chosen shutdown trigger (tests, embedding).
+/// After the signal no new connections are accepted; in-flight requests get
+/// up to [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(signal)
-    .await
+    .with_graceful_shutdown(async move {
+        signal.await;
+        let _ = fired_tx.send(true);
+    });
+    let grace_expired = async move {
+        if fired_rx.wait_for(|fired| *fired).await.is_err() {
+            // The server finished without a signal; never fire.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server.into_future() => result,
+        () = grace_expired => {
+            tracing::warn!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "requests still running after the shutdown grace period; closing them"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
