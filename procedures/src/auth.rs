@@ -74,11 +74,13 @@ async fn store_password(
 
 // ---------------------------------------------------------------- register
 
-/// `auth.register` input. Required fields are `Option` only so that every
-/// missing field is reported at once; TypeScript sees them as required.
+/// `auth.register` input. The email is trimmed and lower-cased; every
+/// failing field is reported at once in `error.data.issues`.
 #[derive(Debug, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterInput {
+    // Required fields are `Option` so that a missing one is reported together
+    // with every other failing field (serde would stop at the first).
     #[serde(default)]
     #[ts(type = "string")]
     pub email: Option<String>,

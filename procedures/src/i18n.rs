@@ -100,6 +100,10 @@ const ES: &[(&str, &str)] = &[
     ("Internal server error", "Error interno del servidor"),
     ("Invalid input", "Entrada no válida"),
     ("Request timed out", "La solicitud ha caducado"),
+    (
+        "Could not read the request body",
+        "No se pudo leer el cuerpo de la solicitud",
+    ),
     ("PAYLOAD_TOO_LARGE", "La solicitud es demasiado grande"),
     (
         "Batching is not enabled on the server",
