@@ -26,6 +26,8 @@ use crate::validate::{Issues, normalize_email};
 
 /// Reset tokens are valid this long.
 const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
+/// Longest wait for the mailer before answering anyway.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(10);
 /// bcrypt never sees more than this; longer passwords are refused, not cut.
 const MAX_PASSWORD_BYTES: usize = 72;
 
@@ -503,8 +505,15 @@ impl RequestPasswordReset {
         .insert(&svc.db)
         .await?;
         let mail = password_reset_mail(&user.email, &svc.settings.reset_url, &token);
-        if let Err(e) = svc.mailer.send(mail).await {
-            tracing::error!(error = %e, user_id = %user.id, request_id, "could not send reset mail");
+        // A slow SMTP server must not hold the request for long.
+        match tokio::time::timeout(MAIL_TIMEOUT, svc.mailer.send(mail)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, user_id = %user.id, request_id, "could not send reset mail");
+            }
+            Err(_) => {
+                tracing::error!(user_id = %user.id, request_id, "reset mail timed out");
+            }
         }
         tracing::info!(target: "audit", event = "reset.requested", user_id = %user.id, request_id);
         Ok(())
@@ -522,15 +531,14 @@ impl Procedure<AuthService> for RequestPasswordReset {
         let mut issues = Issues::new();
         let email = issues.email("email", input.email.as_deref());
         issues.finish()?;
-        // The lookup, token and mail happen in the background so that the
-        // answer takes the same time whether or not the account exists.
-        let svc = ctx.service.clone();
-        let request_id = ctx.request.request_id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = RequestPasswordReset::run(&svc, &email, &request_id).await {
-                tracing::error!(error = %e, request_id, "password reset request failed");
-            }
-        });
+        // The mail is written (or handed to SMTP) before answering, so a
+        // client that got `success` can rely on it being in the outbox.
+        // Failures are logged, never shown: the answer must not depend on
+        // whether the account exists.
+        let request_id = &ctx.request.request_id;
+        if let Err(e) = RequestPasswordReset::run(&ctx.service, &email, request_id).await {
+            tracing::error!(error = %e, request_id, "password reset request failed");
+        }
         Ok(Success::default())
     }
 }

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use gatehouse_auth::Config;
 use serde_json::{Value, json};
@@ -175,11 +174,6 @@ impl Server {
     pub fn outbox(&self) -> Vec<String> {
         read_outbox(&self.config.outbox_dir())
     }
-
-    /// Waits (polling) until the outbox holds at least `n` mails.
-    pub async fn wait_for_mails(&self, n: usize) -> Vec<String> {
-        wait_for_mails(&self.config.outbox_dir(), n).await
-    }
 }
 
 pub fn read_outbox(dir: &std::path::Path) -> Vec<String> {
@@ -196,17 +190,6 @@ pub fn read_outbox(dir: &std::path::Path) -> Vec<String> {
         .into_iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect()
-}
-
-pub async fn wait_for_mails(dir: &std::path::Path, n: usize) -> Vec<String> {
-    for _ in 0..200 {
-        let mails = read_outbox(dir);
-        if mails.len() >= n {
-            return mails;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    read_outbox(dir)
 }
 
 /// The reset token of a mail (`Token: <token>` line).
