@@ -165,7 +165,20 @@ for (const linkName of LINKS) {
         "BAD_REQUEST",
         400,
       );
-      assert.ok(invalid.data?.path === "auth.register");
+      assert.equal(invalid.data?.path, "auth.register");
+      // Each failing field is an issue (typed through AppErrorShape).
+      const issues = invalid.data?.issues ?? [];
+      assert.ok(
+        issues.some((i) => i.path.join(".") === "email" && i.message.length > 0),
+        `issues: ${JSON.stringify(issues)}`,
+      );
+      const weak = await expectCode(
+        trpc.auth.register.mutate({ email: freshEmail("weak"), password: "short", firstName: "", lastName: "B" }),
+        "BAD_REQUEST",
+        400,
+      );
+      const weakFields = (weak.data?.issues ?? []).map((i) => i.path.join(".")).sort();
+      assert.deepEqual(weakFields, ["firstName", "password"], JSON.stringify(weak.data?.issues));
 
       await expectCode(trpc.auth.me.query(), "UNAUTHORIZED", 401);
       state.token = "not.a.jwt";
