@@ -209,6 +209,30 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Treats settings set to an empty string (`DATABASE_URL=`) as unset, as
+    /// shells and compose files often export empty variables.
+    pub fn normalized(mut self) -> Self {
+        fn clean(v: &mut Option<String>) {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *v = None;
+            }
+        }
+        clean(&mut self.database_url);
+        clean(&mut self.admin_email);
+        clean(&mut self.admin_password);
+        clean(&mut self.smtp_url);
+        clean(&mut self.cors_origins);
+        clean(&mut self.trusted_proxies);
+        if self
+            .outbox_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.outbox_dir = None;
+        }
+        self
+    }
+
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
         self.database_url

@@ -110,6 +110,7 @@ fn main() -> ExitCode {
     init_tracing();
     // Never a flag: flags are visible to every user of the machine.
     cli.config.admin_password = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
+    cli.config = cli.config.normalized();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

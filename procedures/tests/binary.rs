@@ -81,7 +81,10 @@ async fn run_to_end(mut cmd: Command, stdin: Option<&str>) -> (bool, String, Str
 #[tokio::test]
 async fn defaults_create_data_dir_secret_and_database() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = spawn(command(dir.path())).await;
+    // Empty variables count as unset.
+    let mut cmd = command(dir.path());
+    cmd.env("DATABASE_URL", "").env("SMTP_URL", "");
+    let first = spawn(cmd).await;
     let (token, _) = register(&first.client, "keep@example.com").await;
     drop(first);
     let data = dir.path().join("data");
