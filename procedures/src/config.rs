@@ -16,6 +16,7 @@ pub struct Config {
     /// Listen address (port 0 picks a free port).
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_ADDR",
         value_name = "GATEHOUSE_ADDR",
         default_value = "127.0.0.1:3000"
@@ -24,12 +25,13 @@ pub struct Config {
 
     /// `sqlite://./rel.db`, `sqlite:///abs.db` or `postgres://…`; default
     /// `sqlite://<data-dir>/gatehouse.db`.
-    #[arg(long, env = "DATABASE_URL", value_name = "DATABASE_URL")]
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "DATABASE_URL")]
     pub database_url: Option<String>,
 
     /// Where the default database, JWT secret and outbox live.
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_DATA_DIR",
         value_name = "GATEHOUSE_DATA_DIR",
         default_value = "./data"
@@ -40,6 +42,7 @@ pub struct Config {
     /// `<data-dir>/jwt.secret` when unset.
     #[arg(
         long,
+        global = true,
         env = "JWT_SECRET",
         value_name = "JWT_SECRET",
         hide_env_values = true
@@ -47,18 +50,19 @@ pub struct Config {
     pub jwt_secret: Option<String>,
 
     /// Access-token lifetime in seconds.
-    #[arg(long, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
+    #[arg(long, global = true, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub jwt_ttl: u64,
 
     /// Absolute refresh window of a session, in seconds from its start.
-    #[arg(long, env = "JWT_REFRESH_TTL", value_name = "JWT_REFRESH_TTL", default_value_t = 1_209_600,
+    #[arg(long, global = true, env = "JWT_REFRESH_TTL", value_name = "JWT_REFRESH_TTL", default_value_t = 1_209_600,
           value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
     pub jwt_refresh_ttl: u64,
 
     /// The `iss` claim written and required.
     #[arg(
         long,
+        global = true,
         env = "JWT_ISSUER",
         value_name = "JWT_ISSUER",
         default_value = "gatehouse"
@@ -67,18 +71,19 @@ pub struct Config {
 
     /// How long a token replaced by refresh keeps working, in seconds (0..=10),
     /// so parallel refreshes from several tabs do not log the user out.
-    #[arg(long, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
+    #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=10))]
     pub refresh_grace: u64,
 
     /// bcrypt cost factor.
-    #[arg(long, env = "BCRYPT_COST", value_name = "BCRYPT_COST", default_value_t = 10,
+    #[arg(long, global = true, env = "BCRYPT_COST", value_name = "BCRYPT_COST", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,
 
     /// Creates this ADMIN at start if no ADMIN exists (with the password below).
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_ADMIN_EMAIL",
         value_name = "GATEHOUSE_ADMIN_EMAIL"
     )]
@@ -93,6 +98,7 @@ pub struct Config {
     /// default `<data-dir>/outbox`.
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_OUTBOX_DIR",
         value_name = "GATEHOUSE_OUTBOX_DIR"
     )]
@@ -101,6 +107,7 @@ pub struct Config {
     /// `smtp://user:pass@host:587` (or `smtps://…`) for real delivery.
     #[arg(
         long,
+        global = true,
         env = "SMTP_URL",
         value_name = "SMTP_URL",
         hide_env_values = true
@@ -108,12 +115,13 @@ pub struct Config {
     pub smtp_url: Option<String>,
 
     /// Sender of outgoing mail.
-    #[arg(long, env = "MAIL_FROM", value_name = "MAIL_FROM", default_value = crate::mail::DEFAULT_FROM)]
+    #[arg(long, global = true, env = "MAIL_FROM", value_name = "MAIL_FROM", default_value = crate::mail::DEFAULT_FROM)]
     pub mail_from: String,
 
     /// Base of the link in reset mails; `token` and `email` are appended.
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_RESET_URL",
         value_name = "GATEHOUSE_RESET_URL",
         default_value = "http://localhost:3000/reset-password"
@@ -121,28 +129,29 @@ pub struct Config {
     pub reset_url: String,
 
     /// Failed logins per account within the window before it is locked.
-    #[arg(long, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
+    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
           default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub login_max_failures: u32,
 
     /// Failure-counting window and lock time, in seconds.
-    #[arg(long, env = "GATEHOUSE_LOGIN_WINDOW", value_name = "GATEHOUSE_LOGIN_WINDOW",
+    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_WINDOW", value_name = "GATEHOUSE_LOGIN_WINDOW",
           default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub login_window: u64,
 
     /// Failed logins per client address within the window before it is locked.
-    #[arg(long, env = "GATEHOUSE_IP_MAX_FAILURES", value_name = "GATEHOUSE_IP_MAX_FAILURES",
+    #[arg(long, global = true, env = "GATEHOUSE_IP_MAX_FAILURES", value_name = "GATEHOUSE_IP_MAX_FAILURES",
           default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub ip_max_failures: u32,
 
     /// Request body limit in bytes.
-    #[arg(long, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
+    #[arg(long, global = true, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
           default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub body_limit: u64,
 
     /// Allowed CORS origins: comma-separated, or `*`; none by default.
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_CORS_ORIGINS",
         value_name = "GATEHOUSE_CORS_ORIGINS"
     )]
@@ -152,6 +161,7 @@ pub struct Config {
     /// believed when working out the client address.
     #[arg(
         long,
+        global = true,
         env = "GATEHOUSE_TRUSTED_PROXIES",
         value_name = "GATEHOUSE_TRUSTED_PROXIES"
     )]
