@@ -31,6 +31,7 @@ both_backends!(
     spanish_messages,
     rehash_on_login,
     housekeeping_keeps_live_rows,
+    hashes_from_node_and_php_verify,
 );
 
 async fn register_login_me(backend: Backend) {
@@ -980,4 +981,38 @@ async fn housekeeping_keeps_live_rows(backend: Backend) {
     login(&c, "keep@example.com", PASSWORD)
         .await
         .assert_error("TOO_MANY_REQUESTS", 429);
+}
+
+async fn hashes_from_node_and_php_verify(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+    let server = Server::start(backend).await;
+    let db = gatehouse_auth::db::connect(&server.config.database_url())
+        .await
+        .expect("db");
+    // The same bcrypt digest under the three prefixes other stacks write.
+    let hash = bcrypt::hash(PASSWORD, 4).expect("hash");
+    let digest = hash.strip_prefix("$2b$").expect("2b hash");
+    for (i, prefix) in ["$2a$", "$2b$", "$2y$"].into_iter().enumerate() {
+        let now = chrono::Utc::now().timestamp_millis();
+        gatehouse_auth::entities::user::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            email: Set(format!("legacy{i}@example.com")),
+            password_hash: Set(format!("{prefix}{digest}")),
+            first_name: Set("Legacy".into()),
+            last_name: Set("User".into()),
+            phone: Set(None),
+            role: Set("VIEWER".into()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&db)
+        .await
+        .expect("insert");
+        let c = server.client();
+        let r = login(&c, &format!("legacy{i}@example.com"), PASSWORD).await;
+        assert_eq!(r.status, 200, "{prefix}: {}", r.body);
+        login(&c, &format!("legacy{i}@example.com"), "not the password")
+            .await
+            .assert_error("UNAUTHORIZED", 401);
+    }
 }
