@@ -12,6 +12,7 @@ both_backends!(
     reuse_of_rotated_token_revokes_session,
     refresh_window_is_absolute,
     deleted_or_demoted_users_cannot_refresh,
+    parallel_refreshes_keep_the_session,
 );
 
 fn now() -> i64 {
@@ -267,5 +268,29 @@ async fn deleted_or_demoted_users_cannot_refresh(backend: Backend) {
             .mutation("auth.refreshToken", json!(null))
             .await
             .assert_error("UNAUTHORIZED", 401);
+    }
+}
+
+async fn parallel_refreshes_keep_the_session(backend: Backend) {
+    // Several browser tabs refresh the same token at once: none is logged out.
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (token, _) = register(&c, "tabs@example.com").await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let tab = c.clone().with_token(&token);
+        tasks.push(tokio::spawn(async move {
+            tab.mutation("auth.refreshToken", json!(null)).await
+        }));
+    }
+    let mut fresh = Vec::new();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert_eq!(r.status, 200, "{}", r.body);
+        fresh.push(r.data()["token"].as_str().expect("token").to_owned());
+    }
+    for t in &fresh {
+        assert_eq!(c.me(t).await.status, 200);
+        assert_eq!(claims(t)["sid"], claims(&token)["sid"]);
     }
 }
