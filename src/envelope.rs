@@ -52,10 +52,11 @@ pub fn decode(envelope: Value) -> Result<Option<Value>, RpcError> {
     let Some(values) = meta.get("values") else {
         return Ok(root);
     };
+    // superjson: `legacyPaths = (meta.v ?? 0) < 1`, with JavaScript's
+    // number conversion for whatever `v` holds.
     let legacy = match meta.get("v") {
         None | Some(Value::Null) => true,
-        Some(Value::Number(n)) => n.as_f64().is_none_or(|v| v < 1.0),
-        Some(_) => false,
+        Some(v) => js_number(v) < 1.0,
     };
     if root.is_none() {
         // superjson would fail walking annotations into `undefined`; there is
@@ -287,6 +288,23 @@ fn js_string(value: &Value) -> String {
     }
 }
 
+/// JavaScript's `Number(value)` (NaN compares false with everything).
+fn js_number(value: &Value) -> f64 {
+    match value {
+        Value::Null => 0.0,
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(s) if s.trim().is_empty() => 0.0,
+        Value::String(s) => s.trim().parse().unwrap_or(f64::NAN),
+        Value::Array(items) => match items.as_slice() {
+            [] => 0.0,
+            [one] => js_number(&Value::String(js_string(one))),
+            _ => f64::NAN,
+        },
+        Value::Object(_) => f64::NAN,
+    }
+}
+
 fn keep(_: &mut Value) {}
 
 fn bigint(value: &mut Value) {
@@ -435,6 +453,26 @@ mod tests {
             Some(vec![r"a\\b".to_owned()])
         );
         assert!(parse_path(r"a\b", false).is_err());
+        // `v` goes through JavaScript's number conversion.
+        for (v, legacy) in [
+            (json!(1), false),
+            (json!(0), true),
+            (json!("0"), true),
+            (json!("1"), false),
+            (json!("x"), false),
+            (json!(true), false),
+            (json!([]), true),
+            (json!({}), false),
+        ] {
+            let env =
+                json!({"json": {"a\\b": "1"}, "meta": {"values": {"a\\b": ["bigint"]}, "v": v}});
+            let expected = if legacy {
+                Ok(Some(json!({"a\\b": 1})))
+            } else {
+                Err("invalid path".to_owned())
+            };
+            assert_eq!(dec(env), expected, "v = {v}");
+        }
         assert_eq!(parse_path(r"a\b", true).ok(), Some(vec![r"a\b".to_owned()]));
         let v = json!({"json": {"x.y": "1"}, "meta": {"values": {r"x\.y": ["bigint"]}, "v": 1}});
         assert_eq!(dec(v), Ok(Some(json!({"x.y": 1}))));
