@@ -5,9 +5,10 @@ use gatehouse::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds. Small and explicit so
-/// an expired token is refused promptly.
-pub const LEEWAY_SECS: u64 = 5;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds: enough for instances
+/// whose clocks are NTP-synchronised, small so an expired token is refused
+/// promptly (jsonwebtoken's default of 60 s would keep it alive a minute).
+pub const LEEWAY_SECS: u64 = 1;
 
 /// The claims of every token, exactly as `api.md` lists them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 both_backends!(
     forged_tokens_are_refused,
+    short_lived_tokens_expire,
     expired_token_refreshes_within_window,
     reuse_of_rotated_token_revokes_session,
     refresh_window_is_absolute,
@@ -293,4 +294,21 @@ async fn parallel_refreshes_keep_the_session(backend: Backend) {
         assert_eq!(c.me(t).await.status, 200);
         assert_eq!(claims(t)["sid"], claims(&token)["sid"]);
     }
+}
+
+async fn short_lived_tokens_expire(backend: Backend) {
+    // JWT_TTL=1: after a little over two seconds (1 s lifetime + 1 s leeway,
+    // whole-second timestamps) the token is refused, yet it still refreshes.
+    let server = Server::start_with(backend, |c| c.jwt_ttl = 1).await;
+    let c = server.client();
+    let (token, _) = register(&c, "brief@example.com").await;
+    assert_eq!(c.me(&token).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    assert_refused(&server, &token, "expired by JWT_TTL").await;
+    let r = c
+        .clone()
+        .with_token(&token)
+        .mutation("auth.refreshToken", json!(null))
+        .await;
+    assert_eq!(r.data()["expiresIn"], 1);
 }
