@@ -32,6 +32,7 @@ both_backends!(
     rehash_on_login,
     housekeeping_keeps_live_rows,
     hashes_from_node_and_php_verify,
+    custom_reset_url,
 );
 
 async fn register_login_me(backend: Backend) {
@@ -1015,4 +1016,29 @@ async fn hashes_from_node_and_php_verify(backend: Backend) {
             .await
             .assert_error("UNAUTHORIZED", 401);
     }
+}
+
+async fn custom_reset_url(backend: Backend) {
+    let server = Server::start_with(backend, |c| {
+        c.reset_url = "https://app.example.com/account/reset".to_owned();
+    })
+    .await;
+    let c = server.client();
+    register(&c, "link@example.com").await;
+    c.mutation(
+        "auth.requestPasswordReset",
+        json!({"email": "link@example.com"}),
+    )
+    .await
+    .data();
+    let mails = server.outbox();
+    assert_eq!(mails.len(), 1);
+    let token = common::token_from_mail(&mails[0]);
+    let unfolded = mails[0].replace("=\r\n", "").replace("=\n", "");
+    assert!(
+        unfolded.contains(&format!(
+            "https://app.example.com/account/reset?token={token}"
+        )),
+        "{unfolded}"
+    );
 }
