@@ -12,7 +12,7 @@
 //! | `bigint` | a JSON number when it fits `i64`/`u64`, else the decimal string |
 //! | `number` (`NaN`, `±Infinity`, `-0`) | `-0` becomes `-0.0`; the others `null` (JSON has no such numbers) |
 //! | `set`, `typed-array` | the array |
-//! | `map` | an object when every key is a string (so `HashMap<String, _>` works), else the `[key, value]` pairs |
+//! | `map` | an object when every key is a JavaScript string (so `HashMap<String, _>` works), else the `[key, value]` pairs |
 //! | `regexp`, `URL` | the string |
 //! | `Error` | the `{name, message, cause?}` object |
 //! | `class`, `symbol`, `custom` | an error, as on a Node server where nothing is registered |
@@ -100,7 +100,18 @@ fn walk(
             // `[]` has no type; superjson looks up the rule named by
             // `String(undefined)`, which is the `undefined` rule.
             let undefined = Value::String("undefined".to_owned());
-            apply(node.first().unwrap_or(&undefined), root, origin)
+            let kind = node.first().unwrap_or(&undefined);
+            // A Map whose keys carry annotations (Dates, URLs, objects with
+            // bigints…) does not have string keys in JavaScript, even once
+            // the keys are turned into strings here: keep it as pairs.
+            let string_keys = !(kind.as_str() == Some("map")
+                && match node.get(1) {
+                    Some(Value::Object(children)) => children.keys().any(|k| {
+                        parse_path(k, legacy).is_ok_and(|p| p.get(1).is_some_and(|s| s == "0"))
+                    }),
+                    _ => false,
+                });
+            apply(kind, root, origin, string_keys)
         }
         Value::Object(children) => descend(
             children.iter().map(|(k, v)| (k.as_str(), v)),
@@ -163,7 +174,12 @@ pub fn parse_path(path: &str, legacy: bool) -> Result<Vec<String>, RpcError> {
 }
 
 /// Turns the value at `path` back from its annotation `kind`.
-fn apply(kind: &Value, root: &mut Option<Value>, path: &[String]) -> Result<(), RpcError> {
+fn apply(
+    kind: &Value,
+    root: &mut Option<Value>,
+    path: &[String],
+    map_to_object: bool,
+) -> Result<(), RpcError> {
     // superjson refuses these segments to prevent prototype pollution; a
     // JavaScript client can therefore never send them annotated.
     for forbidden in ["__proto__", "prototype", "constructor"] {
@@ -174,7 +190,7 @@ fn apply(kind: &Value, root: &mut Option<Value>, path: &[String]) -> Result<(), 
         }
     }
     let transform = match kind {
-        Value::String(name) => simple_transform(name)?,
+        Value::String(name) => simple_transform(name, map_to_object)?,
         Value::Array(parts) => composite_transform(parts)?,
         other => return Err(unknown_transformation(other)),
     };
@@ -217,12 +233,13 @@ enum Transform {
     Value(fn(&mut Value)),
 }
 
-fn simple_transform(name: &str) -> Result<Transform, RpcError> {
+fn simple_transform(name: &str, map_to_object: bool) -> Result<Transform, RpcError> {
     Ok(match name {
         "undefined" => Transform::Undefined,
         "bigint" => Transform::Value(bigint),
         "number" => Transform::Value(special_number),
-        "map" => Transform::Value(map_entries),
+        "map" if map_to_object => Transform::Value(map_entries),
+        "map" => Transform::Value(keep),
         // Already in their plain-JSON form: ISO string, array, string, object.
         "Date" | "set" | "regexp" | "Error" | "URL" => Transform::Value(keep),
         other => {
