@@ -5,6 +5,20 @@
 //!
 //! [`trpc_router`] mounts the endpoint at `/trpc`; [`crate::server::app`]
 //! adds the operational routes and middleware around it.
+//!
+//! Where we deliberately differ from `@trpc/server` 11.25 (none of it is
+//! visible to `@trpc/client`, which ignores statuses and headers):
+//! - request-level errors carry `content-type: application/json` (tRPC core
+//!   leaves the fetch default `text/plain`): every body under `/trpc` is JSON;
+//! - `data.stack` is never sent (a production server);
+//! - batches are capped at [`TrpcConfig::max_batch_size`] (tRPC: unlimited);
+//! - v10's `trpc-batch-mode: stream` is answered in v10's streaming format
+//!   (a v11 server ignores it), so v10's `unstable_httpBatchStreamLink` works;
+//! - calls that finish at the same moment may be streamed in a different
+//!   order than Node's microtask queue would pick (clients route by id);
+//! - input validation messages are serde's (tRPC: the validator's), with
+//!   `data.issues` naming each failing field;
+//! - subscriptions (SSE), FormData and binary inputs are not supported.
 
 mod adapter;
 mod stream;
