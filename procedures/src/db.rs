@@ -74,9 +74,22 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     Database::connect(options).await.map_err(DbError::Connect)
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration. Instances started together on one
+/// PostgreSQL may race to apply the same migration; the loser's attempt
+/// fails on the bookkeeping row, so it retries and then finds nothing to do.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
-    Migrator::up(db, None).await.map_err(DbError::Migrate)
+    let mut attempt = 0;
+    loop {
+        match Migrator::up(db, None).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "migration failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(DbError::Migrate(e)),
+        }
+    }
 }
 
 /// Starts a transaction that will write. On SQLite it takes the write lock at

@@ -201,11 +201,25 @@ pub async fn create_user(
     if first_name.trim().is_empty() || last_name.trim().is_empty() {
         return Err(CreateUserError::Names);
     }
+    insert_user(db, hasher, &email, password, first_name, last_name, role).await
+}
+
+/// Hashes the password and inserts the user, without the policy checks of
+/// [`create_user`]; a duplicate email is [`CreateUserError::Exists`].
+async fn insert_user(
+    db: &DatabaseConnection,
+    hasher: &PasswordHasher,
+    email: &str,
+    password: &str,
+    first_name: &str,
+    last_name: &str,
+    role: Role,
+) -> Result<user::Model, CreateUserError> {
     let hash = hasher.hash(password).await?;
     let now = db::now_ms();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7().to_string()),
-        email: Set(email),
+        email: Set(email.to_owned()),
         password_hash: Set(hash),
         first_name: Set(first_name.trim().to_owned()),
         last_name: Set(last_name.trim().to_owned()),
@@ -251,7 +265,7 @@ async fn bootstrap_admin(
         return Ok(());
     }
     let hasher = &service.hasher;
-    let u = match create_user(
+    let created = match create_user(
         db,
         hasher,
         &normalized,
@@ -264,36 +278,27 @@ async fn bootstrap_admin(
     {
         Err(CreateUserError::Policy("Password is too common")) => {
             tracing::warn!("GATEHOUSE_ADMIN_PASSWORD is a common password; change it soon");
-            create_user_unchecked(db, hasher, &normalized, password).await?
+            // Allowed with a warning so that a demo setup still starts;
+            // unlike a password bcrypt would truncate, it is still usable.
+            insert_user(
+                db,
+                hasher,
+                &normalized,
+                password,
+                "Admin",
+                "User",
+                Role::Admin,
+            )
+            .await
         }
+        other => other,
+    };
+    let u = match created {
+        // Another instance starting at the same time created it first.
+        Err(CreateUserError::Exists) => return Ok(()),
         other => other?,
     };
     tracing::info!(target: "audit", event = "admin.bootstrap_created", user_id = %u.id,
         "created the first ADMIN from GATEHOUSE_ADMIN_EMAIL");
     Ok(())
-}
-
-/// The first admin with a common password: allowed with a warning so that a
-/// demo setup still starts, unlike a password bcrypt would truncate.
-async fn create_user_unchecked(
-    db: &DatabaseConnection,
-    hasher: &PasswordHasher,
-    email: &str,
-    password: &str,
-) -> Result<user::Model, CreateUserError> {
-    let now = db::now_ms();
-    let hash = hasher.hash(password).await?;
-    Ok(user::ActiveModel {
-        id: Set(Uuid::now_v7().to_string()),
-        email: Set(email.to_owned()),
-        password_hash: Set(hash),
-        first_name: Set("Admin".to_owned()),
-        last_name: Set("User".to_owned()),
-        phone: Set(None),
-        role: Set(Role::Admin.as_str().to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(db)
-    .await?)
 }

@@ -225,8 +225,8 @@ async fn two_instances_share_revocation() {
             .env("GATEHOUSE_LOGIN_MAX_FAILURES", "3");
         cmd
     };
-    let a = spawn(make()).await;
-    let b = spawn(make()).await;
+    // Both start at once on the empty database: the migrations race.
+    let (a, b) = tokio::join!(spawn(make()), spawn(make()));
     let (ca, cb) = (a.client.clone(), b.client.clone());
 
     // Logout on A: the token is dead on B.
@@ -284,4 +284,28 @@ async fn two_instances_share_revocation() {
     login(&cb, "shared@example.com", "after the reset 1")
         .await
         .assert_error("TOO_MANY_REQUESTS", 429);
+}
+
+#[tokio::test]
+async fn common_first_admin_password_still_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = command(dir.path());
+    cmd.env("JWT_SECRET", SECRET)
+        .env("GATEHOUSE_ADMIN_EMAIL", "demo@example.com")
+        .env("GATEHOUSE_ADMIN_PASSWORD", "password123");
+    let server = spawn(cmd).await;
+    let r = login(&server.client, "demo@example.com", "password123").await;
+    assert_eq!(r.data()["user"]["role"], "ADMIN");
+    // A password bcrypt would truncate is refused at start, naming the setting.
+    let mut cmd = command(dir.path());
+    cmd.env("JWT_SECRET", SECRET)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("other.db").display()),
+        )
+        .env("GATEHOUSE_ADMIN_EMAIL", "long@example.com")
+        .env("GATEHOUSE_ADMIN_PASSWORD", "x".repeat(73));
+    let (ok, _, stderr) = run_to_end(cmd, None).await;
+    assert!(!ok);
+    assert!(stderr.contains("GATEHOUSE_ADMIN_PASSWORD"), "{stderr}");
 }
