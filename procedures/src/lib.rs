@@ -264,35 +264,28 @@ async fn bootstrap_admin(
             "no ADMIN existed; promoted the existing GATEHOUSE_ADMIN_EMAIL account");
         return Ok(());
     }
-    let hasher = &service.hasher;
-    let created = match create_user(
+    if !validate::is_valid_email(&normalized) {
+        return Err(CreateUserError::Email(normalized));
+    }
+    match password::check_password_policy(password) {
+        // Allowed with a warning so that a demo setup still starts; unlike a
+        // password bcrypt would truncate, it is still usable.
+        Err(password::PasswordPolicyError::TooCommon) => {
+            tracing::warn!("GATEHOUSE_ADMIN_PASSWORD is a common password; change it soon");
+        }
+        Err(e) => return Err(CreateUserError::Policy(validate::policy_message(&e))),
+        Ok(()) => {}
+    }
+    let created = insert_user(
         db,
-        hasher,
+        &service.hasher,
         &normalized,
         password,
         "Admin",
         "User",
         Role::Admin,
     )
-    .await
-    {
-        Err(CreateUserError::Policy("Password is too common")) => {
-            tracing::warn!("GATEHOUSE_ADMIN_PASSWORD is a common password; change it soon");
-            // Allowed with a warning so that a demo setup still starts;
-            // unlike a password bcrypt would truncate, it is still usable.
-            insert_user(
-                db,
-                hasher,
-                &normalized,
-                password,
-                "Admin",
-                "User",
-                Role::Admin,
-            )
-            .await
-        }
-        other => other,
-    };
+    .await;
     let u = match created {
         // Another instance starting at the same time created it first.
         Err(CreateUserError::Exists) => return Ok(()),
