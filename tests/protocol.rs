@@ -534,3 +534,22 @@ async fn connection_params_are_checked() {
     let r = get(&app, "/trpc/hello?connectionParams=%7B%22a%22%3A%22b%22%7D").await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_stalled_body_is_a_request_level_timeout() {
+    let app = app_with(TrpcConfig {
+        request_timeout: std::time::Duration::from_millis(20),
+        ..TrpcConfig::default()
+    });
+    let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let req = build(
+        request("POST", "/trpc/add").header("content-type", "application/json"),
+        Body::from_stream(stalled),
+    );
+    let r = send(&app, req).await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        r.body,
+        r#"{"error":{"json":{"message":"Request timed out","code":-32008,"data":{"code":"TIMEOUT","httpStatus":408}}}}"#
+    );
+}

@@ -104,6 +104,12 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
             // A request-level error: the service still gets its last look
             // (e.g. to translate the message).
             let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
+            tracing::info!(
+                code = error.code.key(),
+                status = error.http_status().as_u16(),
+                message = %error.message,
+                "request rejected"
+            );
             state.service.finalize_error(&meta, &mut error);
             wire::request_error(&error)
         }
