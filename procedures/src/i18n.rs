@@ -133,6 +133,10 @@ const ES_PREFIX: &[(&str, &str)] = &[
         "Unsupported POST-request to query procedure at path ",
         "Solicitud POST no admitida para la consulta en la ruta ",
     ),
+    // Input decoding failures reported by the framework (serde's wording).
+    ("missing field ", "falta el campo "),
+    ("unknown variant ", "valor desconocido "),
+    ("invalid type: ", "tipo no válido: "),
 ];
 
 /// Translates one message; unknown messages are returned unchanged.
@@ -195,6 +199,10 @@ mod tests {
         assert_eq!(
             translate("Invalid email or password", Lang::En),
             "Invalid email or password"
+        );
+        assert_eq!(
+            translate("missing field `id`", Lang::Es),
+            "falta el campo `id`"
         );
     }
 }

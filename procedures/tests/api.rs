@@ -33,6 +33,7 @@ both_backends!(
     housekeeping_keeps_live_rows,
     hashes_from_node_and_php_verify,
     custom_reset_url,
+    expired_reset_token,
 );
 
 async fn register_login_me(backend: Backend) {
@@ -1040,5 +1041,36 @@ async fn custom_reset_url(backend: Backend) {
             "https://app.example.com/account/reset?token={token}"
         )),
         "{unfolded}"
+    );
+}
+
+async fn expired_reset_token(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let server = Server::start(backend).await;
+    let c = server.client();
+    register(&c, "late-reset@example.com").await;
+    c.mutation(
+        "auth.requestPasswordReset",
+        json!({"email": "late-reset@example.com"}),
+    )
+    .await
+    .data();
+    let token = common::token_from_mail(&server.outbox()[0]);
+    // Age the token past its 60 minutes.
+    let db = gatehouse_auth::db::connect(&server.config.database_url())
+        .await
+        .expect("db");
+    db.execute_unprepared("UPDATE password_resets SET expires_at = expires_at - 3600001")
+        .await
+        .expect("age token");
+    c.mutation(
+        "auth.resetPassword",
+        json!({"email": "late-reset@example.com", "token": token, "password": "too late for this"}),
+    )
+    .await
+    .assert_error("BAD_REQUEST", 400);
+    assert_eq!(
+        login(&c, "late-reset@example.com", PASSWORD).await.status,
+        200
     );
 }
