@@ -149,7 +149,7 @@ impl Procedure<AuthService> for Register {
             Err(e) if is_unique_violation(&e) => return Err(rpc(AuthError::EmailTaken)),
             Err(e) => return Err(rpc(e.into())),
         };
-        let (sid, jti) = svc.open_session(&txn, &user.id, &ctx.request).await?;
+        let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
         txn.commit().await.map_err(|e| {
             if is_unique_violation(&e) {
                 AuthError::EmailTaken
@@ -159,7 +159,7 @@ impl Procedure<AuthService> for Register {
         })?;
         tracing::info!(target: "audit", event = "register", user_id = %user.id,
             session_id = %sid, request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &sid, &jti)?)
+        Ok(svc.issue(&user, &sid, &generation)?)
     }
 }
 
@@ -291,10 +291,10 @@ impl Procedure<AuthService> for Login {
             }
         }
 
-        let (sid, jti) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
+        let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
         tracing::info!(target: "audit", event = "login.success", user_id = %user.id,
             session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &sid, &jti)?)
+        Ok(svc.issue(&user, &sid, &generation)?)
     }
 }
 
@@ -360,14 +360,15 @@ impl Procedure<AuthService> for RefreshToken {
             return Err(rpc(AuthError::SessionRevoked));
         }
         let grace = svc.settings.refresh_grace_ms;
+        let generation = crate::token::generation(&claims.jti);
         let within_grace = |s: &session::Model| {
-            s.previous_jti.as_deref() == Some(claims.jti.as_str())
+            s.previous_jti.as_deref() == Some(generation)
                 && s.rotated_at.is_some_and(|at| now - at <= grace)
         };
 
         let mut current = session;
-        if current.current_jti == claims.jti {
-            let new_jti = Uuid::new_v4().simple().to_string();
+        if current.current_jti == generation {
+            let new_generation = Uuid::new_v4().simple().to_string();
             let res = svc
                 .db
                 .execute_raw(sql(
@@ -376,10 +377,10 @@ impl Procedure<AuthService> for RefreshToken {
                      rotated_at = $2, last_used_at = $2 \
                      WHERE id = $3 AND current_jti = $4 AND revoked_at IS NULL",
                     vec![
-                        new_jti.clone().into(),
+                        new_generation.clone().into(),
                         now.into(),
                         current.id.clone().into(),
-                        claims.jti.clone().into(),
+                        generation.to_owned().into(),
                     ],
                 ))
                 .await
@@ -387,7 +388,7 @@ impl Procedure<AuthService> for RefreshToken {
             if res.rows_affected() == 1 {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
                     session_id = %current.id, request_id = %ctx.request.request_id);
-                return Ok(svc.issue(&user, &current.id, &new_jti)?);
+                return Ok(svc.issue(&user, &current.id, &new_generation)?);
             }
             // Lost a race with a parallel refresh: look again.
             current = session::Entity::find_by_id(claims.sid.clone())
@@ -400,8 +401,9 @@ impl Procedure<AuthService> for RefreshToken {
             }
         }
         if within_grace(&current) {
-            // A parallel refresh (another tab) already rotated: hand out the
-            // session's current token id rather than logging the user out.
+            // A parallel refresh (another tab) already rotated: hand out a
+            // token of the session's current generation rather than logging
+            // the user out.
             return Ok(svc.issue(&user, &current.id, &current.current_jti)?);
         }
         // A rotated token presented after its grace: assume it was stolen.
@@ -681,7 +683,7 @@ impl Procedure<AuthService> for ChangePassword {
             .await
             .map_err(AuthError::from)?;
         let now = now_ms();
-        let new_jti = Uuid::new_v4().simple().to_string();
+        let new_generation = Uuid::new_v4().simple().to_string();
         let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
         let backend = txn.get_database_backend();
         store_password(&txn, &user.id, hash, now).await?;
@@ -694,7 +696,7 @@ impl Procedure<AuthService> for ChangePassword {
                 "UPDATE sessions SET current_jti = $1, previous_jti = NULL, rotated_at = $2, \
                  last_used_at = $2 WHERE id = $3 AND revoked_at IS NULL",
                 vec![
-                    new_jti.clone().into(),
+                    new_generation.clone().into(),
                     now.into(),
                     me.session_id.clone().into(),
                 ],
@@ -707,7 +709,7 @@ impl Procedure<AuthService> for ChangePassword {
         txn.commit().await.map_err(AuthError::from)?;
         tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
             session_id = %me.session_id, request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &me.session_id, &new_jti)?)
+        Ok(svc.issue(&user, &me.session_id, &new_generation)?)
     }
 }
 

@@ -29,9 +29,10 @@ pub mod user {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Login sessions: one row per login/registration, naming the token that is
-/// currently valid (`current_jti`) and the one it replaced (`previous_jti`,
-/// valid for a short grace after `rotated_at`).
+/// Login sessions: one row per login/registration, naming the token
+/// generation that is currently valid (`current_jti`, the part of a token's
+/// `jti` before the dot) and the one it replaced (`previous_jti`, valid for a
+/// short grace after `rotated_at`).
 pub mod session {
     use sea_orm::entity::prelude::*;
 

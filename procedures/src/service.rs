@@ -94,12 +94,13 @@ impl AuthService {
         limits::client_ip(meta, &self.settings.trusted_proxies)
     }
 
-    /// Signs a token for `user` in session `sid` with id `jti`.
+    /// Signs a token for `user` in session `sid`, with a new token id in
+    /// the session generation `generation` (see [`crate::token::generation`]).
     pub(crate) fn issue(
         &self,
         user: &user::Model,
         sid: &str,
-        jti: &str,
+        generation: &str,
     ) -> Result<AuthPayload, AuthError> {
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(self.keys.ttl).unwrap_or(i64::MAX / 4);
@@ -110,7 +111,7 @@ impl AuthService {
             nbf: now,
             exp: now.saturating_add(ttl),
             sub: user.id.clone(),
-            jti: jti.to_owned(),
+            jti: crate::token::new_jti(generation),
             sid: sid.to_owned(),
             id: user.id.clone(),
             email: user.email.clone(),
@@ -125,7 +126,8 @@ impl AuthService {
         })
     }
 
-    /// Opens a session row for `user_id` and returns `(session id, jti)`.
+    /// Opens a session row for `user_id` and returns `(session id,
+    /// generation)` for [`Self::issue`].
     pub(crate) async fn open_session(
         &self,
         db: &impl ConnectionTrait,
@@ -205,11 +207,12 @@ impl AuthService {
         if session.revoked_at.is_some() || session.user_id != claims.sub {
             return Err(AuthError::SessionRevoked);
         }
-        let in_grace = session.previous_jti.as_deref() == Some(claims.jti.as_str())
+        let generation = crate::token::generation(&claims.jti);
+        let in_grace = session.previous_jti.as_deref() == Some(generation)
             && session
                 .rotated_at
                 .is_some_and(|at| now - at <= self.settings.refresh_grace_ms);
-        if session.current_jti != claims.jti && !in_grace {
+        if session.current_jti != generation && !in_grace {
             return Err(AuthError::SessionRevoked);
         }
         let Some(user) = user else {

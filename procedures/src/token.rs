@@ -28,6 +28,19 @@ pub struct Claims {
     pub last_name: String,
 }
 
+/// The session generation a token id belongs to. Token ids are
+/// `<generation>.<random>`: unique per token, while the session row only
+/// records the current and previous generation, so the tokens handed to
+/// parallel refreshes within the grace period all stay valid.
+pub fn generation(jti: &str) -> &str {
+    jti.split_once('.').map_or(jti, |(g, _)| g)
+}
+
+/// A fresh, unique token id in `generation`.
+pub fn new_jti(generation: &str) -> String {
+    format!("{generation}.{}", uuid::Uuid::new_v4().simple())
+}
+
 /// The signing secret and the two validations (access and refresh).
 pub struct TokenKeys {
     encoding: EncodingKey,

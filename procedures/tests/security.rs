@@ -294,6 +294,12 @@ async fn parallel_refreshes_keep_the_session(backend: Backend) {
         assert_eq!(c.me(t).await.status, 200);
         assert_eq!(claims(t)["sid"], claims(&token)["sid"]);
     }
+    // Every token has its own jti.
+    let mut jtis: Vec<String> = fresh.iter().map(|t| claims(t)["jti"].to_string()).collect();
+    jtis.push(claims(&token)["jti"].to_string());
+    jtis.sort();
+    jtis.dedup();
+    assert_eq!(jtis.len(), fresh.len() + 1);
 }
 
 async fn short_lived_tokens_expire(backend: Backend) {
