@@ -311,13 +311,8 @@ impl Procedure<AuthService> for Me {
     type Output = UserDetails;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<UserDetails, RpcError> {
-        let me = ctx.principal()?;
-        let user = ctx
-            .service
-            .find_user(&ctx.service.db, &me.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
-        Ok(UserDetails::try_from(&user)?)
+        // Read in the same query that authenticated the call.
+        Ok(UserDetails::try_from(&ctx.principal()?.user)?)
     }
 }
 
@@ -661,10 +656,7 @@ impl Procedure<AuthService> for ChangePassword {
         let current = input.current_password.unwrap_or_default();
 
         let svc = &ctx.service;
-        let user = svc
-            .find_user(&svc.db, &me.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let user = me.user.clone();
         let ok = current.len() <= MAX_PASSWORD_BYTES
             && svc
                 .hasher
@@ -759,10 +751,7 @@ impl Procedure<AuthService> for UpdateProfile {
         issues.finish()?;
 
         let svc = &ctx.service;
-        let user = svc
-            .find_user(&svc.db, &me.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)?;
+        let user = me.user.clone();
         let mut model: user::ActiveModel = user.into();
         if let Some(v) = first_name {
             model.first_name = Set(v);

@@ -59,6 +59,9 @@ pub struct AuthUser {
     pub jti: String,
     pub role: Role,
     pub email: String,
+    /// The user row as read while authenticating, so `auth.me` and friends
+    /// need no second query.
+    pub user: user::Model,
 }
 
 impl Principal for AuthUser {
@@ -241,11 +244,12 @@ impl AuthService {
             });
         }
         Ok(AuthUser {
-            user_id: user.id,
+            user_id: user.id.clone(),
             session_id: session.id,
             jti: claims.jti,
             role,
-            email: user.email,
+            email: user.email.clone(),
+            user,
         })
     }
 
