@@ -5,8 +5,10 @@
 //!
 //! Input directory layout (written by `bench/run`):
 //! - `meta.json`: run settings (durations, CPU split, cost, versions).
-//! - `bcrypt.json`: output of `bcrypt-limit`.
+//! - `bcrypt.json`: output of `bcrypt-limit` at the start of the run.
 //! - `<server>/<scenario>.json`: wrk summaries from `bench/lua/trpc.lua`.
+//! - `<server>/bcrypt.json`: `bcrypt-limit` again right before that server's
+//!   login scenario; its limit is the one that server is judged against.
 //! - `<server>/startup_ms`, `<server>/peak_rss_kib`: plain numbers.
 //! - `<server>/error`: why a server's runs are missing, if they are.
 
@@ -87,6 +89,8 @@ struct Server {
     error: Option<String>,
     startup_ms: Option<f64>,
     peak_rss_kib: Option<u64>,
+    /// `bcrypt-limit` run just before this server's login scenario.
+    bcrypt: Option<Value>,
     runs: BTreeMap<String, Wrk>,
 }
 
@@ -101,6 +105,9 @@ fn load_server(dir: &Path) -> anyhow::Result<Server> {
             .map(|e| e.trim().to_owned()),
         startup_ms: read_number(&dir.join("startup_ms")),
         peak_rss_kib: read_number(&dir.join("peak_rss_kib")).map(|v| v as u64),
+        bcrypt: std::fs::read_to_string(dir.join("bcrypt.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok()),
         runs: BTreeMap::new(),
     };
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -108,7 +115,9 @@ fn load_server(dir: &Path) -> anyhow::Result<Server> {
     };
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
+        if path.extension().is_some_and(|e| e == "json")
+            && path.file_stem().is_some_and(|n| n != "bcrypt")
+        {
             let name = path
                 .file_stem()
                 .and_then(|n| n.to_str())
@@ -125,6 +134,9 @@ fn load_server(dir: &Path) -> anyhow::Result<Server> {
 
 fn f0(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.0}"))
+}
+fn f1(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"))
 }
 fn f2(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2}"))
@@ -165,10 +177,18 @@ fn main() -> anyhow::Result<()> {
     let rate = |s: &str, sc: &str| run(s, sc).map(Wrk::rate);
     let p50 = |s: &str, sc: &str| run(s, sc).map(Wrk::p50_ms);
     let p99 = |s: &str, sc: &str| run(s, sc).map(Wrk::p99_ms);
-    let limit = bcrypt
+    let global_limit = bcrypt
         .as_ref()
         .and_then(|b| b.get("limit_per_s"))
         .and_then(Value::as_f64);
+    let limit_of = |s: &str| {
+        servers
+            .get(s)
+            .and_then(|x| x.bcrypt.as_ref())
+            .and_then(|b| b.get("limit_per_s"))
+            .and_then(Value::as_f64)
+            .or(global_limit)
+    };
     let g = "gatehouse";
     let a = "baseline";
     let n = "trpc-node";
@@ -215,7 +235,7 @@ fn main() -> anyhow::Result<()> {
     row(
         format!("2. auth.login, {} conns: logins/s", conns("login")),
         [rate(g, "login"), None, rate(n, "login")],
-        f0,
+        f1,
         true,
     )?;
     row(
@@ -226,16 +246,16 @@ fn main() -> anyhow::Result<()> {
     )?;
     row(
         "2. bcrypt limit (cores ÷ one hash), logins/s".into(),
-        [limit, None, limit],
-        f0,
+        [limit_of(g), None, limit_of(n)],
+        f1,
         false,
     )?;
     row(
         "2. logins/s as % of bcrypt limit".into(),
         [
-            ratio(rate(g, "login"), limit).map(|r| r * 100.0),
+            ratio(rate(g, "login"), limit_of(g)).map(|r| r * 100.0),
             None,
-            ratio(rate(n, "login"), limit).map(|r| r * 100.0),
+            ratio(rate(n, "login"), limit_of(n)).map(|r| r * 100.0),
         ],
         f0,
         false,
@@ -259,7 +279,7 @@ fn main() -> anyhow::Result<()> {
     row(
         "3. logins/s during flood".into(),
         [rate(g, "flood-login"), None, rate(n, "flood-login")],
-        f0,
+        f1,
         true,
     )?;
     let batch = meta.get("batch").and_then(Value::as_f64).unwrap_or(10.0);
@@ -340,7 +360,7 @@ fn main() -> anyhow::Result<()> {
             }
         },
         {
-            let r = ratio(rate(g, "login"), limit);
+            let r = ratio(rate(g, "login"), limit_of(g));
             Target {
                 name: "auth.login vs bcrypt limit",
                 goal: "≥ 90%",
@@ -453,10 +473,11 @@ fn main() -> anyhow::Result<()> {
         "servers": servers,
         "derived": {
             "me_rps": { "gatehouse": me_g, "baseline": rate(a, "me"), "trpc-node": rate(n, "me") },
+            "bcrypt_limit_per_s": { "run_start": global_limit, "gatehouse": limit_of(g), "trpc-node": limit_of(n) },
             "login_per_s": { "gatehouse": rate(g, "login"), "trpc-node": rate(n, "login") },
             "login_fraction_of_bcrypt_limit": {
-                "gatehouse": ratio(rate(g, "login"), limit),
-                "trpc-node": ratio(rate(n, "login"), limit),
+                "gatehouse": ratio(rate(g, "login"), limit_of(g)),
+                "trpc-node": ratio(rate(n, "login"), limit_of(n)),
             },
             "flood_me_p99_ms": { "gatehouse": p99(g, "flood-me"), "trpc-node": p99(n, "flood-me") },
             "peak_rss_mib": { "gatehouse": rss(g), "baseline": rss(a), "trpc-node": rss(n) },
