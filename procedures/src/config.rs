@@ -157,6 +157,23 @@ pub struct Config {
     )]
     pub cors_origins: Option<String>,
 
+    /// Accept POST for queries too, for clients using the links'
+    /// `methodOverride: 'POST'` (tRPC's `allowMethodOverride`); off by default.
+    #[arg(long, global = true, env = "GATEHOUSE_ALLOW_METHOD_OVERRIDE",
+          value_name = "GATEHOUSE_ALLOW_METHOD_OVERRIDE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_method_override: bool,
+
+    /// Most calls one batch request may carry; larger batches are refused.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_BATCH_SIZE", value_name = "GATEHOUSE_MAX_BATCH_SIZE",
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_batch_size: u32,
+
+    /// Seconds a request may take before it is answered with TIMEOUT.
+    #[arg(long, global = true, env = "GATEHOUSE_REQUEST_TIMEOUT", value_name = "GATEHOUSE_REQUEST_TIMEOUT",
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+
     /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
     /// believed when working out the client address.
     #[arg(
@@ -191,6 +208,9 @@ impl Default for Config {
             ip_max_failures: 100,
             body_limit: 1_048_576,
             cors_origins: None,
+            allow_method_override: false,
+            max_batch_size: 100,
+            request_timeout: 30,
             trusted_proxies: None,
         }
     }
@@ -352,6 +372,9 @@ impl Config {
         Ok(gatehouse::http::TrpcConfig {
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
             cors_origins: self.cors()?,
+            allow_method_override: self.allow_method_override,
+            max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_secs(self.request_timeout),
             ..Default::default()
         })
     }

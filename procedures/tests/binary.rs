@@ -309,3 +309,34 @@ async fn common_first_admin_password_still_starts() {
     assert!(!ok);
     assert!(stderr.contains("GATEHOUSE_ADMIN_PASSWORD"), "{stderr}");
 }
+
+#[tokio::test]
+async fn http_adapter_settings_reach_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = r#"{"0":{"json":null,"meta":{"values":["undefined"],"v":1}},"1":{"json":null,"meta":{"values":["undefined"],"v":1}}}"#;
+
+    // Defaults: a query by POST is refused, a batch of two is fine.
+    let mut cmd = command(dir.path());
+    cmd.env("JWT_SECRET", SECRET);
+    let plain = spawn(cmd).await;
+    let r = plain.client.raw("POST", "/trpc/auth.me", Some("{}")).await;
+    assert_eq!(r.status, 405);
+
+    // Method override on, batches capped at one call.
+    let mut cmd = command(dir.path());
+    cmd.env("JWT_SECRET", SECRET)
+        .env("GATEHOUSE_ALLOW_METHOD_OVERRIDE", "true")
+        .env("GATEHOUSE_MAX_BATCH_SIZE", "1");
+    let custom = spawn(cmd).await;
+    let r = custom.client.raw("POST", "/trpc/auth.me", Some("{}")).await;
+    assert_eq!(r.status, 401, "a query by POST reaches the guard");
+    let r = custom
+        .client
+        .raw("POST", "/trpc/auth.me,auth.me?batch=1", Some(body))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.body["error"]["json"]["message"],
+        "Batch call exceeds maximum size"
+    );
+}
