@@ -4,7 +4,7 @@
 import { createTRPCClient, httpBatchLink, TRPCClientError } from "@trpc/client";
 import superjson from "superjson";
 
-import type { AppRouter } from "../../../bindings";
+import type { AppRouter } from "@gatehouse/bindings";
 
 const baseUrl = process.env.GATEHOUSE_URL ?? "http://127.0.0.1:3000";
 let token: string | null = null;
