@@ -73,6 +73,8 @@ pub enum BindingsError {
     Export(#[from] ts_rs::ExportError),
     #[error("{0}")]
     Stale(StaleBindings),
+    #[error("a Rust type exports to {0}, a file the emitter writes itself; rename the type")]
+    ReservedName(String),
 }
 
 /// How the generated package is named and how it is regenerated.
@@ -314,9 +316,7 @@ pub fn render_bindings<S: Service>(
     }
     for reserved in ["AppRouter.ts", "index.ts"] {
         if files.contains_key(reserved) {
-            return Err(BindingsError::Io(std::io::Error::other(format!(
-                "a Rust type exports to {reserved}, which the emitter writes itself; rename it"
-            ))));
+            return Err(BindingsError::ReservedName(reserved.to_owned()));
         }
     }
 
