@@ -75,6 +75,15 @@ pub enum BindingsError {
     Stale(StaleBindings),
     #[error("a Rust type exports to {0}, a file the emitter writes itself; rename the type")]
     ReservedName(String),
+    #[error(
+        "two different Rust types are both called {file} in TypeScript (used by {first} and {second}); \
+         rename one, e.g. with #[ts(rename = \"…\")]"
+    )]
+    NameCollision {
+        file: String,
+        first: String,
+        second: String,
+    },
 }
 
 /// How the generated package is named and how it is regenerated.
@@ -281,8 +290,11 @@ pub fn render_bindings<S: Service>(
     let scratch = ScratchDir::new()?;
     let cfg = ts_rs::Config::new().with_out_dir(scratch.path());
     let mut signatures = Vec::new();
+    // File → (contents, procedure) as each procedure exports it on its own.
+    let mut seen: BTreeMap<String, (String, String)> = BTreeMap::new();
     for entry in registry.entries() {
         (entry.ts.export)(&cfg)?;
+        check_name_collisions(entry.ts.export, &entry.path, &mut seen)?;
         // `()` is sent as superjson `undefined`, which TypeScript calls `void`
         // (ts-rs would say `null`).
         let output = if entry.returns_void() {
@@ -328,6 +340,42 @@ pub fn render_bindings<S: Service>(
     files.insert("package.json".to_owned(), render_package_json(options));
     files.insert("README.md".to_owned(), render_readme(options));
     Ok(files)
+}
+
+/// Exports one procedure's types on their own and compares each file with
+/// what earlier procedures exported under the same name. ts-rs writes a
+/// file per TypeScript name and silently skips a second Rust type of the
+/// same name, so without this two different `Success` types would both be
+/// typed as whichever came first.
+fn check_name_collisions(
+    export: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
+    path: &str,
+    seen: &mut BTreeMap<String, (String, String)>,
+) -> Result<(), BindingsError> {
+    let scratch = ScratchDir::new()?;
+    export(&ts_rs::Config::new().with_out_dir(scratch.path()))?;
+    for rel in list_files(scratch.path())? {
+        let text = std::fs::read_to_string(scratch.path().join(&rel))?;
+        match seen.get(&rel) {
+            None => {
+                seen.insert(rel, (text, path.to_owned()));
+            }
+            // A file holding several types (`#[ts(export_to)]`) may differ
+            // by which of them a procedure needs; only the same set of
+            // declarations with different text is a clash.
+            Some((earlier, other))
+                if *earlier != text && declared_names(earlier) == declared_names(&text) =>
+            {
+                return Err(BindingsError::NameCollision {
+                    file: rel,
+                    first: other.clone(),
+                    second: path.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The names a ts-rs file declares (`export type Name…`).
@@ -856,6 +904,42 @@ mod tests {
         // Role is only reachable through the new Greeting.
         assert_eq!(report.missing, ["Role.ts"]);
         assert!(report.extra.is_empty());
+    }
+
+    #[test]
+    fn two_types_with_one_typescript_name_are_refused() {
+        #[derive(Serialize, ts_rs::TS)]
+        #[ts(rename = "Greeting")]
+        struct OtherGreeting {
+            text: u32,
+        }
+        struct Other;
+        impl Procedure<TestService> for Other {
+            const PATH: &'static str = "other";
+            const KIND: Kind = Kind::Query;
+            const GUARD: Guard = Guard::Public;
+            type Input = NoInput;
+            type Output = OtherGreeting;
+            async fn call(_: Ctx<TestService>, _: NoInput) -> Result<OtherGreeting, RpcError> {
+                Ok(OtherGreeting { text: 1 })
+            }
+        }
+        let clash = Router::new()
+            .procedure::<List>()
+            .procedure::<Other>()
+            .build()
+            .expect("builds");
+        match render_bindings(&clash, &BindingsOptions::default()) {
+            Err(BindingsError::NameCollision {
+                file,
+                first,
+                second,
+            }) => {
+                assert_eq!(file, "Greeting.ts");
+                assert_eq!((first.as_str(), second.as_str()), ("list", "other"));
+            }
+            other => panic!("the clash was not noticed: {other:?}"),
+        }
     }
 
     #[test]
