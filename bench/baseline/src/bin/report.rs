@@ -424,11 +424,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let smoke = meta.get("smoke").and_then(Value::as_bool).unwrap_or(false);
+    let build = meta
+        .get("build")
+        .and_then(Value::as_str)
+        .unwrap_or("release");
     let header = format!(
-        "{}Run {} at commit {} on {} ({}); server CPUs `{}`, load-generator CPUs `{}`; \
+        "{}Run {} at commit {} on {} ({}); {build} build; server CPUs `{}`, load-generator CPUs `{}`; \
          warm-up {} s + {} s per scenario; bcrypt cost {}, one hash {} ms on the server's CPUs.\n",
         if smoke {
-            "**SMOKE RUN: durations too short for the numbers to mean anything.**\n\n"
+            "**SMOKE RUN: durations too short (and possibly a debug build) for the numbers to mean anything.**\n\n"
         } else {
             ""
         },
