@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use crate::db::{begin_write, is_unique_violation, now_ms, rfc3339, sql};
+use crate::db::{begin_write, fetch_unique, is_unique_violation, now_ms, rfc3339, sql};
 use crate::entities::{password_reset, session, user};
 use crate::error::AuthError;
 use crate::limits;
@@ -338,8 +338,7 @@ impl Procedure<AuthService> for RefreshToken {
             AuthError::InvalidToken
         })?;
         let now = now_ms();
-        let session = session::Entity::find_by_id(claims.sid.clone())
-            .one(&svc.db)
+        let session = fetch_unique(session::Entity::find_by_id(claims.sid.clone()), &svc.db)
             .await
             .map_err(AuthError::from)?
             .ok_or(AuthError::SessionRevoked)?;
@@ -386,8 +385,7 @@ impl Procedure<AuthService> for RefreshToken {
                 return Ok(svc.issue(&user, &current.id, &new_generation)?);
             }
             // Lost a race with a parallel refresh: look again.
-            current = session::Entity::find_by_id(claims.sid.clone())
-                .one(&svc.db)
+            current = fetch_unique(session::Entity::find_by_id(claims.sid.clone()), &svc.db)
                 .await
                 .map_err(AuthError::from)?
                 .ok_or(AuthError::SessionRevoked)?;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use gatehouse_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait, Value,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    Select, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
 };
 
 /// Why the database could not be opened.
@@ -117,6 +117,21 @@ pub fn sql(backend: DbBackend, text: &str, values: Vec<Value>) -> Statement {
         text.to_owned()
     };
     Statement::from_sql_and_values(backend, text, values)
+}
+
+/// The row of a primary-key or unique lookup, if any.
+///
+/// Use this instead of sea-orm's `.one()`: `.one()` appends `LIMIT ?` with the
+/// `1` as a *bound* parameter, and SQLite's planner peeks at bound `LIMIT`
+/// values, so sqlx's re-binding expires the cached statement and SQLite
+/// re-prepares it from its text on every execution (≈ 25 % of the server's
+/// CPU on `auth.me`, see `bench/PROFILE.md`). A key lookup returns at most
+/// one row, so no `LIMIT` is needed at all.
+pub async fn fetch_unique<E: EntityTrait>(
+    select: Select<E>,
+    db: &impl ConnectionTrait,
+) -> Result<Option<E::Model>, DbErr> {
+    Ok(select.all(db).await?.into_iter().next())
 }
 
 /// Now as Unix milliseconds, the unit of every timestamp column.

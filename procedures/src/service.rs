@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::db::{now_ms, sql};
+use crate::db::{fetch_unique, now_ms, sql};
 use crate::entities::{session, user};
 use crate::error::AuthError;
 use crate::i18n;
@@ -201,8 +201,10 @@ impl AuthService {
         })?;
         let found = session::Entity::find_by_id(claims.sid.clone())
             .find_also_related(user::Entity)
-            .one(&self.db)
-            .await?;
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next();
         let Some((session, user)) = found else {
             return Err(AuthError::SessionRevoked);
         };
@@ -289,7 +291,7 @@ impl AuthService {
         db: &impl ConnectionTrait,
         id: &str,
     ) -> Result<Option<user::Model>, AuthError> {
-        Ok(user::Entity::find_by_id(id.to_owned()).one(db).await?)
+        Ok(fetch_unique(user::Entity::find_by_id(id.to_owned()), db).await?)
     }
 
     /// Loads a user by (normalised) email.
@@ -297,10 +299,8 @@ impl AuthService {
         &self,
         email: &str,
     ) -> Result<Option<user::Model>, AuthError> {
-        Ok(user::Entity::find()
-            .filter(user::Column::Email.eq(email))
-            .one(&self.db)
-            .await?)
+        let select = user::Entity::find().filter(user::Column::Email.eq(email));
+        Ok(fetch_unique(select, &self.db).await?)
     }
 }
 
