@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryResult,
 };
 use uuid::Uuid;
 
@@ -24,6 +24,58 @@ use crate::types::{AuthPayload, User, parse_role};
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
 const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// The session ⋈ user read of every guarded call, as one fixed statement:
+/// no sea-query building or rendering per call, no bound `LIMIT` (which makes
+/// SQLite re-prepare the statement on every run), columns decoded by
+/// position (see `bench/PROFILE.md`). `LEFT JOIN` so that a session whose
+/// user is gone still yields a row, reported as `UserNotFound` once the
+/// session itself checks out. Columns: see [`decode_session_user`].
+const CHECK_TOKEN_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
+     s.rotated_at, s.last_used_at, s.revoked_at, \
+     u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
+     u.created_at, u.updated_at \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
+/// The session columns [`AuthService::check_token`] needs.
+struct SessionRow {
+    id: String,
+    user_id: String,
+    current_jti: String,
+    previous_jti: Option<String>,
+    rotated_at: Option<i64>,
+    last_used_at: i64,
+    revoked_at: Option<i64>,
+}
+
+/// Decodes a [`CHECK_TOKEN_SQL`] row by column position; the user is `None`
+/// when the `LEFT JOIN` found no user row.
+fn decode_session_user(row: &QueryResult) -> Result<(SessionRow, Option<user::Model>), DbErr> {
+    let session = SessionRow {
+        id: row.try_get_by_index(0)?,
+        user_id: row.try_get_by_index(1)?,
+        current_jti: row.try_get_by_index(2)?,
+        previous_jti: row.try_get_by_index(3)?,
+        rotated_at: row.try_get_by_index(4)?,
+        last_used_at: row.try_get_by_index(5)?,
+        revoked_at: row.try_get_by_index(6)?,
+    };
+    let user = match row.try_get_by_index::<Option<String>>(7)? {
+        None => None,
+        Some(id) => Some(user::Model {
+            id,
+            email: row.try_get_by_index(8)?,
+            password_hash: row.try_get_by_index(9)?,
+            first_name: row.try_get_by_index(10)?,
+            last_name: row.try_get_by_index(11)?,
+            phone: row.try_get_by_index(12)?,
+            role: row.try_get_by_index(13)?,
+            created_at: row.try_get_by_index(14)?,
+            updated_at: row.try_get_by_index(15)?,
+        }),
+    };
+    Ok((session, user))
+}
 
 /// Tunables of the service, from [`crate::Config`].
 #[derive(Debug, Clone)]
@@ -199,15 +251,18 @@ impl AuthService {
             tracing::debug!(error = %e, "token refused");
             AuthError::InvalidToken
         })?;
-        let found = session::Entity::find_by_id(claims.sid.clone())
-            .find_also_related(user::Entity)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .next();
-        let Some((session, user)) = found else {
+        let found = self
+            .db
+            .query_one_raw(sql(
+                self.db.get_database_backend(),
+                CHECK_TOKEN_SQL,
+                vec![claims.sid.as_str().into()],
+            ))
+            .await?;
+        let Some(row) = found else {
             return Err(AuthError::SessionRevoked);
         };
+        let (session, user) = decode_session_user(&row)?;
         let now = now_ms();
         if session.revoked_at.is_some() || session.user_id != claims.sub {
             return Err(AuthError::SessionRevoked);
