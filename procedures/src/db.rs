@@ -38,6 +38,12 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     Some(PathBuf::from(path))
 }
 
+/// SQLite pool size: the cores this process may run on, plus one.
+fn sqlite_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores).unwrap_or(u32::MAX).saturating_add(1)
+}
+
 /// Opens the database named by `url`, creating a SQLite file and its folders
 /// if needed (WAL mode, busy timeout, foreign keys on).
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
@@ -56,9 +62,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
                 source,
             })?;
         }
-        // Several connections so reads run in parallel with WAL; writers are
-        // serialised by SQLite itself and wait up to the busy timeout.
-        options.max_connections(8).min_connections(1);
+        // One connection per core plus one: reads run in parallel with WAL,
+        // and writers are serialised by SQLite itself (waiting up to the busy
+        // timeout). Each sqlx-sqlite connection is its own worker thread and
+        // SQLite reads are CPU-bound, so more connections than cores only add
+        // wake-ups and cache churn.
+        options
+            .max_connections(sqlite_pool_size())
+            .min_connections(1);
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
