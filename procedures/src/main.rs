@@ -10,6 +10,13 @@ use gatehouse::Role;
 use gatehouse_auth::{Config, StartError};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: allocation and free were ~17 % of the
+/// server's CPU on the `auth.me` hot path (`bench/PROFILE.md`), much of it
+/// glibc's `malloc_consolidate` churn. Binary only, so the library leaves
+/// the allocator to the apps that embed it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gatehouse",
