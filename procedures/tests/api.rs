@@ -297,11 +297,7 @@ async fn refresh_rotates_within_session(backend: Backend) {
     let server = Server::start(backend).await;
     let c = server.client();
     let (t1, _) = register(&c, "r@example.com").await;
-    let r = c
-        .clone()
-        .with_token(&t1)
-        .mutation("auth.refreshToken", json!(null))
-        .await;
+    let r = c.refresh(&t1).await;
     let t2 = r.data()["token"].as_str().expect("token").to_owned();
     assert_eq!(r.data()["expiresIn"], 86400);
     assert_eq!(r.data()["user"]["email"], "r@example.com");
@@ -312,11 +308,7 @@ async fn refresh_rotates_within_session(backend: Backend) {
     // and a parallel refresh with it yields a working token, not a logout.
     let me2 = c.me(&t2).await;
     assert_eq!(me2.status, 200);
-    let again = c
-        .clone()
-        .with_token(&t1)
-        .mutation("auth.refreshToken", json!(null))
-        .await;
+    let again = c.refresh(&t1).await;
     let t3 = again.data()["token"].as_str().expect("token").to_owned();
     assert_eq!(c.me(&t3).await.status, 200);
     assert_eq!(c.me(&t2).await.status, 200);
@@ -324,11 +316,7 @@ async fn refresh_rotates_within_session(backend: Backend) {
     c.mutation("auth.refreshToken", json!(null))
         .await
         .assert_error("UNAUTHORIZED", 401);
-    c.clone()
-        .with_token("a.b.c")
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh("a.b.c").await.assert_error("UNAUTHORIZED", 401);
 }
 
 async fn logout_revokes(backend: Backend) {

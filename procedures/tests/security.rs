@@ -112,18 +112,12 @@ async fn forged_tokens_are_refused(backend: Backend) {
     future["nbf"] = json!(now() + 3600);
     let future = sign(&future, Algorithm::HS256, SECRET);
     assert_refused(&server, &future, "future nbf").await;
-    c.clone()
-        .with_token(&future)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh(&future).await.assert_error("UNAUTHORIZED", 401);
     let mut wrong_iss = genuine.clone();
     wrong_iss["iss"] = json!("not-gatehouse");
     let wrong_iss = sign(&wrong_iss, Algorithm::HS256, SECRET);
     assert_refused(&server, &wrong_iss, "wrong iss").await;
-    c.clone()
-        .with_token(&wrong_iss)
-        .mutation("auth.refreshToken", json!(null))
+    c.refresh(&wrong_iss)
         .await
         .assert_error("UNAUTHORIZED", 401);
     let mut no_exp = genuine.clone();
@@ -165,11 +159,7 @@ async fn forged_tokens_are_refused(backend: Backend) {
     r.assert_error("UNAUTHORIZED", 401);
 
     // Refresh with a forged signature is refused as well.
-    c.clone()
-        .with_token(&tampered)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh(&tampered).await.assert_error("UNAUTHORIZED", 401);
     // None of this harmed the genuine session.
     assert_eq!(c.me(&token).await.status, 200);
 }
@@ -184,11 +174,7 @@ async fn expired_token_refreshes_within_window(backend: Backend) {
     expired["exp"] = json!(now() - 3_600);
     let expired = sign(&expired, Algorithm::HS256, SECRET);
     assert_refused(&server, &expired, "expired").await;
-    let r = c
-        .clone()
-        .with_token(&expired)
-        .mutation("auth.refreshToken", json!(null))
-        .await;
+    let r = c.refresh(&expired).await;
     let fresh = r.data()["token"].as_str().expect("token").to_owned();
     assert_eq!(c.me(&fresh).await.status, 200);
 }
@@ -199,12 +185,7 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     let c = server.client();
     let (t1, _) = register(&c, "theft@example.com").await;
     let other = login_token(&c, "theft@example.com", PASSWORD).await;
-    let t2 = c
-        .clone()
-        .with_token(&t1)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .data()["token"]
+    let t2 = c.refresh(&t1).await.data()["token"]
         .as_str()
         .expect("token")
         .to_owned();
@@ -213,17 +194,9 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     assert_refused(&server, &t1, "rotated token").await;
     assert_eq!(c.me(&t2).await.status, 200);
     // ...and presenting it to refresh is treated as theft: the session dies.
-    c.clone()
-        .with_token(&t1)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh(&t1).await.assert_error("UNAUTHORIZED", 401);
     assert_refused(&server, &t2, "token of the revoked session").await;
-    c.clone()
-        .with_token(&t2)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh(&t2).await.assert_error("UNAUTHORIZED", 401);
     // Other sessions of the user are not affected.
     assert_eq!(c.me(&other).await.status, 200);
 }
@@ -232,22 +205,13 @@ async fn refresh_window_is_absolute(backend: Backend) {
     let server = Server::start_with(backend, |c| c.jwt_refresh_ttl = 1).await;
     let c = server.client();
     let (t1, _) = register(&c, "window@example.com").await;
-    let t2 = c
-        .clone()
-        .with_token(&t1)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .data()["token"]
+    let t2 = c.refresh(&t1).await.data()["token"]
         .as_str()
         .expect("token")
         .to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
     // Refreshing did not extend the window.
-    c.clone()
-        .with_token(&t2)
-        .mutation("auth.refreshToken", json!(null))
-        .await
-        .assert_error("UNAUTHORIZED", 401);
+    c.refresh(&t2).await.assert_error("UNAUTHORIZED", 401);
 }
 
 async fn deleted_or_demoted_users_cannot_refresh(backend: Backend) {
@@ -264,11 +228,7 @@ async fn deleted_or_demoted_users_cannot_refresh(backend: Backend) {
         .await
         .data();
     for t in [&t_del, &t_role] {
-        c.clone()
-            .with_token(t)
-            .mutation("auth.refreshToken", json!(null))
-            .await
-            .assert_error("UNAUTHORIZED", 401);
+        c.refresh(t).await.assert_error("UNAUTHORIZED", 401);
     }
 }
 
@@ -311,10 +271,6 @@ async fn short_lived_tokens_expire(backend: Backend) {
     assert_eq!(c.me(&token).await.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     assert_refused(&server, &token, "expired by JWT_TTL").await;
-    let r = c
-        .clone()
-        .with_token(&token)
-        .mutation("auth.refreshToken", json!(null))
-        .await;
+    let r = c.refresh(&token).await;
     assert_eq!(r.data()["expiresIn"], 1);
 }

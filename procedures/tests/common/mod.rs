@@ -353,6 +353,14 @@ impl Client {
             .await
     }
 
+    /// `auth.refreshToken` presenting `token`.
+    pub async fn refresh(&self, token: &str) -> Response {
+        self.clone()
+            .with_token(token)
+            .mutation("auth.refreshToken", Value::Null)
+            .await
+    }
+
     /// A query: `GET /trpc/<path>?input=<{"json": input}>`.
     pub async fn query(&self, path: &str, input: Value) -> Response {
         let target = if input.is_null() {
