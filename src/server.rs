@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
@@ -87,6 +88,14 @@ pub async fn serve_with_shutdown(
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+    // TCP_NODELAY: a JSONL stream writes each finished call as its own small
+    // chunk; with Nagle's algorithm every chunk after the first would wait
+    // for the client's (delayed, up to 40 ms) ACK of the previous one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

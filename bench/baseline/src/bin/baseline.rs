@@ -10,6 +10,7 @@
 use axum::Router;
 use axum::http::header;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 
 /// Same bytes a real `auth.me` returns for a seeded user, so response size
 /// and header count match the Gatehouse scenario.
@@ -37,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
         "bench-baseline listening on http://{}",
         listener.local_addr()?
     );
+    // Same socket option as `gatehouse::server::serve`.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
