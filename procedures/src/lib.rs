@@ -13,6 +13,7 @@ pub mod limits;
 pub mod mail;
 pub mod password;
 pub mod service;
+mod session_read;
 pub mod token;
 pub mod types;
 pub mod users;
@@ -112,7 +113,8 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         trusted_proxies: config.trusted_proxies()?,
     };
     let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
-    let service = AuthService::new(db, keys, hasher, mailer, settings);
+    let service = AuthService::new(db, keys, hasher, mailer, settings)
+        .with_fast_session_reads(&config.database_url());
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         bootstrap_admin(&service, email, password).await?;
     }

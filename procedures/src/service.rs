@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter,
 };
 use uuid::Uuid;
 
@@ -18,64 +18,13 @@ use crate::i18n;
 use crate::limits::{self, IpNet};
 use crate::mail::Mailer;
 use crate::password::PasswordHasher;
+use crate::session_read::SessionReader;
 use crate::token::{Claims, TokenKeys};
 use crate::types::{AuthPayload, User, parse_role};
 
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
 const LAST_USED_EVERY_MS: i64 = 60_000;
-
-/// The session ⋈ user read of every guarded call, as one fixed statement:
-/// no sea-query building or rendering per call, no bound `LIMIT` (which makes
-/// SQLite re-prepare the statement on every run), columns decoded by
-/// position (see `bench/PROFILE.md`). `LEFT JOIN` so that a session whose
-/// user is gone still yields a row, reported as `UserNotFound` once the
-/// session itself checks out. Columns: see [`decode_session_user`].
-const CHECK_TOKEN_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
-     s.rotated_at, s.last_used_at, s.revoked_at, \
-     u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
-     u.created_at, u.updated_at \
-     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
-
-/// The session columns [`AuthService::check_token`] needs.
-struct SessionRow {
-    id: String,
-    user_id: String,
-    current_jti: String,
-    previous_jti: Option<String>,
-    rotated_at: Option<i64>,
-    last_used_at: i64,
-    revoked_at: Option<i64>,
-}
-
-/// Decodes a [`CHECK_TOKEN_SQL`] row by column position; the user is `None`
-/// when the `LEFT JOIN` found no user row.
-fn decode_session_user(row: &QueryResult) -> Result<(SessionRow, Option<user::Model>), DbErr> {
-    let session = SessionRow {
-        id: row.try_get_by_index(0)?,
-        user_id: row.try_get_by_index(1)?,
-        current_jti: row.try_get_by_index(2)?,
-        previous_jti: row.try_get_by_index(3)?,
-        rotated_at: row.try_get_by_index(4)?,
-        last_used_at: row.try_get_by_index(5)?,
-        revoked_at: row.try_get_by_index(6)?,
-    };
-    let user = match row.try_get_by_index::<Option<String>>(7)? {
-        None => None,
-        Some(id) => Some(user::Model {
-            id,
-            email: row.try_get_by_index(8)?,
-            password_hash: row.try_get_by_index(9)?,
-            first_name: row.try_get_by_index(10)?,
-            last_name: row.try_get_by_index(11)?,
-            phone: row.try_get_by_index(12)?,
-            role: row.try_get_by_index(13)?,
-            created_at: row.try_get_by_index(14)?,
-            updated_at: row.try_get_by_index(15)?,
-        }),
-    };
-    Ok((session, user))
-}
 
 /// Tunables of the service, from [`crate::Config`].
 #[derive(Debug, Clone)]
@@ -101,6 +50,7 @@ pub struct AuthService {
     pub(crate) hasher: PasswordHasher,
     pub(crate) mailer: Arc<dyn Mailer>,
     pub(crate) settings: Settings,
+    sessions: SessionReader,
 }
 
 /// The authenticated caller: the token's user and session.
@@ -136,7 +86,17 @@ impl AuthService {
             hasher,
             mailer,
             settings,
+            sessions: SessionReader::pooled(),
         }
+    }
+
+    /// Reads sessions of guarded calls straight from the SQLite file at
+    /// `database_url` (when it is one) instead of through the pool; see
+    /// [`crate::session_read`]. [`crate::build_service`] always does this.
+    #[must_use]
+    pub fn with_fast_session_reads(mut self, database_url: &str) -> Self {
+        self.sessions = SessionReader::for_url(database_url);
+        self
     }
 
     /// The database, for apps that add their own procedures beside auth.
@@ -251,18 +211,9 @@ impl AuthService {
             tracing::debug!(error = %e, "token refused");
             AuthError::InvalidToken
         })?;
-        let found = self
-            .db
-            .query_one_raw(sql(
-                self.db.get_database_backend(),
-                CHECK_TOKEN_SQL,
-                vec![claims.sid.as_str().into()],
-            ))
-            .await?;
-        let Some(row) = found else {
+        let Some((session, user)) = self.sessions.read(&self.db, &claims.sid).await? else {
             return Err(AuthError::SessionRevoked);
         };
-        let (session, user) = decode_session_user(&row)?;
         let now = now_ms();
         if session.revoked_at.is_some() || session.user_id != claims.sub {
             return Err(AuthError::SessionRevoked);

@@ -1,0 +1,292 @@
+//! The one read every guarded call makes: the token's session joined with
+//! its user.
+//!
+//! It is the hottest query of the service, so it skips the ORM, and on a
+//! SQLite file it also skips sqlx. sqlx-sqlite runs each connection on its
+//! own worker thread and hands every query over a channel, so one
+//! primary-key read costs two thread wake-ups, more CPU than SQLite spends
+//! on the read itself (`bench/PROFILE.md`). [`SessionReader`] instead runs the
+//! read synchronously on the calling thread through a small set of
+//! read-only rusqlite connections: in WAL mode a reader never waits for a
+//! writer, and a key lookup takes a few microseconds. Anything unusual (the
+//! file cannot be opened, the database is busy) falls back to the pooled
+//! sqlx connection, which may wait; the fast path itself never blocks.
+//!
+//! Both paths read the committed state of the database at the moment of the
+//! call, so a revocation by any connection or process is seen at once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
+
+use crate::db::{sql, sqlite_path};
+use crate::entities::user;
+
+/// The session ⋈ user read as one fixed statement: no query building per
+/// call, no bound `LIMIT` (which makes SQLite re-prepare the statement on
+/// every run), columns decoded by position. `LEFT JOIN` so that a session
+/// whose user is gone still yields a row, reported as `UserNotFound` once the
+/// session itself checks out. Written with `$1` for both databases (see
+/// [`sql`]); SQLite reads `$1` as a named parameter too.
+const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
+     s.rotated_at, s.last_used_at, s.revoked_at, \
+     u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
+     u.created_at, u.updated_at \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
+/// The session columns a token check needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub current_jti: String,
+    pub previous_jti: Option<String>,
+    pub rotated_at: Option<i64>,
+    pub last_used_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A session and, when its user still exists, the user.
+pub(crate) type SessionUser = (SessionRow, Option<user::Model>);
+
+/// Decodes one [`SESSION_USER_SQL`] row with the driver's by-index getter
+/// (`row.$get(i)`), so both drivers share one column order.
+macro_rules! decode_row {
+    ($row:ident . $get:ident) => {{
+        let session = SessionRow {
+            id: $row.$get(0)?,
+            user_id: $row.$get(1)?,
+            current_jti: $row.$get(2)?,
+            previous_jti: $row.$get(3)?,
+            rotated_at: $row.$get(4)?,
+            last_used_at: $row.$get(5)?,
+            revoked_at: $row.$get(6)?,
+        };
+        let user_id: Option<String> = $row.$get(7)?;
+        let user = match user_id {
+            None => None,
+            Some(id) => Some(user::Model {
+                id,
+                email: $row.$get(8)?,
+                password_hash: $row.$get(9)?,
+                first_name: $row.$get(10)?,
+                last_name: $row.$get(11)?,
+                phone: $row.$get(12)?,
+                role: $row.$get(13)?,
+                created_at: $row.$get(14)?,
+                updated_at: $row.$get(15)?,
+            }),
+        };
+        (session, user)
+    }};
+}
+
+/// Reads sessions for token checks; see the module docs.
+pub(crate) struct SessionReader {
+    /// Read-only connections to the SQLite file, when the database is one.
+    sqlite: Option<SqliteReaders>,
+}
+
+impl SessionReader {
+    /// A reader that always goes through the ORM connection.
+    pub fn pooled() -> Self {
+        Self { sqlite: None }
+    }
+
+    /// A reader for the database at `url`: the synchronous fast path for a
+    /// SQLite file, the ORM connection for anything else (PostgreSQL, an
+    /// in-memory SQLite database, which other connections cannot see).
+    pub fn for_url(url: &str) -> Self {
+        Self {
+            sqlite: sqlite_path(url).map(SqliteReaders::new),
+        }
+    }
+
+    /// The session `sid` with its user, or `None` if there is no such
+    /// session.
+    pub async fn read(
+        &self,
+        db: &DatabaseConnection,
+        sid: &str,
+    ) -> Result<Option<SessionUser>, DbErr> {
+        if let Some(readers) = &self.sqlite {
+            match readers.read(sid) {
+                Ok(found) => return Ok(found),
+                Err(error) => {
+                    tracing::debug!(%error, "fast session read failed; using the pool");
+                }
+            }
+        }
+        read_pooled(db, sid).await
+    }
+}
+
+/// The read through sea-orm's pool (PostgreSQL, or the SQLite fallback).
+async fn read_pooled(db: &DatabaseConnection, sid: &str) -> Result<Option<SessionUser>, DbErr> {
+    let statement = sql(
+        db.get_database_backend(),
+        SESSION_USER_SQL,
+        vec![sid.into()],
+    );
+    let Some(row) = db.query_one_raw(statement).await? else {
+        return Ok(None);
+    };
+    let row: &QueryResult = &row;
+    Ok(Some(decode_row!(row.try_get_by_index)))
+}
+
+/// Idle read-only rusqlite connections to one SQLite file.
+///
+/// The read is synchronous, so at most one connection per thread that runs
+/// it (the runtime's workers) is ever in use: the set grows to that size and
+/// stays there.
+struct SqliteReaders {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl SqliteReaders {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn read(&self, sid: &str) -> rusqlite::Result<Option<SessionUser>> {
+        let conn = match self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = query(&conn, sid);
+        // A connection that failed may be in a bad state; drop it and let
+        // the next call open a fresh one.
+        if result.is_ok()
+            && let Ok(mut idle) = self.idle.lock()
+        {
+            idle.push(conn);
+        }
+        result
+    }
+}
+
+/// Opens a read-only connection that never waits: a zero busy timeout makes
+/// a locked database an immediate `SQLITE_BUSY`, which sends the caller to
+/// the pooled path instead of blocking a runtime thread.
+fn open_reader(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    Ok(conn)
+}
+
+fn query(conn: &rusqlite::Connection, sid: &str) -> rusqlite::Result<Option<SessionUser>> {
+    let mut statement = conn.prepare_cached(SESSION_USER_SQL)?;
+    let mut rows = statement.query([sid])?;
+    match rows.next()? {
+        None => Ok(None),
+        Some(row) => Ok(Some(decode_row!(row.get))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{connect, migrate};
+
+    async fn fixture() -> (tempfile::TempDir, String, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = connect(&url).await.expect("connect");
+        migrate(&db).await.expect("migrate");
+        (dir, url, db)
+    }
+
+    async fn exec(db: &DatabaseConnection, text: &str) {
+        db.execute_unprepared(text).await.expect(text);
+    }
+
+    /// Reads `sid` through both paths and checks they agree.
+    async fn read_both(
+        reader: &SessionReader,
+        db: &DatabaseConnection,
+        sid: &str,
+    ) -> Option<SessionUser> {
+        let fast = reader
+            .sqlite
+            .as_ref()
+            .expect("a SQLite file gets the fast path")
+            .read(sid)
+            .expect("fast read");
+        let pooled = read_pooled(db, sid).await.expect("pooled read");
+        assert_eq!(fast, pooled, "fast and pooled reads differ for {sid}");
+        fast
+    }
+
+    #[tokio::test]
+    async fn fast_and_pooled_reads_agree_and_see_every_commit_at_once() {
+        let (_dir, url, db) = fixture().await;
+        let reader = SessionReader::for_url(&url);
+        assert!(read_both(&reader, &db, "s1").await.is_none());
+
+        exec(
+            &db,
+            "INSERT INTO users (id, email, password_hash, first_name, last_name, phone, role, \
+             created_at, updated_at) VALUES ('u1', 'a@example.com', 'h', 'A', 'B', NULL, \
+             'VIEWER', 1, 2)",
+        )
+        .await;
+        exec(
+            &db,
+            "INSERT INTO sessions (id, user_id, current_jti, previous_jti, rotated_at, \
+             created_at, last_used_at, expires_at, revoked_at, user_agent, ip) VALUES \
+             ('s1', 'u1', 'j1', NULL, NULL, 10, 11, 12, NULL, NULL, NULL)",
+        )
+        .await;
+        let (session, user) = read_both(&reader, &db, "s1").await.expect("session");
+        assert_eq!(session.current_jti, "j1");
+        assert_eq!(session.revoked_at, None);
+        let user = user.expect("user");
+        assert_eq!((user.email.as_str(), user.phone), ("a@example.com", None));
+
+        // A revocation committed through the pool is seen by the next read
+        // on an already-open reader connection.
+        exec(&db, "UPDATE sessions SET revoked_at = 99 WHERE id = 's1'").await;
+        let (session, _) = read_both(&reader, &db, "s1").await.expect("session");
+        assert_eq!(session.revoked_at, Some(99));
+
+        // A session whose user is gone still yields its row, without a user.
+        // (One call, so both statements run on the same pooled connection.)
+        exec(
+            &db,
+            "PRAGMA foreign_keys = OFF; DELETE FROM users WHERE id = 'u1'",
+        )
+        .await;
+        let (_, user) = read_both(&reader, &db, "s1").await.expect("session");
+        assert!(user.is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_databases_and_postgres_use_the_pool() {
+        assert!(SessionReader::for_url("sqlite::memory:").sqlite.is_none());
+        assert!(SessionReader::for_url("postgres://u@h/db").sqlite.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_file_falls_back_to_the_pool() {
+        let (dir, _url, db) = fixture().await;
+        // Point the fast path at a file that is not a database: every fast
+        // read fails, and `read` still answers through the pool.
+        let bogus = dir.path().join("not-a-db");
+        std::fs::write(&bogus, b"this is not sqlite").expect("write");
+        let reader = SessionReader {
+            sqlite: Some(SqliteReaders::new(bogus)),
+        };
+        assert!(reader.sqlite.as_ref().expect("fast").read("s1").is_err());
+        assert!(reader.read(&db, "s1").await.expect("pooled").is_none());
+    }
+}
