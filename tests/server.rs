@@ -78,6 +78,26 @@ async fn metrics_count_calls_by_procedure_and_code() {
     ));
 }
 
+/// Histogram samples are kept until upkeep folds them into buckets, so a
+/// server that nobody scrapes must still run upkeep, or it grows with every
+/// call it serves.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn metrics_upkeep_runs_without_scrapes() {
+    let _app = app();
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == gatehouse::server::METRICS_UPKEEP_THREAD),
+        "no upkeep thread among {names:?}"
+    );
+}
+
 #[tokio::test]
 async fn request_ids_are_set_and_propagated() {
     let app = app();
