@@ -207,7 +207,7 @@ impl AuthService {
 
     /// Checks a token against its session and user in one query.
     async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
-        let claims = self.keys.verify(token).map_err(|e| {
+        let claims = self.keys.verify_session(token).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
             AuthError::InvalidToken
         })?;
