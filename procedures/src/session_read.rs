@@ -35,6 +35,11 @@ const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previou
      u.created_at, u.updated_at \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 
+/// Counter of session reads that fell back from the SQLite fast path to the
+/// pool, labelled `reason` (`busy`: the database was locked; `error`:
+/// anything else, such as a file that cannot be opened).
+pub const SESSION_READ_FALLBACKS: &str = "gatehouse_session_read_fallbacks_total";
+
 /// The session columns a token check needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SessionRow {
@@ -98,9 +103,14 @@ impl SessionReader {
     /// SQLite file, the ORM connection for anything else (PostgreSQL, an
     /// in-memory SQLite database, which other connections cannot see).
     pub fn for_url(url: &str) -> Self {
-        Self {
-            sqlite: sqlite_path(url).map(SqliteReaders::new),
+        let sqlite = sqlite_path(url).map(SqliteReaders::new);
+        if sqlite.is_some() {
+            metrics::describe_counter!(
+                SESSION_READ_FALLBACKS,
+                "Session reads that left the SQLite fast path for the pool, by reason"
+            );
         }
+        Self { sqlite }
     }
 
     /// The session `sid` with its user, or `None` if there is no such
@@ -110,15 +120,31 @@ impl SessionReader {
         db: &DatabaseConnection,
         sid: &str,
     ) -> Result<Option<SessionUser>, DbErr> {
-        if let Some(readers) = &self.sqlite {
-            match readers.read(sid) {
-                Ok(found) => return Ok(found),
-                Err(error) => {
-                    tracing::debug!(%error, "fast session read failed; using the pool");
-                }
-            }
+        if let Some(found) = self.read_fast(sid) {
+            return Ok(found);
         }
         read_pooled(db, sid).await
+    }
+
+    /// The fast path's answer, or `None` when there is no fast path or it
+    /// failed, so the caller goes through the pool. Failures are counted in
+    /// [`SESSION_READ_FALLBACKS`]: a steady count means every guarded call
+    /// pays for the pool (e.g. the server cannot open the file read-only).
+    fn read_fast(&self, sid: &str) -> Option<Option<SessionUser>> {
+        match self.sqlite.as_ref()?.read(sid) {
+            Ok(found) => Some(found),
+            Err(error) => {
+                let reason = if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                {
+                    "busy"
+                } else {
+                    "error"
+                };
+                metrics::counter!(SESSION_READ_FALLBACKS, "reason" => reason).increment(1);
+                tracing::debug!(%error, reason, "fast session read failed; using the pool");
+                None
+            }
+        }
     }
 }
 
@@ -288,5 +314,62 @@ mod tests {
         };
         assert!(reader.sqlite.as_ref().expect("fast").read("s1").is_err());
         assert!(reader.read(&db, "s1").await.expect("pooled").is_none());
+        assert_eq!(
+            fallbacks(|| reader.read_fast("s1")),
+            vec![("error".to_owned(), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_a_busy_fallback_not_a_wait() {
+        let (dir, url, db) = fixture().await;
+        db.close().await.expect("close the pool");
+        // A connection in exclusive locking mode keeps every other
+        // connection out, even WAL readers.
+        let locker = rusqlite::Connection::open(dir.path().join("t.db")).expect("open");
+        locker
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+            .expect("lock");
+        let reader = SessionReader::for_url(&url);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            fallbacks(|| reader.read_fast("s1")),
+            vec![("busy".to_owned(), 1)]
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "the fast path waited for the lock"
+        );
+        drop(locker);
+        assert_eq!(fallbacks(|| reader.read_fast("s1")), vec![]);
+    }
+
+    /// Runs `read` (which must take the fallback, answering `None`, when it
+    /// counts one) and returns the fallback counts it recorded, by reason.
+    fn fallbacks(read: impl FnOnce() -> Option<Option<SessionUser>>) -> Vec<(String, u64)> {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let answer = metrics::with_local_recorder(&recorder, read);
+        let counts: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == SESSION_READ_FALLBACKS)
+            .map(|(key, _, _, value)| {
+                let reason = key
+                    .key()
+                    .labels()
+                    .find(|l| l.key() == "reason")
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default();
+                let DebugValue::Counter(n) = value else {
+                    panic!("{SESSION_READ_FALLBACKS} is not a counter");
+                };
+                (reason, n)
+            })
+            .collect();
+        assert_eq!(answer.is_none(), !counts.is_empty(), "fallback not counted");
+        counts
     }
 }
