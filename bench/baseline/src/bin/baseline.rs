@@ -1,22 +1,46 @@
-//! The upper bound for `bench/run`: a bare axum 0.8 route that answers
+//! The upper bounds for `bench/run`: a bare axum 0.8 route that answers
 //! `GET /trpc/auth.me` with a fixed body shaped like Gatehouse's answer, on
 //! the same tokio runtime settings as the `gatehouse` binary
 //! (`#[tokio::main]`, multi-threaded, one worker per allowed core). Whatever
 //! Gatehouse spends above this is framework, auth and database work.
 //!
-//! Env: `GATEHOUSE_ADDR` (default `127.0.0.1:0`). Prints
-//! `bench-baseline listening on http://ip:port` on stdout once bound.
+//! With `BASELINE_SESSION_DB` set, the route first does the work `api.md`
+//! demands of every guarded call and nothing else: verify the bearer token
+//! (HS256, issuer, `exp`/`nbf`, with `JWT_SECRET`) and read its session and
+//! user in one SQLite statement, the way Gatehouse's fast path does. That
+//! is the bound for any server that must check sessions per call; what
+//! Gatehouse spends above it is routing, the tRPC envelope, JSON, logging
+//! and middleware.
+//!
+//! Env: `GATEHOUSE_ADDR` (default `127.0.0.1:0`); `BASELINE_SESSION_DB` (a
+//! Gatehouse SQLite file), `JWT_SECRET`, `GATEHOUSE_JWT_ISSUER` (default
+//! `gatehouse`). Prints `bench-baseline listening on http://ip:port` on
+//! stdout once bound.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
 /// Same bytes a real `auth.me` returns for a seeded user, so response size
 /// and header count match the Gatehouse scenario.
 const ME_BODY: &str = r#"{"result":{"data":{"json":{"id":"0193a4f2-7b1c-7d3e-9a2b-4c5d6e7f8a9b","email":"bench-user-0@example.com","firstName":"Bench","lastName":"User0","role":"VIEWER","phone":null,"createdAt":"2026-11-22T04:00:00.000000Z","updatedAt":"2026-11-22T04:00:00.000000Z"}}}}"#;
 
-async fn me() -> impl axum::response::IntoResponse {
+/// Gatehouse's session ⋈ user read (`procedures/src/session_read.rs`).
+const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
+     s.rotated_at, s.last_used_at, s.revoked_at, \
+     u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
+     u.created_at, u.updated_at \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
+
+fn fixed_answer() -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -24,15 +48,112 @@ async fn me() -> impl axum::response::IntoResponse {
         ],
         ME_BODY,
     )
+        .into_response()
+}
+
+async fn me() -> Response {
+    fixed_answer()
+}
+
+/// What the session-checking route needs: the key and rules to verify
+/// tokens, and the database file to read sessions from.
+struct SessionCheck {
+    key: DecodingKey,
+    validation: Validation,
+    db: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    sub: String,
+    sid: String,
+}
+
+thread_local! {
+    /// One read-only connection per runtime thread, opened on first use.
+    static READER: RefCell<Option<rusqlite::Connection>> = const { RefCell::new(None) };
+}
+
+impl SessionCheck {
+    fn from_env(db: PathBuf) -> anyhow::Result<Self> {
+        let secret = std::env::var("JWT_SECRET")?;
+        let issuer =
+            std::env::var("GATEHOUSE_JWT_ISSUER").unwrap_or_else(|_| "gatehouse".to_owned());
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]);
+        validation.leeway = 1;
+        validation.validate_nbf = true;
+        Ok(Self {
+            key: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            db,
+        })
+    }
+
+    /// True when the token is valid and its session is alive and belongs to
+    /// the token's user.
+    fn check(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) else {
+            return false;
+        };
+        let claims = data.claims;
+        READER.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                *cell = rusqlite::Connection::open_with_flags(
+                    &self.db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .ok();
+            }
+            let Some(conn) = cell.as_ref() else {
+                return false;
+            };
+            let Ok(mut statement) = conn.prepare_cached(SESSION_USER_SQL) else {
+                return false;
+            };
+            statement
+                .query_row([claims.sid.as_str()], |row| {
+                    let user_id: String = row.get(1)?;
+                    let revoked_at: Option<i64> = row.get(6)?;
+                    let user: Option<String> = row.get(7)?;
+                    Ok(revoked_at.is_none() && user_id == claims.sub && user.is_some())
+                })
+                .unwrap_or(false)
+        })
+    }
+}
+
+async fn me_checked(State(check): State<Arc<SessionCheck>>, headers: HeaderMap) -> Response {
+    if check.check(&headers) {
+        fixed_answer()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let addr = std::env::var("GATEHOUSE_ADDR").unwrap_or_else(|_| "127.0.0.1:0".to_owned());
-    let app = Router::new()
-        .route("/trpc/auth.me", get(me))
+    let probes = Router::new()
         .route("/readyz", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }));
+    let app = match std::env::var_os("BASELINE_SESSION_DB") {
+        None => probes.route("/trpc/auth.me", get(me)),
+        Some(db) => {
+            let check = Arc::new(SessionCheck::from_env(PathBuf::from(db))?);
+            probes.route("/trpc/auth.me", get(me_checked).with_state(check))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!(
         "bench-baseline listening on http://{}",

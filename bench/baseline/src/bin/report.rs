@@ -31,9 +31,10 @@ struct Args {
     out: PathBuf,
 }
 
-const SERVERS: [(&str, &str); 3] = [
+const SERVERS: [(&str, &str); 4] = [
     ("gatehouse", "Gatehouse"),
     ("baseline", "bare axum"),
+    ("axum-session", "axum + JWT check + session read"),
     ("trpc-node", "tRPC Node"),
 ];
 
@@ -192,6 +193,7 @@ fn main() -> anyhow::Result<()> {
     let g = "gatehouse";
     let a = "baseline";
     let n = "trpc-node";
+    let sess = "axum-session";
     let conns = |k: &str| {
         meta.get("connections")
             .and_then(|c| c.get(k))
@@ -390,6 +392,28 @@ fn main() -> anyhow::Result<()> {
             }
         },
     ];
+    // The bound for the work every guarded call must do, beside the targets.
+    let mut bound = String::new();
+    if rate(sess, "me").is_some() {
+        writeln!(
+            bound,
+            "\n## The mandated work alone\n\n\
+             The bare axum route doing only what `api.md` demands of every guarded call (verify the \
+             JWT, read the session ⋈ user row from Gatehouse's SQLite file), {} conns:\n\n\
+             | server | auth.me req/s | p99 ms | Gatehouse as a share |\n|---|---:|---:|---:|",
+            conns("me")
+        )?;
+        for (server, label) in [(a, "bare axum"), (sess, "axum + JWT check + session read")] {
+            writeln!(
+                bound,
+                "| {label} | {} | {} | {} |",
+                f0(rate(server, "me")),
+                f2(p99(server, "me")),
+                ratio(me_g, rate(server, "me"))
+                    .map_or("–".into(), |r| format!("{:.0}%", r * 100.0))
+            )?;
+        }
+    }
     let mut tt = String::new();
     writeln!(tt, "| target | goal | measured | verdict |")?;
     writeln!(tt, "|---|---|---:|---|")?;
@@ -455,7 +479,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(Value::as_f64)),
     );
     let md = format!(
-        "# Gatehouse benchmark results\n\n{header}\n{t}\n## Targets\n\n{tt}{}",
+        "# Gatehouse benchmark results\n\n{header}\n{t}\n## Targets\n\n{tt}{bound}{}",
         if notes.is_empty() {
             String::new()
         } else {
@@ -463,7 +487,7 @@ fn main() -> anyhow::Result<()> {
         }
     );
     print!(
-        "\n{t}\n{tt}{}",
+        "\n{t}\n{tt}{bound}{}",
         if notes.is_empty() {
             String::new()
         } else {
@@ -476,7 +500,10 @@ fn main() -> anyhow::Result<()> {
         "bcrypt": bcrypt,
         "servers": servers,
         "derived": {
-            "me_rps": { "gatehouse": me_g, "baseline": rate(a, "me"), "trpc-node": rate(n, "me") },
+            "me_rps": {
+                "gatehouse": me_g, "baseline": rate(a, "me"),
+                "axum-session": rate(sess, "me"), "trpc-node": rate(n, "me"),
+            },
             "bcrypt_limit_per_s": { "run_start": global_limit, "gatehouse": limit_of(g), "trpc-node": limit_of(n) },
             "login_per_s": { "gatehouse": rate(g, "login"), "trpc-node": rate(n, "login") },
             "login_fraction_of_bcrypt_limit": {
@@ -484,7 +511,7 @@ fn main() -> anyhow::Result<()> {
                 "trpc-node": ratio(rate(n, "login"), limit_of(n)),
             },
             "flood_me_p99_ms": { "gatehouse": p99(g, "flood-me"), "trpc-node": p99(n, "flood-me") },
-            "peak_rss_mib": { "gatehouse": rss(g), "baseline": rss(a), "trpc-node": rss(n) },
+            "peak_rss_mib": { "gatehouse": rss(g), "baseline": rss(a), "axum-session": rss(sess), "trpc-node": rss(n) },
             "startup_ms": { "gatehouse": startup(g), "baseline": startup(a), "trpc-node": startup(n) },
         },
         "targets": targets.iter().map(|x| json!({
