@@ -19,7 +19,7 @@ use crate::limits::{self, IpNet};
 use crate::mail::Mailer;
 use crate::password::PasswordHasher;
 use crate::session_read::SessionReader;
-use crate::token::{Claims, TokenKeys};
+use crate::token::{Claims, SessionClaims, TokenKeys};
 use crate::types::{AuthPayload, User, parse_role};
 
 /// `lastUsedAt` is written at most this often per session, so a busy client
@@ -207,7 +207,7 @@ impl AuthService {
 
     /// Checks a token against its session and user in one query.
     async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
-        let claims = self.keys.verify_session(token).map_err(|e| {
+        let claims = self.keys.verify::<SessionClaims>(token).map_err(|e| {
             tracing::debug!(error = %e, "token refused");
             AuthError::InvalidToken
         })?;

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::db::{sql, sqlite_path};
 use crate::entities::user;
@@ -158,7 +158,6 @@ async fn read_pooled(db: &DatabaseConnection, sid: &str) -> Result<Option<Sessio
     let Some(row) = db.query_one_raw(statement).await? else {
         return Ok(None);
     };
-    let row: &QueryResult = &row;
     Ok(Some(decode_row!(row.try_get_by_index)))
 }
 

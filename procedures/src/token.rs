@@ -3,6 +3,7 @@
 
 use gatehouse::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds: enough for instances
@@ -32,7 +33,7 @@ pub struct Claims {
 /// [`Claims`] (profile fields) comes from the database anyway, so decoding
 /// only these saves allocating them on every call. Validation is the same
 /// as for [`Claims`]: `exp`, `nbf`, `iat`, `iss` and `sub` must be present
-/// and are checked by [`TokenKeys::verify_session`].
+/// and are checked by [`TokenKeys::verify`].
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct SessionClaims {
     pub sub: String,
@@ -114,19 +115,15 @@ impl TokenKeys {
         )?)
     }
 
-    /// Validates signature, algorithm, issuer, `nbf` and `exp`.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.access)?.claims)
+    /// Validates signature, algorithm, issuer, `nbf` and `exp`, and decodes
+    /// the claims as `T`: [`Claims`] for all of them, [`SessionClaims`] for
+    /// what a guarded call checks.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
+        Ok(jsonwebtoken::decode::<T>(token, &self.decoding, &self.access)?.claims)
     }
 
-    /// [`Self::verify`] for guarded calls: the same checks, only the
-    /// claims the session check needs.
-    pub fn verify_session(&self, token: &str) -> Result<SessionClaims, TokenError> {
-        Ok(jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &self.access)?.claims)
-    }
-
-    /// Like [`Self::verify`] but accepts an expired token (for refresh and
-    /// logout, which check the session instead).
+    /// Like [`Self::verify`] for all of [`Claims`], but accepts an expired
+    /// token (for refresh and logout, which check the session instead).
     pub fn verify_allow_expired(&self, token: &str) -> Result<Claims, TokenError> {
         Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.refresh)?.claims)
     }
@@ -158,9 +155,9 @@ mod tests {
         let keys = TokenKeys::new(&[7u8; 32], "gatehouse", 60);
         let now = chrono::Utc::now().timestamp();
         let t = keys.sign(&claims(now)).expect("sign");
-        assert_eq!(keys.verify(&t).expect("valid").sub, "u");
+        assert_eq!(keys.verify::<Claims>(&t).expect("valid").sub, "u");
         assert_eq!(
-            keys.verify_session(&t).expect("valid"),
+            keys.verify::<SessionClaims>(&t).expect("valid"),
             SessionClaims {
                 sub: "u".into(),
                 jti: "j".into(),
@@ -170,17 +167,17 @@ mod tests {
         );
 
         let other = TokenKeys::new(&[8u8; 32], "gatehouse", 60);
-        assert!(other.verify(&t).is_err(), "wrong secret");
-        assert!(other.verify_session(&t).is_err(), "wrong secret");
+        assert!(other.verify::<Claims>(&t).is_err(), "wrong secret");
+        assert!(other.verify::<SessionClaims>(&t).is_err(), "wrong secret");
         let wrong_iss = TokenKeys::new(&[7u8; 32], "other", 60);
-        assert!(wrong_iss.verify(&t).is_err(), "wrong iss");
-        assert!(wrong_iss.verify_session(&t).is_err(), "wrong iss");
+        assert!(wrong_iss.verify::<Claims>(&t).is_err(), "wrong iss");
+        assert!(wrong_iss.verify::<SessionClaims>(&t).is_err(), "wrong iss");
 
         let mut expired = claims(now - 1000);
         expired.exp = now - 100;
         let t = keys.sign(&expired).expect("sign");
-        assert!(keys.verify(&t).is_err(), "expired");
-        assert!(keys.verify_session(&t).is_err(), "expired");
+        assert!(keys.verify::<Claims>(&t).is_err(), "expired");
+        assert!(keys.verify::<SessionClaims>(&t).is_err(), "expired");
         assert!(
             keys.verify_allow_expired(&t).is_ok(),
             "refresh accepts expired"
@@ -189,8 +186,8 @@ mod tests {
         let mut future = claims(now);
         future.nbf = now + 100;
         let t = keys.sign(&future).expect("sign");
-        assert!(keys.verify(&t).is_err(), "future nbf");
-        assert!(keys.verify_session(&t).is_err(), "future nbf");
+        assert!(keys.verify::<Claims>(&t).is_err(), "future nbf");
+        assert!(keys.verify::<SessionClaims>(&t).is_err(), "future nbf");
         assert!(
             keys.verify_allow_expired(&t).is_err(),
             "future nbf on refresh"
