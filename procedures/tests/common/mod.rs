@@ -311,7 +311,20 @@ impl Client {
     }
 
     pub async fn raw(&self, method: &str, target: &str, body: Option<&str>) -> Response {
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect");
+        self.try_raw(method, target, body)
+            .await
+            .expect("request over TCP")
+    }
+
+    /// [`Self::raw`] that reports a refused, reset or unparsable exchange
+    /// instead of panicking, for tests that kill or stop the server mid-call.
+    pub async fn try_raw(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect(self.addr).await?;
         let mut req = format!(
             "{method} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
             self.addr
@@ -332,17 +345,29 @@ impl Client {
         if let Some(b) = body {
             req.push_str(b);
         }
-        stream.write_all(req.as_bytes()).await.expect("write");
+        stream.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await.expect("read");
-        parse_response(&buf)
+        stream.read_to_end(&mut buf).await?;
+        try_parse_response(&buf).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "incomplete HTTP response",
+            )
+        })
+    }
+
+    /// [`Self::mutation`] that reports transport failures instead of panicking.
+    pub async fn try_mutation(&self, path: &str, input: Value) -> std::io::Result<Response> {
+        let body = json!({ "json": input }).to_string();
+        self.try_raw("POST", &format!("/trpc/{path}"), Some(&body))
+            .await
     }
 
     /// A mutation: `POST /trpc/<path>` with `{"json": input}`.
     pub async fn mutation(&self, path: &str, input: Value) -> Response {
-        let body = json!({ "json": input }).to_string();
-        self.raw("POST", &format!("/trpc/{path}"), Some(&body))
+        self.try_mutation(path, input)
             .await
+            .expect("request over TCP")
     }
 
     /// `auth.me` with `token`.
@@ -379,18 +404,19 @@ impl Client {
 }
 
 fn parse_response(buf: &[u8]) -> Response {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response has a header");
+    try_parse_response(buf).expect("a complete HTTP response")
+}
+
+/// The response in `buf`, or `None` when it holds no complete head.
+fn try_parse_response(buf: &[u8]) -> Option<Response> {
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let mut body = buf[split + 4..].to_vec();
     let mut lines = head.lines();
     let status: u16 = lines
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
+        .and_then(|s| s.parse().ok())?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -407,11 +433,11 @@ fn parse_response(buf: &[u8]) -> Response {
         serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
     };
-    Response {
+    Some(Response {
         status,
         headers,
         body,
-    }
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
