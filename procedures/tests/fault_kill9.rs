@@ -101,7 +101,7 @@ async fn worker(
     acked: Arc<Mutex<Acknowledged>>,
 ) {
     for n in 0.. {
-        let result = if id % 2 == 0 {
+        let result = if id.is_multiple_of(2) {
             let email = format!("kill-{round}-{id}-{n}@example.com");
             let input = json!({
                 "email": email, "password": PASSWORD, "firstName": "K", "lastName": "Nine",
