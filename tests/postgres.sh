@@ -5,6 +5,8 @@
 #                             # print the admin URL (postgres://postgres@127.0.0.1:PORT/postgres)
 #   tests/postgres.sh url     # print the URL of the running instance
 #   tests/postgres.sh stop    # stop it and delete its directory
+#   tests/postgres.sh halt    # stop the server but keep its data (an outage)
+#   tests/postgres.sh resume  # start a halted server again on the same port
 #
 # State lives in $GATEHOUSE_PG_DIR (default ${TMPDIR:-/tmp}/gatehouse-pg). PostgreSQL
 # refuses to run as root, so as root the server runs as the `postgres` OS user.
@@ -79,14 +81,35 @@ start() {
         exit 1
     }
     port=$(free_port)
-    as_pg "$pg_ctl" -D "$DATA_DIR" -l "$LOG_FILE" -w -t 60 \
-        -o "-p $port -k $STATE_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
+    launch "$port"
+    echo "postgres://postgres@127.0.0.1:$port/postgres" >"$URL_FILE"
+    cat "$URL_FILE"
+}
+
+# launch PORT: starts the server of $DATA_DIR on PORT and waits until it
+# accepts connections.
+launch() {
+    as_pg "$(find_bin pg_ctl)" -D "$DATA_DIR" -l "$LOG_FILE" -w -t 60 \
+        -o "-p $1 -k $STATE_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400" \
         start >/dev/null || {
         cat "$LOG_FILE" >&2
         exit 1
     }
-    echo "postgres://postgres@127.0.0.1:$port/postgres" >"$URL_FILE"
-    cat "$URL_FILE"
+}
+
+halt() {
+    [ -d "$DATA_DIR" ] || { echo "postgres.sh: nothing to halt" >&2; exit 1; }
+    # Fast mode: running transactions are rolled back and clients cut off,
+    # like a crash from the clients' side, but committed data is kept.
+    as_pg "$(find_bin pg_ctl)" -D "$DATA_DIR" -m fast -w stop >/dev/null
+}
+
+resume() {
+    [ -f "$URL_FILE" ] || { echo "postgres.sh: nothing to resume" >&2; exit 1; }
+    running && return
+    local port
+    port=$(sed -E 's|.*:([0-9]+)/.*|\1|' "$URL_FILE")
+    launch "$port"
 }
 
 stop() {
@@ -99,12 +122,14 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+halt) halt ;;
+resume) resume ;;
 url)
     running || { echo "postgres.sh: not running" >&2; exit 1; }
     cat "$URL_FILE"
     ;;
 *)
-    echo "usage: $0 start|stop|url" >&2
+    echo "usage: $0 start|stop|halt|resume|url" >&2
     exit 2
     ;;
 esac

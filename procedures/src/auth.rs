@@ -130,6 +130,7 @@ impl Procedure<AuthService> for Register {
         issues.finish()?;
 
         let svc = &ctx.service;
+        svc.db_up()?;
         let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
         let now = now_ms();
         let model = user::ActiveModel {
@@ -238,6 +239,7 @@ impl Procedure<AuthService> for Login {
         let email = normalize_email(input.email.as_deref().unwrap_or_default());
         let password = input.password.unwrap_or_default();
         let svc = &ctx.service;
+        svc.db_up()?;
 
         let account_key = format!("login:account:{email}");
         let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
@@ -333,6 +335,7 @@ impl Procedure<AuthService> for RefreshToken {
     async fn call(ctx: Ctx_, _: NoInput) -> Result<AuthPayload, RpcError> {
         let svc = &ctx.service;
         let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
+        svc.db_up()?;
         let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
             tracing::debug!(error = %e, "refresh token refused");
             AuthError::InvalidToken
@@ -416,7 +419,11 @@ impl Procedure<AuthService> for RefreshToken {
 
 // ---------------------------------------------------------------- logout
 
-/// Ends the bearer token's session, if any. Never fails.
+/// Ends the bearer token's session, if any. Without a token, or with one
+/// that does not verify, there is nothing to end and it answers success; with
+/// a valid token it answers success only once the session's revocation is
+/// committed, and an error (so the client knows the token may still work)
+/// when it could not be.
 pub struct Logout;
 
 impl Procedure<AuthService> for Logout {
@@ -433,8 +440,8 @@ impl Procedure<AuthService> for Logout {
             .bearer_token()
             .and_then(|t| svc.keys.verify_allow_expired(t).ok())
         {
-            let res = svc
-                .db
+            svc.db_up()?;
+            svc.db
                 .execute_raw(sql(
                     svc.db.get_database_backend(),
                     "UPDATE sessions SET revoked_at = $1 \
@@ -445,13 +452,10 @@ impl Procedure<AuthService> for Logout {
                         claims.sub.clone().into(),
                     ],
                 ))
-                .await;
-            match res {
-                Ok(_) => tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
-                    session_id = %claims.sid, request_id = %ctx.request.request_id),
-                Err(e) => tracing::error!(error = %e, request_id = %ctx.request.request_id,
-                    "could not revoke session at logout"),
-            }
+                .await
+                .map_err(AuthError::from)?;
+            tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
+                session_id = %claims.sid, request_id = %ctx.request.request_id);
         }
         Ok(LogoutResult { success: true })
     }
@@ -531,7 +535,14 @@ impl Procedure<AuthService> for RequestPasswordReset {
         // Failures are logged, never shown: the answer must not depend on
         // whether the account exists.
         let request_id = &ctx.request.request_id;
+        ctx.service.db_up()?;
         if let Err(e) = RequestPasswordReset::run(&ctx.service, &email, request_id).await {
+            // An outage is said as such (for every email alike, so it tells
+            // nothing about the account); other failures are logged, never
+            // shown, so the answer cannot depend on whether it exists.
+            if matches!(&e, AuthError::Db(db) if crate::db_health::is_unavailable(db)) {
+                return Err(e.into());
+            }
             tracing::error!(error = %e, request_id, "password reset request failed");
         }
         Ok(Success::default())
@@ -581,6 +592,7 @@ impl Procedure<AuthService> for ResetPassword {
         issues.finish()?;
 
         let svc = &ctx.service;
+        svc.db_up()?;
         let user = svc
             .find_user_by_email(&email)
             .await?

@@ -174,6 +174,20 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
 
+    /// Longest wait for a pooled database connection, in milliseconds. A busy
+    /// pool waits this long; calls already waiting when the database goes
+    /// away fail after it at most.
+    #[arg(long, global = true, env = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS", value_name = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS",
+          default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub db_acquire_timeout_ms: u64,
+
+    /// How long the PostgreSQL health probe waits for a connection or a
+    /// ping, in milliseconds, before it calls the database unreachable (and
+    /// calls answer SERVICE_UNAVAILABLE at once until it is back).
+    #[arg(long, global = true, env = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS", value_name = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS",
+          default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub db_connect_timeout_ms: u64,
+
     /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
     /// believed when working out the client address.
     #[arg(
@@ -211,6 +225,8 @@ impl Default for Config {
             allow_method_override: false,
             max_batch_size: 100,
             request_timeout: 30,
+            db_acquire_timeout_ms: 2_000,
+            db_connect_timeout_ms: 500,
             trusted_proxies: None,
         }
     }

@@ -44,14 +44,31 @@ fn sqlite_pool_size() -> u32 {
     u32::try_from(cores).unwrap_or(u32::MAX).saturating_add(1)
 }
 
-/// Opens the database named by `url`, creating a SQLite file and its folders
-/// if needed (WAL mode, busy timeout, foreign keys on).
+/// How long a call waits for a pooled connection by default. Long enough
+/// for a busy pool to hand one out; it also bounds how long calls already
+/// waiting when the database goes away take to fail (later calls fail at
+/// once, see [`crate::db_health`]).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens the database named by `url` with the default acquire timeout; see
+/// [`connect_with`].
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+    connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// Opens the database named by `url`, creating a SQLite file and its folders
+/// if needed (WAL mode, busy timeout, foreign keys on). A call waits at most
+/// `acquire_timeout` for a pooled connection.
+pub async fn connect_with(
+    url: &str,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbError> {
     let mut options = ConnectOptions::new(url.to_owned());
+    // sea-orm hands both to the pool as its one acquire timeout.
     options
         .sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout);
     if url.starts_with("sqlite:") {
         if let Some(path) = sqlite_path(url)
             && let Some(parent) = path.parent()

@@ -3,7 +3,21 @@
 use gatehouse::{ErrorCode, RpcError};
 use http::{HeaderName, HeaderValue};
 
+use crate::db_health::{DB_ERRORS_TOTAL, RETRY_AFTER_SECS, is_unavailable};
 use crate::password::PasswordError;
+
+/// `SERVICE_UNAVAILABLE` with a `Retry-After`: the database cannot be
+/// reached (or handed out no connection in time); the client may retry.
+fn unavailable() -> RpcError {
+    RpcError::new(
+        ErrorCode::ServiceUnavailable,
+        AuthError::Unavailable.to_string(),
+    )
+    .with_header(
+        HeaderName::from_static("retry-after"),
+        HeaderValue::from(RETRY_AFTER_SECS),
+    )
+}
 
 /// Everything an auth procedure can fail with. Messages are English; the
 /// service translates them per request ([`crate::i18n`]).
@@ -29,6 +43,8 @@ pub enum AuthError {
     SessionNotFound,
     #[error("The last administrator cannot be demoted or deleted")]
     LastAdmin,
+    #[error("The service is temporarily unavailable, try again shortly")]
+    Unavailable,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("password hashing failed: {0}")]
@@ -55,7 +71,20 @@ impl From<AuthError> for RpcError {
             }
             AuthError::InvalidResetToken => ErrorCode::BadRequest,
             AuthError::LastAdmin => ErrorCode::PreconditionFailed,
-            AuthError::Db(_) | AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
+            AuthError::Unavailable => {
+                metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
+                return unavailable();
+            }
+            AuthError::Db(db) if is_unavailable(db) => {
+                metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
+                tracing::error!(error = %db, "database unavailable");
+                return unavailable();
+            }
+            AuthError::Db(_) => {
+                metrics::counter!(DB_ERRORS_TOTAL, "kind" => "error").increment(1);
+                return RpcError::internal(e);
+            }
+            AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
                 return RpcError::internal(e);
             }
         };

@@ -59,6 +59,10 @@ const ES: &[(&str, &str)] = &[
     ),
     ("User not found", "Usuario no encontrado"),
     (
+        "The service is temporarily unavailable, try again shortly",
+        "El servicio no está disponible temporalmente; inténtalo de nuevo en breve",
+    ),
+    (
         "Email is already registered",
         "El correo electrónico ya está registrado",
     ),

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod db_health;
 pub mod entities;
 pub mod error;
 pub mod i18n;
@@ -20,6 +21,7 @@ pub mod users;
 pub mod validate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gatehouse::{Role, Router};
 use sea_orm::{
@@ -31,6 +33,7 @@ use uuid::Uuid;
 pub use config::{Config, ConfigError};
 pub use service::{AuthService, AuthUser, Settings};
 
+use crate::db_health::DbHealth;
 use crate::entities::user;
 use crate::mail::{FileOutbox, Mailer, SmtpMailer};
 use crate::password::PasswordHasher;
@@ -86,7 +89,11 @@ pub enum StartError {
 
 /// Opens the database of `config` and applies migrations.
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartError> {
-    let db = db::connect(&config.database_url()).await?;
+    let db = db::connect_with(
+        &config.database_url(),
+        Duration::from_millis(config.db_acquire_timeout_ms),
+    )
+    .await?;
     db::migrate(&db).await?;
     Ok(db)
 }
@@ -113,8 +120,14 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         trusted_proxies: config.trusted_proxies()?,
     };
     let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
+    let health = DbHealth::new();
+    health.spawn_probe(
+        &config.database_url(),
+        Duration::from_millis(config.db_connect_timeout_ms),
+    );
     let service = AuthService::new(db, keys, hasher, mailer, settings)
-        .with_fast_session_reads(&config.database_url());
+        .with_fast_session_reads(&config.database_url())
+        .with_health(health);
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         bootstrap_admin(&service, email, password).await?;
     }

@@ -12,6 +12,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::db::{fetch_unique, now_ms, sql};
+use crate::db_health::DbHealth;
 use crate::entities::{session, user};
 use crate::error::AuthError;
 use crate::i18n;
@@ -25,6 +26,9 @@ use crate::types::{AuthPayload, User, parse_role};
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
 const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// Longest `/readyz` waits for the database to answer a ping.
+const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// Tunables of the service, from [`crate::Config`].
 #[derive(Debug, Clone)]
@@ -51,6 +55,7 @@ pub struct AuthService {
     pub(crate) mailer: Arc<dyn Mailer>,
     pub(crate) settings: Settings,
     sessions: SessionReader,
+    health: Arc<DbHealth>,
 }
 
 /// The authenticated caller: the token's user and session.
@@ -87,6 +92,25 @@ impl AuthService {
             mailer,
             settings,
             sessions: SessionReader::pooled(),
+            health: DbHealth::new(),
+        }
+    }
+
+    /// Shares `health` (whose probe [`crate::build_service`] starts) so that
+    /// calls fail at once while the database is unreachable.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<DbHealth>) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// `Err(Unavailable)` while the database is known to be unreachable, so
+    /// a call answers at once instead of waiting for the pool.
+    pub(crate) fn db_up(&self) -> Result<(), AuthError> {
+        if self.health.is_up() {
+            Ok(())
+        } else {
+            Err(AuthError::Unavailable)
         }
     }
 
@@ -317,14 +341,21 @@ impl Service for AuthService {
         let Some(token) = request.bearer_token() else {
             return Ok(None);
         };
+        self.db_up()?;
         self.check_token(request, token)
             .await
             .map(Some)
             .map_err(RpcError::from)
     }
 
+    /// Down at once while the probe says so; otherwise a ping that may take
+    /// at most [`READY_PING_TIMEOUT`].
     async fn ready(&self) -> bool {
-        self.db.ping().await.is_ok()
+        self.health.is_up()
+            && matches!(
+                tokio::time::timeout(READY_PING_TIMEOUT, self.db.ping()).await,
+                Ok(Ok(()))
+            )
     }
 
     fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {

@@ -560,3 +560,81 @@ pub mod base64_lite {
         out
     }
 }
+
+/// A PostgreSQL server of the test's own (`tests/postgres.sh` in a private
+/// state folder) that it may stop and start again to stage an outage,
+/// without touching the shared server other tests use. Stopped and deleted
+/// on drop.
+pub struct PrivatePostgres {
+    state_dir: PathBuf,
+    pub admin_url: String,
+}
+
+impl PrivatePostgres {
+    const SCRIPT: &'static str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/postgres.sh");
+
+    /// Starts one; `None` (with a notice) when the PostgreSQL server
+    /// binaries are missing, unless `GATEHOUSE_REQUIRE_POSTGRES=1`.
+    pub fn start() -> Option<Self> {
+        // Under /tmp itself: the server runs as the `postgres` user, which
+        // cannot enter a root-owned private temp folder.
+        let state_dir = PathBuf::from(format!(
+            "/tmp/gatehouse-pg-private-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let out = std::process::Command::new("bash")
+            .arg(Self::SCRIPT)
+            .arg("start")
+            .env("GATEHOUSE_PG_DIR", &state_dir)
+            .output()
+            .expect("run tests/postgres.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let url = stdout.lines().rev().find(|l| l.starts_with("postgres://"));
+        match url {
+            Some(url) if out.status.success() => Some(Self {
+                admin_url: url.trim().to_owned(),
+                state_dir,
+            }),
+            _ => {
+                let why = String::from_utf8_lossy(&out.stderr);
+                if std::env::var("GATEHOUSE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                    panic!(
+                        "GATEHOUSE_REQUIRE_POSTGRES=1 but a private PostgreSQL did not start: {why}"
+                    );
+                }
+                eprintln!("skipping: no private PostgreSQL ({why})");
+                None
+            }
+        }
+    }
+
+    fn script(&self, verb: &str) {
+        let status = std::process::Command::new("bash")
+            .arg(Self::SCRIPT)
+            .arg(verb)
+            .env("GATEHOUSE_PG_DIR", &self.state_dir)
+            .status()
+            .expect("run tests/postgres.sh");
+        assert!(status.success(), "tests/postgres.sh {verb} failed");
+    }
+
+    /// Stops the server, keeping its data: clients see an outage.
+    pub fn halt(&self) {
+        self.script("halt");
+    }
+
+    /// Starts it again on the same port.
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Self::SCRIPT)
+            .arg("stop")
+            .env("GATEHOUSE_PG_DIR", &self.state_dir)
+            .status();
+    }
+}
