@@ -69,6 +69,13 @@ pub struct Config {
     )]
     pub jwt_issuer: String,
 
+    /// Clock skew tolerated on a token's `exp` and `nbf`, in seconds
+    /// (0..=60), for instances whose clocks drift apart. 0: a token is
+    /// refused from the very millisecond it expires.
+    #[arg(long, global = true, env = "JWT_LEEWAY", value_name = "JWT_LEEWAY", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub jwt_leeway: u64,
+
     /// How long a token replaced by refresh keeps working, in seconds (0..=10),
     /// so parallel refreshes from several tabs do not log the user out.
     #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
@@ -209,6 +216,7 @@ impl Default for Config {
             jwt_ttl: 86_400,
             jwt_refresh_ttl: 1_209_600,
             jwt_issuer: "gatehouse".to_owned(),
+            jwt_leeway: 0,
             refresh_grace: 10,
             bcrypt_cost: 10,
             admin_email: None,

@@ -119,7 +119,8 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         reset_url: config.reset_url.clone(),
         trusted_proxies: config.trusted_proxies()?,
     };
-    let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
+    let keys =
+        TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl).with_leeway(config.jwt_leeway);
     let health = DbHealth::new();
     health.spawn_probe(
         &config.database_url(),

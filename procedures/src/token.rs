@@ -6,10 +6,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Clock skew tolerated on `exp` and `nbf`, in seconds: enough for instances
-/// whose clocks are NTP-synchronised, small so an expired token is refused
-/// promptly (jsonwebtoken's default of 60 s would keep it alive a minute).
-pub const LEEWAY_SECS: u64 = 1;
+/// Longest token accepted in `Authorization`, in bytes. Ours are well under
+/// 1 KiB; anything this large is refused before it is decoded, so a client
+/// cannot make every guarded call base64-decode and parse megabytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Largest clock skew `JWT_LEEWAY` may allow, in seconds.
+pub const MAX_LEEWAY_SECS: u64 = 60;
 
 /// The claims of every token, exactly as `api.md` lists them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -40,6 +43,70 @@ pub struct SessionClaims {
     pub jti: String,
     pub sid: String,
     pub role: Role,
+    /// Required, and a plain string (jsonwebtoken alone would also accept an
+    /// array of issuers with ours among them); its value is checked by
+    /// jsonwebtoken.
+    iss: StringOnly,
+    /// Required; its value matters to no check.
+    iat: i64,
+    exp: i64,
+    nbf: i64,
+}
+
+impl SessionClaims {
+    #[cfg(test)]
+    fn new(sub: &str, jti: &str, sid: &str, role: Role, times: (i64, i64, i64)) -> Self {
+        let (iat, nbf, exp) = times;
+        Self {
+            sub: sub.into(),
+            jti: jti.into(),
+            sid: sid.into(),
+            role,
+            iss: StringOnly,
+            iat,
+            exp,
+            nbf,
+        }
+    }
+}
+
+/// A claim that must be a JSON string, without keeping (allocating) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StringOnly;
+
+impl<'de> Deserialize<'de> for StringOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StringOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<StringOnly, E> {
+                Ok(StringOnly)
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// The registered time claims every decoded claim set carries, for the
+/// millisecond-precise `exp` / `nbf` check in [`TokenKeys::verify`].
+pub trait TimeClaims {
+    /// `(nbf, exp)` in Unix seconds.
+    fn window(&self) -> (i64, i64);
+}
+
+impl TimeClaims for Claims {
+    fn window(&self) -> (i64, i64) {
+        (self.nbf, self.exp)
+    }
+}
+
+impl TimeClaims for SessionClaims {
+    fn window(&self) -> (i64, i64) {
+        (self.nbf, self.exp)
+    }
 }
 
 /// The session generation a token id belongs to. Token ids are
@@ -60,7 +127,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     access: Validation,
-    refresh: Validation,
+    /// Clock skew tolerated on `exp` and `nbf`, in milliseconds.
+    leeway_ms: i64,
     pub issuer: String,
     /// Access-token lifetime in seconds.
     pub ttl: u64,
@@ -77,33 +145,53 @@ impl std::fmt::Debug for TokenKeys {
 
 /// Why a token was refused; only logged, the client sees a generic 401.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid token: {0}")]
-pub struct TokenError(#[from] jsonwebtoken::errors::Error);
+pub enum TokenError {
+    #[error("invalid token: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("token of {0} bytes is over the {MAX_TOKEN_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("token header names critical extensions we do not understand: {0:?}")]
+    Critical(Vec<String>),
+}
 
 impl TokenKeys {
+    /// Keys for `secret`, issuing and requiring `issuer`, with no clock
+    /// leeway (see [`Self::with_leeway`]).
     pub fn new(secret: &[u8], issuer: &str, ttl: u64) -> Self {
         // Pinned to HS256: `alg: none` and every other algorithm are refused
         // before the signature is even looked at.
         let mut access = Validation::new(Algorithm::HS256);
         access.algorithms = vec![Algorithm::HS256];
         access.set_issuer(&[issuer]);
-        access.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]);
-        access.leeway = LEEWAY_SECS;
-        access.validate_exp = true;
-        access.validate_nbf = true;
+        access.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+        // `exp` and `nbf` are checked in `verify`, to the millisecond
+        // (jsonwebtoken compares whole seconds, so a token would live on for
+        // up to a second after its `exp`).
+        access.leeway = 0;
+        access.validate_exp = false;
+        access.validate_nbf = false;
         access.validate_aud = false;
-        // Refresh accepts an expired token; the session's absolute refresh
-        // window is checked against the database instead.
-        let mut refresh = access.clone();
-        refresh.validate_exp = false;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             access,
-            refresh,
+            leeway_ms: 0,
             issuer: issuer.to_owned(),
             ttl,
         }
+    }
+
+    /// Tolerates `secs` of clock skew between instances on `exp` and `nbf`
+    /// (`JWT_LEEWAY`; at most [`MAX_LEEWAY_SECS`]).
+    #[must_use]
+    pub fn with_leeway(mut self, secs: u64) -> Self {
+        let secs = secs.min(MAX_LEEWAY_SECS);
+        self.leeway_ms = i64::try_from(secs * 1000).unwrap_or(0);
+        self
     }
 
     /// Signs claims with HS256.
@@ -115,17 +203,46 @@ impl TokenKeys {
         )?)
     }
 
-    /// Validates signature, algorithm, issuer, `nbf` and `exp`, and decodes
-    /// the claims as `T`: [`Claims`] for all of them, [`SessionClaims`] for
-    /// what a guarded call checks.
-    pub fn verify<T: DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
-        Ok(jsonwebtoken::decode::<T>(token, &self.decoding, &self.access)?.claims)
+    /// Validates size, signature, algorithm, issuer (a single string),
+    /// `iat`, `nbf` and `exp`, refuses any `crit` header, and decodes the
+    /// claims as `T`: [`Claims`] for all of them, [`SessionClaims`] for what
+    /// a guarded call checks. A token is expired from the millisecond its
+    /// `exp` is reached (plus the leeway).
+    pub fn verify<T: DeserializeOwned + TimeClaims>(&self, token: &str) -> Result<T, TokenError> {
+        let claims = self.decode::<T>(token)?;
+        let (_, exp) = claims.window();
+        if chrono::Utc::now().timestamp_millis()
+            >= exp.saturating_mul(1000).saturating_add(self.leeway_ms)
+        {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
     }
 
     /// Like [`Self::verify`] for all of [`Claims`], but accepts an expired
     /// token (for refresh and logout, which check the session instead).
     pub fn verify_allow_expired(&self, token: &str) -> Result<Claims, TokenError> {
-        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.refresh)?.claims)
+        self.decode::<Claims>(token)
+    }
+
+    /// Every check but `exp`.
+    fn decode<T: DeserializeOwned + TimeClaims>(&self, token: &str) -> Result<T, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::TooLarge(token.len()));
+        }
+        let data = jsonwebtoken::decode::<T>(token, &self.decoding, &self.access)?;
+        // We implement no JWS extension, so any `crit` entry is one we do not
+        // understand, and RFC 7515 (4.1.11) says to refuse the token.
+        if let Some(crit) = data.header.crit {
+            return Err(TokenError::Critical(crit));
+        }
+        let (nbf, _) = data.claims.window();
+        if chrono::Utc::now().timestamp_millis()
+            < nbf.saturating_mul(1000).saturating_sub(self.leeway_ms)
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(data.claims)
     }
 }
 
@@ -158,12 +275,7 @@ mod tests {
         assert_eq!(keys.verify::<Claims>(&t).expect("valid").sub, "u");
         assert_eq!(
             keys.verify::<SessionClaims>(&t).expect("valid"),
-            SessionClaims {
-                sub: "u".into(),
-                jti: "j".into(),
-                sid: "s".into(),
-                role: Role::Viewer,
-            }
+            SessionClaims::new("u", "j", "s", Role::Viewer, (now, now, now + 60))
         );
 
         let other = TokenKeys::new(&[8u8; 32], "gatehouse", 60);

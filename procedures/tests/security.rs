@@ -14,6 +14,8 @@ both_backends!(
     refresh_window_is_absolute,
     deleted_or_demoted_users_cannot_refresh,
     parallel_refreshes_keep_the_session,
+    token_times_are_checked_to_the_millisecond,
+    loosely_formed_tokens_are_refused,
 );
 
 fn now() -> i64 {
@@ -263,14 +265,120 @@ async fn parallel_refreshes_keep_the_session(backend: Backend) {
 }
 
 async fn short_lived_tokens_expire(backend: Backend) {
-    // JWT_TTL=1: after a little over two seconds (1 s lifetime + 1 s leeway,
-    // whole-second timestamps) the token is refused, yet it still refreshes.
+    // JWT_TTL=1: after its second (and no leeway by default) the token is
+    // refused, yet it still refreshes.
     let server = Server::start_with(backend, |c| c.jwt_ttl = 1).await;
     let c = server.client();
     let (token, _) = register(&c, "brief@example.com").await;
     assert_eq!(c.me(&token).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     assert_refused(&server, &token, "expired by JWT_TTL").await;
     let r = c.refresh(&token).await;
     assert_eq!(r.data()["expiresIn"], 1);
+}
+
+/// Waits until the clock is in the first half of a second, so that a claim
+/// of "now + 1 s" cannot be reached while a test runs.
+async fn early_in_a_second() -> i64 {
+    loop {
+        let ms = chrono::Utc::now().timestamp_millis();
+        if ms % 1000 < 500 {
+            return ms / 1000;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn token_times_are_checked_to_the_millisecond(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (token, _) = register(&c, "clock@example.com").await;
+    let genuine = claims(&token);
+
+    let second = early_in_a_second().await;
+    let mut t = genuine.clone();
+    t["exp"] = json!(second);
+    // `now >= exp` to the millisecond: a token whose `exp` is the current
+    // second is already expired.
+    assert_refused(&server, &sign(&t, Algorithm::HS256, SECRET), "exp = now").await;
+    t["exp"] = json!(second + 60);
+    t["nbf"] = json!(second + 1);
+    assert_refused(
+        &server,
+        &sign(&t, Algorithm::HS256, SECRET),
+        "nbf = now + 1 s",
+    )
+    .await;
+    t["nbf"] = json!(second);
+    assert_eq!(c.me(&sign(&t, Algorithm::HS256, SECRET)).await.status, 200);
+
+    // JWT_LEEWAY covers drifting clocks, both ways, and no further.
+    let lenient = Server::start_with(backend, |c| c.jwt_leeway = 30).await;
+    let lc = lenient.client();
+    let (token, _) = register(&lc, "clock@example.com").await;
+    let mut t = claims(&token);
+    let now = now();
+    t["exp"] = json!(now - 10);
+    assert_eq!(lc.me(&sign(&t, Algorithm::HS256, SECRET)).await.status, 200);
+    t["exp"] = json!(now + 60);
+    t["nbf"] = json!(now + 10);
+    assert_eq!(lc.me(&sign(&t, Algorithm::HS256, SECRET)).await.status, 200);
+    t["nbf"] = json!(now);
+    t["exp"] = json!(now - 40);
+    assert_refused(
+        &lenient,
+        &sign(&t, Algorithm::HS256, SECRET),
+        "exp beyond the leeway",
+    )
+    .await;
+}
+
+async fn loosely_formed_tokens_are_refused(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (token, _) = register(&c, "loose@example.com").await;
+    let genuine = claims(&token);
+
+    let mut t = genuine.clone();
+    t.as_object_mut().expect("claims object").remove("iat");
+    assert_refused(&server, &sign(&t, Algorithm::HS256, SECRET), "no iat").await;
+
+    let mut t = genuine.clone();
+    t["iss"] = json!(["evil", "gatehouse"]);
+    assert_refused(
+        &server,
+        &sign(&t, Algorithm::HS256, SECRET),
+        "iss as an array",
+    )
+    .await;
+
+    let mut header = Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp-ext".to_owned()]);
+    let crit = jsonwebtoken::encode(
+        &header,
+        &genuine,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign");
+    assert_refused(&server, &crit, "crit header").await;
+
+    // Size: the same claims padded past 8 KiB are refused; padded to just
+    // under it they still work, so the size alone decides.
+    let mut t = genuine.clone();
+    t["pad"] = json!("x".repeat(5_500));
+    let fits = sign(&t, Algorithm::HS256, SECRET);
+    assert!(fits.len() < 8 * 1024, "{} bytes", fits.len());
+    assert_eq!(c.me(&fits).await.status, 200);
+    t["pad"] = json!("x".repeat(6_500));
+    let large = sign(&t, Algorithm::HS256, SECRET);
+    assert!(large.len() > 8 * 1024, "{} bytes", large.len());
+    assert_refused(&server, &large, "token over 8 KiB").await;
+    // Refresh and logout refuse them as well.
+    assert_eq!(c.refresh(&large).await.status, 401);
+    let mut t = genuine.clone();
+    t["iss"] = json!(["evil", "gatehouse"]);
+    assert_eq!(
+        c.refresh(&sign(&t, Algorithm::HS256, SECRET)).await.status,
+        401
+    );
 }
