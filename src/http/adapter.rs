@@ -94,26 +94,57 @@ pub(crate) struct CallEnv<S: Service> {
 
 pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
+    let mut body = Some(body);
     // "Lambda warmup": answered before anything else, with no headers.
-    if parts.method == Method::HEAD {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    match dispatch(&state, &mut parts, body).await {
-        Ok(response) => response,
-        Err(mut error) => {
-            // A request-level error: the service still gets its last look
-            // (e.g. to translate the message).
-            let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
-            tracing::info!(
-                code = error.code.key(),
-                status = error.http_status().as_u16(),
-                message = %error.message,
-                "request rejected"
-            );
-            state.service.finalize_error(&meta, &mut error);
-            wire::request_error(&error)
+    let response = if parts.method == Method::HEAD {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        match dispatch(&state, &mut parts, &mut body).await {
+            Ok(response) => response,
+            Err(mut error) => {
+                // A request-level error: the service still gets its last look
+                // (e.g. to translate the message).
+                let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
+                tracing::info!(
+                    code = error.code.key(),
+                    status = error.http_status().as_u16(),
+                    message = %error.message,
+                    "request rejected"
+                );
+                state.service.finalize_error(&meta, &mut error);
+                wire::request_error(&error)
+            }
         }
+    };
+    match body {
+        Some(unread) => finish_body(unread, &state.config, response).await,
+        None => response,
     }
+}
+
+/// Reads and drops a body nobody needed (a body-less procedure sent one,
+/// or the request was refused before its input was read), so the
+/// connection stays usable for the client's next request: answering while
+/// body bytes are still on their way would make them the start of the
+/// "next request" and the connection would be closed under the client. A
+/// body over the limit, or one that does not arrive in time, is not waited
+/// for: the answer then says `connection: close`.
+async fn finish_body(body: Body, config: &TrpcConfig, mut response: Response) -> Response {
+    use axum::body::HttpBody as _;
+    if body.is_end_stream() {
+        return response;
+    }
+    let drained = tokio::time::timeout(
+        config.request_timeout,
+        http_body_util::Limited::new(body, config.body_limit).collect(),
+    )
+    .await;
+    if !matches!(drained, Ok(Ok(_))) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The request without its body; takes the headers out of `parts`.
@@ -134,7 +165,7 @@ fn request_meta(
 async fn dispatch<S: Service>(
     state: &Trpc<S>,
     parts: &mut http::request::Parts,
-    body: Body,
+    body: &mut Option<Body>,
 ) -> Result<Response, RpcError> {
     let config = &state.config;
     let deadline = Instant::now() + config.request_timeout;
@@ -217,6 +248,7 @@ async fn dispatch<S: Service>(
             Some(text) => InputSource::parse(text.as_bytes()),
         }
     } else {
+        let body = body.take().unwrap_or_default();
         match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
             Err(_) => return Err(timeout_error()),
             Ok(Err(error)) => InputSource::Failed(error),
