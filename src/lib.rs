@@ -7,6 +7,7 @@
 //! knows roles but nothing about users or tokens: an application supplies a
 //! [`Service`] that says who is calling.
 
+pub mod connections;
 pub mod envelope;
 pub mod error;
 pub mod http;

@@ -4,14 +4,12 @@
 //! each binary does not reassemble it differently.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::ServiceBuilder;
@@ -22,6 +20,7 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+pub use crate::connections::ConnectionLimits;
 use crate::error::{ErrorCode, RpcError};
 use crate::http::{CorsOrigins, TrpcConfig};
 use crate::router::Registry;
@@ -81,46 +80,25 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// [`serve`] with a caller-chosen shutdown trigger (tests, embedding).
 /// After the signal no new connections are accepted; in-flight requests get
-/// up to [`SHUTDOWN_GRACE`] to finish.
+/// up to [`SHUTDOWN_GRACE`] to finish. Connections get the default
+/// [`ConnectionLimits`].
 pub async fn serve_with_shutdown(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
-    // TCP_NODELAY: a JSONL stream writes each finished call as its own small
-    // chunk; with Nagle's algorithm every chunk after the first would wait
-    // for the client's (delayed, up to 40 ms) ACK of the previous one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        let _ = fired_tx.send(true);
-    });
-    let grace_expired = async move {
-        if fired_rx.wait_for(|fired| *fired).await.is_err() {
-            // The server finished without a signal; never fire.
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        result = server.into_future() => result,
-        () = grace_expired => {
-            tracing::warn!(
-                grace_s = SHUTDOWN_GRACE.as_secs(),
-                "requests still running after the shutdown grace period; closing them"
-            );
-            Ok(())
-        }
-    }
+    serve_with_limits(listener, app, signal, ConnectionLimits::default()).await
+}
+
+/// [`serve_with_shutdown`] with explicit limits on what each client may
+/// hold (head deadline, idle timeout, connection cap).
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    signal: impl Future<Output = ()> + Send + 'static,
+    limits: ConnectionLimits,
+) -> std::io::Result<()> {
+    crate::connections::serve(listener, app, signal, limits, SHUTDOWN_GRACE).await
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -181,6 +181,25 @@ pub struct Config {
           default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
 
+    /// Seconds a client has to send a request's head (request line and
+    /// headers) once it starts; slower heads get 408 and are closed.
+    #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
+          default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds a kept-alive connection may sit idle (no request in flight,
+    /// no bytes moving) before it is closed.
+    #[arg(long, global = true, env = "GATEHOUSE_IDLE_TIMEOUT", value_name = "GATEHOUSE_IDLE_TIMEOUT",
+          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Most client connections open at once; more are closed as soon as they
+    /// are accepted. Default: the open-files limit (raised to its hard limit
+    /// at start) less 128 kept for the database, files and logs.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_CONNECTIONS", value_name = "GATEHOUSE_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: Option<u64>,
+
     /// Longest wait for a pooled database connection, in milliseconds. A busy
     /// pool waits this long; calls already waiting when the database goes
     /// away fail after it at most.
@@ -233,6 +252,9 @@ impl Default for Config {
             allow_method_override: false,
             max_batch_size: 100,
             request_timeout: 30,
+            header_timeout: 10,
+            idle_timeout: 60,
+            max_connections: None,
             db_acquire_timeout_ms: 2_000,
             db_connect_timeout_ms: 500,
             trusted_proxies: None,
@@ -401,6 +423,21 @@ impl Config {
             request_timeout: Duration::from_secs(self.request_timeout),
             ..Default::default()
         })
+    }
+
+    /// What each client connection may hold of the server. Call after
+    /// [`gatehouse::connections::raise_fd_limit`], so the default cap is
+    /// taken from the raised limit.
+    pub fn connection_limits(&self) -> gatehouse::server::ConnectionLimits {
+        gatehouse::server::ConnectionLimits {
+            header_timeout: Duration::from_secs(self.header_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_connections: self
+                .max_connections
+                .map_or_else(gatehouse::connections::default_max_connections, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+        }
     }
 
     /// The refresh grace as a duration.

@@ -160,10 +160,17 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
         let _ = writeln!(out, "gatehouse listening on http://{local}");
         let _ = out.flush();
     }
-    tracing::info!(addr = %local, "listening");
-    gatehouse::server::serve(listener, app)
-        .await
-        .map_err(StartError::Serve)
+    let fd_limit = gatehouse::connections::raise_fd_limit();
+    let limits = config.connection_limits();
+    tracing::info!(addr = %local, ?fd_limit, max_connections = limits.max_connections, "listening");
+    gatehouse::server::serve_with_limits(
+        listener,
+        app,
+        gatehouse::server::shutdown_signal(),
+        limits,
+    )
+    .await
+    .map_err(StartError::Serve)
 }
 
 /// Runs [`AuthService::housekeeping`] every ten minutes for the life of
