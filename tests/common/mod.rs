@@ -3,6 +3,8 @@
 //! `Authorization: Bearer <ROLE>`.
 #![allow(dead_code)]
 
+pub mod random;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
