@@ -356,20 +356,15 @@ impl Procedure<AuthService> for RefreshToken {
         if parse_role(&user.role)? != claims.role {
             return Err(rpc(AuthError::SessionRevoked));
         }
-        let grace = svc.settings.refresh_grace_ms;
         let generation = crate::token::generation(&claims.jti);
-        let within_grace = |s: &session::Model| {
-            s.previous_jti.as_deref() == Some(generation)
-                && s.rotated_at.is_some_and(|at| now - at <= grace)
-        };
 
         let mut current = session;
         if current.current_jti == generation {
             let new_generation = Uuid::new_v4().simple().to_string();
-            let res = svc
-                .db
+            let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+            let res = txn
                 .execute_raw(sql(
-                    svc.db.get_database_backend(),
+                    txn.get_database_backend(),
                     "UPDATE sessions SET previous_jti = current_jti, current_jti = $1, \
                      rotated_at = $2, last_used_at = $2 \
                      WHERE id = $3 AND current_jti = $4 AND revoked_at IS NULL",
@@ -383,10 +378,15 @@ impl Procedure<AuthService> for RefreshToken {
                 .await
                 .map_err(AuthError::from)?;
             if res.rows_affected() == 1 {
+                crate::rotation::retire(&txn, &current.id, generation, now)
+                    .await
+                    .map_err(AuthError::from)?;
+                txn.commit().await.map_err(AuthError::from)?;
                 tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
                     session_id = %current.id, request_id = %ctx.request.request_id);
                 return Ok(svc.issue(&user, &current.id, &new_generation)?);
             }
+            drop(txn);
             // Lost a race with a parallel refresh: look again.
             current = fetch_unique(session::Entity::find_by_id(claims.sid.clone()), &svc.db)
                 .await
@@ -396,7 +396,16 @@ impl Procedure<AuthService> for RefreshToken {
                 return Err(rpc(AuthError::SessionRevoked));
             }
         }
-        if within_grace(&current) {
+        if svc
+            .in_grace(
+                &current.id,
+                generation,
+                current.previous_jti.as_deref(),
+                current.rotated_at,
+                now,
+            )
+            .await?
+        {
             // A parallel refresh (another tab) already rotated: hand out a
             // token of the session's current generation rather than logging
             // the user out.
@@ -708,6 +717,10 @@ impl Procedure<AuthService> for ChangePassword {
         if rotated.rows_affected() != 1 {
             return Err(rpc(AuthError::SessionRevoked));
         }
+        // Tokens of generations refreshed away moments ago end too.
+        crate::rotation::forget(&txn, &me.session_id)
+            .await
+            .map_err(AuthError::from)?;
         txn.commit().await.map_err(AuthError::from)?;
         tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
             session_id = %me.session_id, request_id = %ctx.request.request_id);

@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod limits;
 pub mod mail;
 pub mod password;
+mod rotation;
 pub mod service;
 mod session_read;
 pub mod token;

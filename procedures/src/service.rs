@@ -243,11 +243,17 @@ impl AuthService {
             return Err(AuthError::SessionRevoked);
         }
         let generation = crate::token::generation(&claims.jti);
-        let in_grace = session.previous_jti.as_deref() == Some(generation)
-            && session
-                .rotated_at
-                .is_some_and(|at| now - at <= self.settings.refresh_grace_ms);
-        if session.current_jti != generation && !in_grace {
+        if session.current_jti != generation
+            && !self
+                .in_grace(
+                    &session.id,
+                    generation,
+                    session.previous_jti.as_deref(),
+                    session.rotated_at,
+                    now,
+                )
+                .await?
+        {
             return Err(AuthError::SessionRevoked);
         }
         let Some(user) = user else {
@@ -285,6 +291,28 @@ impl AuthService {
         })
     }
 
+    /// Whether a token of `generation`, no longer the session's current one,
+    /// was rotated away within the grace period: the previous generation is
+    /// on the session row itself; older ones are looked up in
+    /// [`crate::rotation`] only when needed.
+    pub(crate) async fn in_grace(
+        &self,
+        sid: &str,
+        generation: &str,
+        previous: Option<&str>,
+        rotated_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, AuthError> {
+        let grace = self.settings.refresh_grace_ms;
+        if grace <= 0 {
+            return Ok(false);
+        }
+        if previous == Some(generation) {
+            return Ok(rotated_at.is_some_and(|at| now - at <= grace));
+        }
+        Ok(crate::rotation::retired_since(&self.db, sid, generation, now - grace).await?)
+    }
+
     /// Deletes rows that can no longer matter: sessions whose tokens have all
     /// expired, spent or expired reset tokens, and counters whose window and
     /// lock are over. Safe to run on every instance at once.
@@ -295,6 +323,7 @@ impl AuthService {
             i64::try_from(self.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let backend = self.db.get_database_backend();
         let horizon = now.saturating_sub(ttl_ms);
+        crate::rotation::prune(&self.db, now.saturating_sub(60_000)).await?;
         for (text, values) in [
             (
                 "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",

@@ -16,6 +16,7 @@ both_backends!(
     parallel_refreshes_keep_the_session,
     token_times_are_checked_to_the_millisecond,
     loosely_formed_tokens_are_refused,
+    every_generation_rotated_within_the_grace_period_works,
 );
 
 fn now() -> i64 {
@@ -381,4 +382,41 @@ async fn loosely_formed_tokens_are_refused(backend: Backend) {
         c.refresh(&sign(&t, Algorithm::HS256, SECRET)).await.status,
         401
     );
+}
+
+/// The token in a successful answer.
+fn token_of(r: &common::Response) -> String {
+    r.data()["token"].as_str().expect("token").to_owned()
+}
+
+async fn every_generation_rotated_within_the_grace_period_works(backend: Backend) {
+    // Refreshed three times in a row (tabs taking turns): every older token
+    // still works within the grace period, not only the one just before.
+    let server = Server::start_with(backend, |c| c.refresh_grace = 2).await;
+    let c = server.client();
+    let (t0, _) = register(&c, "turns@example.com").await;
+    let t1 = token_of(&c.refresh(&t0).await);
+    let t2 = token_of(&c.refresh(&t1).await);
+    let t3 = token_of(&c.refresh(&t2).await);
+    for (i, t) in [&t0, &t1, &t2, &t3].into_iter().enumerate() {
+        let r = c.me(t).await;
+        assert_eq!(
+            r.status, 200,
+            "token {i} within the grace period: {}",
+            r.body
+        );
+    }
+    // Refreshing the oldest one is a late tab, not a theft: it gets a
+    // token of the current generation.
+    let late = token_of(&c.refresh(&t0).await);
+    assert_eq!(c.me(&late).await.status, 200);
+    assert_eq!(c.me(&t3).await.status, 200);
+
+    // Past the grace period the old generations are refused, and presenting
+    // one to refresh ends the session.
+    tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+    assert_refused(&server, &t1, "generation past its grace").await;
+    assert_eq!(c.me(&t3).await.status, 200);
+    c.refresh(&t0).await.assert_error("UNAUTHORIZED", 401);
+    assert_refused(&server, &t3, "session ended by the replay").await;
 }
