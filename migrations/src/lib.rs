@@ -8,6 +8,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20260101_000001_init;
+mod m20261128_000002_mail_outbox;
 
 /// Every migration, oldest first; `gatehouse migrate` and the server start
 /// both run [`MigratorTrait::up`] on it.
@@ -16,6 +17,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_init::Migration)]
+        vec![
+            Box::new(m20260101_000001_init::Migration),
+            Box::new(m20261128_000002_mail_outbox::Migration),
+        ]
     }
 }
