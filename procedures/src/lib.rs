@@ -11,6 +11,7 @@ pub mod error;
 pub mod i18n;
 pub mod limits;
 pub mod mail;
+pub mod outbox;
 pub mod password;
 pub mod service;
 mod session_read;
@@ -111,6 +112,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         reset_mails_per_window: 3,
         reset_url: config.reset_url.clone(),
         trusted_proxies: config.trusted_proxies()?,
+        mail: config.outbox(),
     };
     let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
     let service = AuthService::new(db, keys, hasher, mailer, settings)
@@ -128,7 +130,8 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     let registry = router.build()?;
     let service = Arc::new(build_service(&config).await?);
     spawn_housekeeping(service.clone());
-    let app = gatehouse::server::app(registry, service, config.trpc()?);
+    let mail_worker = spawn_mail_worker(&service);
+    let app = gatehouse::server::app(registry, service.clone(), config.trpc()?);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Listen {
@@ -147,9 +150,28 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
         let _ = out.flush();
     }
     tracing::info!(addr = %local, "listening");
-    gatehouse::server::serve(listener, app)
+    let served = gatehouse::server::serve(listener, app)
         .await
-        .map_err(StartError::Serve)
+        .map_err(StartError::Serve);
+    // After the last request: mail queued by it is sent now if the worker
+    // gets to it, else it stays queued for the next start or instance.
+    if let Some(worker) = mail_worker {
+        worker
+            .shutdown(service.outbox().settings().send_timeout)
+            .await;
+    }
+    served
+}
+
+/// Starts the outbox worker that sends queued mail, unless the settings
+/// turn it off (`GATEHOUSE_MAIL_WORKER=false`). Stop it with
+/// [`outbox::MailWorker::shutdown`] after the server stopped serving.
+pub fn spawn_mail_worker(service: &AuthService) -> Option<outbox::MailWorker> {
+    service
+        .outbox()
+        .settings()
+        .worker
+        .then(|| outbox::spawn_worker(service.outbox().clone()))
 }
 
 /// Runs [`AuthService::housekeeping`] every ten minutes for the life of
