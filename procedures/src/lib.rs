@@ -130,8 +130,9 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     let registry = router.build()?;
     let service = Arc::new(build_service(&config).await?);
     spawn_housekeeping(service.clone());
-    let mail_worker = spawn_mail_worker(&service);
+    // The app first: it installs the metrics recorder the worker reports to.
     let app = gatehouse::server::app(registry, service.clone(), config.trpc()?);
+    let mail_worker = spawn_mail_worker(&service);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Listen {
@@ -153,12 +154,10 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     let served = gatehouse::server::serve(listener, app)
         .await
         .map_err(StartError::Serve);
-    // After the last request: mail queued by it is sent now if the worker
-    // gets to it, else it stays queued for the next start or instance.
+    // After the last request. A send under way gets a few seconds to finish;
+    // anything unsent stays queued for the next start or another instance.
     if let Some(worker) = mail_worker {
-        worker
-            .shutdown(service.outbox().settings().send_timeout)
-            .await;
+        worker.shutdown(std::time::Duration::from_secs(5)).await;
     }
     served
 }

@@ -169,6 +169,25 @@ struct Claimed {
     created_at: i64,
 }
 
+/// Whether any row is due: a read, so an idle worker's polls never take
+/// SQLite's write lock away from requests.
+async fn any_due(db: &DatabaseConnection, now: i64) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql(
+            backend,
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $1)"
+            ),
+            vec![now.into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index::<bool>(0),
+        None => Ok(false),
+    }
+}
+
 /// Takes up to [`BATCH`] due rows, moving their `due_at` to the end of the
 /// lease and counting the attempt, in one statement.
 async fn claim(db: &DatabaseConnection, now: i64, lease_ms: i64) -> Result<Vec<Claimed>, DbErr> {
@@ -323,6 +342,9 @@ impl Outbox {
         let lease_ms = ms(self.settings.lease());
         let mut handled = 0;
         loop {
+            if !any_due(&self.db, now_ms()).await? {
+                return Ok(handled);
+            }
             let rows = claim(&self.db, now_ms(), lease_ms).await?;
             if rows.is_empty() {
                 return Ok(handled);
@@ -414,15 +436,14 @@ pub struct MailWorker {
 }
 
 impl MailWorker {
-    /// Stops the worker after the mail it is sending, if any (waiting at
-    /// most the send timeout plus a second). Unsent mail stays queued.
-    pub async fn shutdown(self, send_timeout: Duration) {
+    /// Stops the worker once the mail it is sending, if any, is done, but
+    /// waits at most `wait`: then it is aborted, and a mail it had taken is
+    /// tried again (by any instance) once its lease has run out. Mail not
+    /// taken yet stays queued for the next start or another instance.
+    pub async fn shutdown(self, wait: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
-        if tokio::time::timeout(send_timeout + Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(wait, &mut task).await.is_err() {
             task.abort();
         }
     }

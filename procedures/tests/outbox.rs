@@ -170,6 +170,98 @@ async fn failed_mail_is_retried_and_delivered() {
     assert_eq!(smtp.messages().len(), 1);
 }
 
+/// Rows of the outbox as `(state, attempts, body kept, last error)`.
+async fn outbox_rows(server: &Server) -> Vec<(String, i32, bool, Option<String>)> {
+    use sea_orm::ConnectionTrait;
+    let db = server.service.db();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT state, attempts, body IS NOT NULL, last_error FROM mail_outbox ORDER BY created_at",
+        ))
+        .await
+        .expect("read the outbox");
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).expect("state"),
+                r.try_get_by_index(1).expect("attempts"),
+                r.try_get_by_index(2).expect("body kept"),
+                r.try_get_by_index(3).expect("last error"),
+            )
+        })
+        .collect()
+}
+
+/// A mail that cannot be sent is given up after the last attempt: marked
+/// failed with its error, its body (the token) cleared, counted in metrics.
+/// A sent mail's body is cleared too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_is_given_up_after_the_last_attempt() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let server = Server::start_with(Backend::Sqlite, |c| {
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.mail_retry_delay = 1;
+        c.mail_max_attempts = 2;
+    })
+    .await;
+    let c = server.client();
+    register(&c, "doomed@example.com").await;
+    c.mutation(
+        "auth.requestPasswordReset",
+        json!({"email": "doomed@example.com"}),
+    )
+    .await
+    .data();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let rows = outbox_rows(&server).await;
+        if rows[0].0 != "pending" {
+            break rows[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still pending after 10 s: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(row.0, "failed");
+    assert_eq!(row.1, 2, "two attempts");
+    assert!(!row.2, "the body (with the token) is cleared");
+    assert!(
+        row.3.is_some_and(|e| e.contains("SMTP")),
+        "the error is kept"
+    );
+    // No third attempt.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(outbox_rows(&server).await[0].1, 2);
+    let metrics = c.raw("GET", "/metrics", None).await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("gatehouse_mail_failed_total"), "{text}");
+    assert!(text.contains("gatehouse_mail_retries_total"), "{text}");
+    assert!(text.contains("gatehouse_mail_outbox_pending"), "{text}");
+
+    // A sent mail keeps no body either.
+    let smtp = FakeSmtp::start_on(port, Duration::ZERO).await;
+    register(&c, "lucky@example.com").await;
+    c.mutation(
+        "auth.requestPasswordReset",
+        json!({"email": "lucky@example.com"}),
+    )
+    .await
+    .data();
+    smtp.wait(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while outbox_rows(&server).await[1].0 != "sent" {
+        assert!(Instant::now() < deadline, "not marked sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!outbox_rows(&server).await[1].2, "sent: body cleared");
+}
+
 /// The token and its mail are committed together: a mail queued by a server
 /// that stopped before sending it is sent after the next start, and its
 /// token works.

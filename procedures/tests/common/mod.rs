@@ -147,13 +147,13 @@ impl Server {
                 .await
                 .expect("service starts"),
         );
-        let mail_worker = gatehouse_auth::spawn_mail_worker(&service);
         let registry = gatehouse_auth::app_router().build().expect("router builds");
         let app = gatehouse::server::app(
             registry,
             service.clone(),
             config.trpc().expect("trpc config"),
         );
+        let mail_worker = gatehouse_auth::spawn_mail_worker(&service);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind");
