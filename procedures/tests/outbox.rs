@@ -380,3 +380,50 @@ async fn unreachable_database_is_an_error(backend: Backend) {
 }
 
 both_backends!(unreachable_database_is_an_error);
+
+/// Housekeeping deletes sent and given-up mails after a day, never a
+/// pending one.
+async fn housekeeping_deletes_old_finished_mails(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let server = Server::start_with(backend, |c| c.mail_worker = false).await;
+    let db = server.service.db();
+    let now = gatehouse_auth::db::now_ms();
+    let two_days_ago = now - 2 * 24 * 60 * 60 * 1000;
+    for (i, (state, created)) in [
+        ("sent", two_days_ago),
+        ("failed", two_days_ago),
+        ("pending", two_days_ago),
+        ("sent", now),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mail = gatehouse_auth::mail::Mail {
+            to: format!("old{i}@example.com"),
+            subject: format!("{state} {i}"),
+            text: "Token: x\n".to_owned(),
+        };
+        gatehouse_auth::outbox::enqueue(db, &mail, created)
+            .await
+            .expect("enqueue");
+        db.execute_unprepared(&format!(
+            "UPDATE mail_outbox SET state = '{state}' WHERE subject = '{state} {i}'"
+        ))
+        .await
+        .expect("set state");
+    }
+    server.service.housekeeping().await.expect("housekeeping");
+    let left = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT subject FROM mail_outbox ORDER BY subject",
+        ))
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("subject"))
+        .collect::<Vec<_>>();
+    assert_eq!(left, ["pending 2", "sent 3"]);
+}
+
+both_backends!(housekeeping_deletes_old_finished_mails);
