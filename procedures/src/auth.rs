@@ -18,7 +18,6 @@ use crate::entities::{password_reset, session, user};
 use crate::error::AuthError;
 use crate::limits;
 use crate::mail::password_reset_mail;
-use crate::outbox;
 use crate::service::AuthService;
 use crate::types::{
     AuthPayload, LogoutResult, SessionInfo, Success, UserDetails, double_option, parse_role,
@@ -503,7 +502,7 @@ impl RequestPasswordReset {
                 }
                 .insert(&txn)
                 .await?;
-                outbox::enqueue(&txn, &mail, now).await?;
+                svc.outbox.enqueue(&txn, &mail, now).await?;
                 true
             }
             _ => false,

@@ -416,9 +416,11 @@ impl Config {
         })
     }
 
-    /// The mail outbox worker's settings.
-    pub fn outbox(&self) -> crate::outbox::OutboxSettings {
+    /// The mail outbox worker's settings; queued bodies are encrypted with
+    /// a key derived from the JWT `secret` ([`Config::load_secret`]).
+    pub fn outbox(&self, secret: &[u8]) -> crate::outbox::OutboxSettings {
         crate::outbox::OutboxSettings {
+            key: crate::outbox::MailKey::derive(secret),
             worker: self.mail_worker,
             poll: Duration::from_secs(self.mail_poll),
             retry_delay: Duration::from_secs(self.mail_retry_delay),

@@ -112,7 +112,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         reset_mails_per_window: 3,
         reset_url: config.reset_url.clone(),
         trusted_proxies: config.trusted_proxies()?,
-        mail: config.outbox(),
+        mail: config.outbox(&secret),
     };
     let keys = TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl);
     let service = AuthService::new(db, keys, hasher, mailer, settings)

@@ -20,15 +20,22 @@
 //! the mail goes out again, which is the safe side for a reset link.
 //!
 //! The rendered body holds the live reset token, because the mail must
-//! carry it and only its hash is kept elsewhere. That weakens "a database
-//! leak hands out no usable reset link" for pending mails only: the body is
+//! carry it and only its hash is kept elsewhere. So that a database leak
+//! still hands out no usable reset link, the body is stored encrypted
+//! (AES-256-GCM under a key derived from the JWT secret, which every
+//! instance shares; the row id is bound in as associated data), and it is
 //! cleared as soon as the mail is sent or given up (normally within a
-//! second), mails older than the token's lifetime are given up unsent, and
-//! the rows themselves are deleted by housekeeping a day later.
+//! second). Mails older than the token's lifetime are given up unsent, and
+//! finished rows are deleted by housekeeping a day later. The price: a mail
+//! queued under one JWT secret cannot be sent after the secret changed; it
+//! is given up with an error (the user asks for a new one).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::RngCore;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hkdf;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -55,9 +62,87 @@ const KEEP_DONE_MS: i64 = 24 * 60 * 60 * 1000;
 /// Longest error text stored with a row.
 const MAX_ERROR_CHARS: usize = 480;
 
+/// The key queued mail bodies are encrypted with (see the module docs).
+/// Its `Debug` shows nothing of the key.
+#[derive(Clone)]
+pub struct MailKey(Arc<LessSafeKey>);
+
+impl std::fmt::Debug for MailKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailKey(..)")
+    }
+}
+
+/// Prefix of a stored body: the format, so it can change later.
+const SEALED_PREFIX: &str = "v1:";
+
+impl MailKey {
+    /// The key of a JWT signing secret (HKDF-SHA256, a label of its own, so
+    /// it is independent of the signing key).
+    pub fn derive(secret: &[u8]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse mail outbox").extract(secret);
+        let okm = prk
+            .expand(&[b"mail body v1"], &AES_256_GCM)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+        Self(Arc::new(LessSafeKey::new(UnboundKey::from(okm))))
+    }
+
+    /// A key of its own for this process (when no secret is given): its
+    /// mail can be sent only by this process.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Self::derive(&secret)
+    }
+
+    /// `text` encrypted for the row `id`: `v1:` and the hex of nonce,
+    /// ciphertext and tag.
+    fn seal(&self, id: &str, text: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut data = text.as_bytes().to_vec();
+        // Sealing fails only for messages of gigabytes.
+        if self
+            .0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(id.as_bytes()),
+                &mut data,
+            )
+            .is_err()
+        {
+            data.clear();
+        }
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        format!("{SEALED_PREFIX}{}", hex::encode(out))
+    }
+
+    /// The text sealed for row `id`, or `None` if it was sealed with another
+    /// key (the JWT secret changed), for another row, or altered.
+    fn open(&self, id: &str, stored: &str) -> Option<String> {
+        let raw = hex::decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(id.as_bytes()), &mut sealed)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
 /// How the worker behaves; from [`crate::Config`].
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
+    /// Encrypts queued bodies; the same on every instance sharing the
+    /// database (derived from the shared JWT secret).
+    pub key: MailKey,
     /// Whether this process runs a worker. Off for an instance that should
     /// only queue mail (another instance sends it).
     pub worker: bool,
@@ -78,6 +163,7 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
+            key: MailKey::random(),
             worker: true,
             poll: Duration::from_secs(1),
             retry_delay: Duration::from_secs(5),
@@ -104,27 +190,6 @@ impl OutboxSettings {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// Queues `mail` for the worker. Call it inside the transaction that makes
-/// the mail true (e.g. the one storing the reset token), so both are
-/// committed or neither; then wake the worker with [`Outbox::wake`].
-pub async fn enqueue(db: &impl ConnectionTrait, mail: &Mail, now: i64) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    db.execute_raw(sql(
-        backend,
-        "INSERT INTO mail_outbox (id, recipient, subject, body, state, attempts, created_at, due_at) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-        vec![
-            Uuid::now_v7().to_string().into(),
-            mail.to.clone().into(),
-            mail.subject.clone().into(),
-            mail.text.clone().into(),
-            now.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
 }
 
 /// Mails waiting to be sent, on every instance.
@@ -330,6 +395,35 @@ impl Outbox {
         &self.settings
     }
 
+    /// Queues `mail` for the worker, its body encrypted. Call it inside the
+    /// transaction that makes the mail true (e.g. the one storing the reset
+    /// token), so both are committed or neither; after the commit, wake the
+    /// worker with [`Outbox::wake`].
+    pub async fn enqueue(
+        &self,
+        db: &impl ConnectionTrait,
+        mail: &Mail,
+        now: i64,
+    ) -> Result<(), DbErr> {
+        let backend = db.get_database_backend();
+        let id = Uuid::now_v7().to_string();
+        let body = self.settings.key.seal(&id, &mail.text);
+        db.execute_raw(sql(
+            backend,
+            "INSERT INTO mail_outbox (id, recipient, subject, body, state, attempts, created_at, due_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+            vec![
+                id.into(),
+                mail.to.clone().into(),
+                mail.subject.clone().into(),
+                body.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// Tells this process's worker that a mail was queued (after the
     /// transaction committed). A wake-up while it is busy is kept, not lost.
     pub fn wake(&self) {
@@ -370,9 +464,14 @@ impl Outbox {
                 error: "expired before it could be sent".to_owned(),
             };
         }
-        let Some(body) = row.body.clone() else {
+        let Some(stored) = row.body.as_deref() else {
             return Outcome::Failed {
                 error: "the message body is missing".to_owned(),
+            };
+        };
+        let Some(body) = self.settings.key.open(&row.id, stored) else {
+            return Outcome::Failed {
+                error: "the message body cannot be decrypted (was JWT_SECRET changed?)".to_owned(),
             };
         };
         let mail = Mail {
@@ -496,6 +595,31 @@ pub fn spawn_worker(outbox: Arc<Outbox>) -> MailWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_are_sealed_per_key_and_row() {
+        let key = MailKey::derive(b"a secret a secret a secret a secret!");
+        let sealed = key.seal("row-1", "Token: abc\n");
+        assert!(sealed.starts_with("v1:"), "{sealed}");
+        assert!(!sealed.contains("abc"));
+        assert_eq!(key.open("row-1", &sealed).as_deref(), Some("Token: abc\n"));
+        // The same key from the same secret (another instance) opens it.
+        let again = MailKey::derive(b"a secret a secret a secret a secret!");
+        assert_eq!(
+            again.open("row-1", &sealed).as_deref(),
+            Some("Token: abc\n")
+        );
+        // Another secret, another row, or an altered body: nothing.
+        assert_eq!(MailKey::random().open("row-1", &sealed), None);
+        assert_eq!(key.open("row-2", &sealed), None);
+        let mut altered = sealed.clone().into_bytes();
+        let last = altered.len() - 1;
+        altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
+        let altered = String::from_utf8(altered).expect("hex");
+        assert_eq!(key.open("row-1", &altered), None);
+        assert_eq!(key.open("row-1", "Token: abc"), None);
+        assert!(!format!("{key:?}").contains('['));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

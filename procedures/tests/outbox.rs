@@ -279,12 +279,28 @@ async fn queued_mail_survives_a_restart(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(server.outbox().is_empty(), "no worker here: nothing sent");
     assert_eq!(server.pending_mails().await, 1);
+    let stored = {
+        use sea_orm::ConnectionTrait;
+        let db = server.service.db();
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT body FROM mail_outbox",
+            ))
+            .await
+            .expect("read the outbox")
+            .expect("one row");
+        row.try_get_by_index::<String>(0).expect("body")
+    };
 
     let server = server.restart(|c| c.mail_worker = true).await;
     let mails = server.mails(1).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: restart@example.com"), "{}", mails[0]);
     let token = common::token_from_mail(&mails[0]);
+    // The queued body did not hold the token in the clear.
+    assert!(!stored.contains(&token), "{stored}");
+    assert!(!stored.contains("Token"), "{stored}");
     let c = server.client();
     let r = c
         .mutation(
@@ -314,7 +330,10 @@ async fn two_workers_never_send_a_mail_twice(backend: Backend) {
             subject: format!("message {i}"),
             text: format!("Hello\n\nToken: t{i}\n"),
         };
-        gatehouse_auth::outbox::enqueue(queuer.service.db(), &mail, now)
+        queuer
+            .service
+            .outbox()
+            .enqueue(queuer.service.db(), &mail, now)
             .await
             .expect("enqueue");
     }
@@ -403,7 +422,10 @@ async fn housekeeping_deletes_old_finished_mails(backend: Backend) {
             subject: format!("{state} {i}"),
             text: "Token: x\n".to_owned(),
         };
-        gatehouse_auth::outbox::enqueue(db, &mail, created)
+        server
+            .service
+            .outbox()
+            .enqueue(db, &mail, created)
             .await
             .expect("enqueue");
         db.execute_unprepared(&format!(
