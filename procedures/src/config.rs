@@ -150,9 +150,11 @@ pub struct Config {
     pub mail_retry_delay: u64,
 
     /// Send attempts before a mail is given up (logged as an error and
-    /// counted in `gatehouse_mail_failed_total`).
+    /// counted in `gatehouse_mail_failed_total`). With the default retry
+    /// delay, 10 attempts span about 43 minutes: most of a reset token's
+    /// hour, so a mail server outage that long still delivers.
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_MAX_ATTEMPTS", value_name = "GATEHOUSE_MAIL_MAX_ATTEMPTS",
-          default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub mail_max_attempts: u32,
 
     /// Seconds one send may take before it counts as a failed attempt.
@@ -238,7 +240,7 @@ impl Default for Config {
             mail_worker: true,
             mail_poll: 1,
             mail_retry_delay: 5,
-            mail_max_attempts: 8,
+            mail_max_attempts: 10,
             mail_send_timeout: 30,
             login_max_failures: 10,
             login_window: 900,

@@ -167,7 +167,7 @@ impl Default for OutboxSettings {
             worker: true,
             poll: Duration::from_secs(1),
             retry_delay: Duration::from_secs(5),
-            max_attempts: 8,
+            max_attempts: 10,
             send_timeout: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
         }
