@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20260101_000001_init;
 mod m20261128_000001_session_generations;
+mod m20261128_000002_mail_outbox;
 
 /// Every migration, oldest first; `gatehouse migrate` and the server start
 /// both run [`MigratorTrait::up`] on it.
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20260101_000001_init::Migration),
             Box::new(m20261128_000001_session_generations::Migration),
+            Box::new(m20261128_000002_mail_outbox::Migration),
         ]
     }
 }

@@ -26,8 +26,6 @@ use crate::validate::{Issues, normalize_email};
 
 /// Reset tokens are valid this long.
 const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
-/// Longest wait for the mailer before answering anyway.
-const MAIL_TIMEOUT: Duration = Duration::from_secs(10);
 /// bcrypt never sees more than this; longer passwords are refused, not cut.
 const MAX_PASSWORD_BYTES: usize = 72;
 
@@ -481,49 +479,60 @@ pub struct RequestPasswordResetInput {
     pub email: Option<String>,
 }
 
-/// Mails a single-use reset token to an existing account; answers the same
-/// whether or not the account exists.
+/// Mails a single-use reset token to an existing account; answers the same,
+/// in the same time, whether or not the account exists.
 pub struct RequestPasswordReset;
 
 impl RequestPasswordReset {
+    /// Stores the token and queues its mail in one transaction; the worker
+    /// sends it after the answer. For an unknown address (or one that hit
+    /// its limit) the same work is done short of the two inserts: a token is
+    /// drawn, the mail rendered, and a write transaction bumps the address's
+    /// counter, so the answer takes the same time either way.
     async fn run(svc: &AuthService, email: &str, request_id: &str) -> Result<(), AuthError> {
-        let Some(user) = svc.find_user_by_email(email).await? else {
-            tracing::info!(target: "audit", event = "reset.requested_unknown", request_id);
-            return Ok(());
-        };
+        let user = svc.find_user_by_email(email).await?;
         let now = now_ms();
         let window_ms =
             i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        let hit = limits::hit(&svc.db, &format!("reset:{email}"), i64::MAX, window_ms, now).await?;
-        if hit.count > i64::from(svc.settings.reset_mails_per_window) {
-            tracing::warn!(target: "audit", event = "reset.throttled", user_id = %user.id, request_id);
-            return Ok(());
-        }
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        password_reset::ActiveModel {
-            id: Set(Uuid::new_v4().to_string()),
-            user_id: Set(user.id.clone()),
-            token_hash: Set(hash_reset_token(&token)),
-            created_at: Set(now),
-            expires_at: Set(now + RESET_TOKEN_TTL_MS),
-            used_at: Set(None),
-        }
-        .insert(&svc.db)
-        .await?;
-        let mail = password_reset_mail(&user.email, &svc.settings.reset_url, &token);
-        // A slow SMTP server must not hold the request for long.
-        match tokio::time::timeout(MAIL_TIMEOUT, svc.mailer.send(mail)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, user_id = %user.id, request_id, "could not send reset mail");
+        let to = user.as_ref().map_or(email, |u| u.email.as_str());
+        let mail = password_reset_mail(to, &svc.settings.reset_url, &token);
+
+        let txn = begin_write(&svc.db).await?;
+        let hit = limits::hit(&txn, &format!("reset:{email}"), i64::MAX, window_ms, now).await?;
+        let within_limit = hit.count <= i64::from(svc.settings.reset_mails_per_window);
+        let queued = match &user {
+            Some(user) if within_limit => {
+                password_reset::ActiveModel {
+                    id: Set(Uuid::new_v4().to_string()),
+                    user_id: Set(user.id.clone()),
+                    token_hash: Set(hash_reset_token(&token)),
+                    created_at: Set(now),
+                    expires_at: Set(now + RESET_TOKEN_TTL_MS),
+                    used_at: Set(None),
+                }
+                .insert(&txn)
+                .await?;
+                svc.outbox.enqueue(&txn, &mail, now).await?;
+                true
             }
-            Err(_) => {
-                tracing::error!(user_id = %user.id, request_id, "reset mail timed out");
+            _ => false,
+        };
+        txn.commit().await?;
+        match &user {
+            Some(user) if queued => {
+                svc.outbox.wake();
+                tracing::info!(target: "audit", event = "reset.requested", user_id = %user.id, request_id);
+            }
+            Some(user) => {
+                tracing::warn!(target: "audit", event = "reset.throttled", user_id = %user.id, request_id);
+            }
+            None => {
+                tracing::info!(target: "audit", event = "reset.requested_unknown", request_id);
             }
         }
-        tracing::info!(target: "audit", event = "reset.requested", user_id = %user.id, request_id);
         Ok(())
     }
 }
@@ -539,21 +548,12 @@ impl Procedure<AuthService> for RequestPasswordReset {
         let mut issues = Issues::new();
         let email = issues.email("email", input.email.as_deref());
         issues.finish()?;
-        // The mail is written (or handed to SMTP) before answering, so a
-        // client that got `success` can rely on it being in the outbox.
-        // Failures are logged, never shown: the answer must not depend on
-        // whether the account exists.
-        let request_id = &ctx.request.request_id;
+        // `success` means the token and its mail are committed (the outbox
+        // worker sends it shortly). A failure is an error, the same one for
+        // known and unknown addresses: the account lookup is the first query,
+        // so an unreachable database fails there either way.
         ctx.service.db_up()?;
-        if let Err(e) = RequestPasswordReset::run(&ctx.service, &email, request_id).await {
-            // An outage is said as such (for every email alike, so it tells
-            // nothing about the account); other failures are logged, never
-            // shown, so the answer cannot depend on whether it exists.
-            if matches!(&e, AuthError::Db(db) if crate::db_health::is_unavailable(db)) {
-                return Err(e.into());
-            }
-            tracing::error!(error = %e, request_id, "password reset request failed");
-        }
+        RequestPasswordReset::run(&ctx.service, &email, &ctx.request.request_id).await?;
         Ok(Success::default())
     }
 }

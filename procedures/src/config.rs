@@ -135,6 +135,40 @@ pub struct Config {
     )]
     pub reset_url: String,
 
+    /// Whether this instance runs the mail worker that sends queued mail.
+    /// Every instance queues mail in the shared database; with several
+    /// instances any one (or all) may send it.
+    #[arg(long, global = true, env = "GATEHOUSE_MAIL_WORKER",
+          value_name = "GATEHOUSE_MAIL_WORKER", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub mail_worker: bool,
+
+    /// Seconds between the mail worker's looks at the outbox for mail queued
+    /// by other instances or due for a retry (mail queued by this instance
+    /// wakes it at once).
+    #[arg(long, global = true, env = "GATEHOUSE_MAIL_POLL", value_name = "GATEHOUSE_MAIL_POLL",
+          default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub mail_poll: u64,
+
+    /// Seconds before a failed mail is retried; doubled for every further
+    /// attempt (at most an hour).
+    #[arg(long, global = true, env = "GATEHOUSE_MAIL_RETRY_DELAY", value_name = "GATEHOUSE_MAIL_RETRY_DELAY",
+          default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub mail_retry_delay: u64,
+
+    /// Send attempts before a mail is given up (logged as an error and
+    /// counted in `gatehouse_mail_failed_total`). With the default retry
+    /// delay, 10 attempts span about 43 minutes: most of a reset token's
+    /// hour, so a mail server outage that long still delivers.
+    #[arg(long, global = true, env = "GATEHOUSE_MAIL_MAX_ATTEMPTS", value_name = "GATEHOUSE_MAIL_MAX_ATTEMPTS",
+          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub mail_max_attempts: u32,
+
+    /// Seconds one send may take before it counts as a failed attempt.
+    #[arg(long, global = true, env = "GATEHOUSE_MAIL_SEND_TIMEOUT", value_name = "GATEHOUSE_MAIL_SEND_TIMEOUT",
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub mail_send_timeout: u64,
+
     /// Failed logins per account within the window before it is locked.
     #[arg(long, global = true, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
           default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -244,6 +278,11 @@ impl Default for Config {
             smtp_url: None,
             mail_from: crate::mail::DEFAULT_FROM.to_owned(),
             reset_url: "http://localhost:3000/reset-password".to_owned(),
+            mail_worker: true,
+            mail_poll: 1,
+            mail_retry_delay: 5,
+            mail_max_attempts: 10,
+            mail_send_timeout: 30,
             login_max_failures: 10,
             login_window: 900,
             ip_max_failures: 100,
@@ -437,6 +476,20 @@ impl Config {
                 .map_or_else(gatehouse::connections::default_max_connections, |n| {
                     usize::try_from(n).unwrap_or(usize::MAX)
                 }),
+        }
+    }
+
+    /// The mail outbox worker's settings; queued bodies are encrypted with
+    /// a key derived from the JWT `secret` ([`Config::load_secret`]).
+    pub fn outbox(&self, secret: &[u8]) -> crate::outbox::OutboxSettings {
+        crate::outbox::OutboxSettings {
+            key: crate::outbox::MailKey::derive(secret),
+            worker: self.mail_worker,
+            poll: Duration::from_secs(self.mail_poll),
+            retry_delay: Duration::from_secs(self.mail_retry_delay),
+            max_attempts: self.mail_max_attempts,
+            send_timeout: Duration::from_secs(self.mail_send_timeout),
+            ..crate::outbox::OutboxSettings::default()
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod i18n;
 pub mod limits;
 pub mod mail;
+pub mod outbox;
 pub mod password;
 mod rotation;
 pub mod service;
@@ -119,6 +120,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         reset_mails_per_window: 3,
         reset_url: config.reset_url.clone(),
         trusted_proxies: config.trusted_proxies()?,
+        mail: config.outbox(&secret),
     };
     let keys =
         TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl).with_leeway(config.jwt_leeway);
@@ -143,7 +145,9 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     let registry = router.build()?;
     let service = Arc::new(build_service(&config).await?);
     spawn_housekeeping(service.clone());
-    let app = gatehouse::server::app(registry, service, config.trpc()?);
+    // The app first: it installs the metrics recorder the worker reports to.
+    let app = gatehouse::server::app(registry, service.clone(), config.trpc()?);
+    let mail_worker = spawn_mail_worker(&service);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Listen {
@@ -164,14 +168,31 @@ pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), Star
     let fd_limit = gatehouse::connections::raise_fd_limit();
     let limits = config.connection_limits();
     tracing::info!(addr = %local, ?fd_limit, max_connections = limits.max_connections, "listening");
-    gatehouse::server::serve_with_limits(
+    let served = gatehouse::server::serve_with_limits(
         listener,
         app,
         gatehouse::server::shutdown_signal(),
         limits,
     )
     .await
-    .map_err(StartError::Serve)
+    .map_err(StartError::Serve);
+    // After the last request. A send under way gets a few seconds to finish;
+    // anything unsent stays queued for the next start or another instance.
+    if let Some(worker) = mail_worker {
+        worker.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    served
+}
+
+/// Starts the outbox worker that sends queued mail, unless the settings
+/// turn it off (`GATEHOUSE_MAIL_WORKER=false`). Stop it with
+/// [`outbox::MailWorker::shutdown`] after the server stopped serving.
+pub fn spawn_mail_worker(service: &AuthService) -> Option<outbox::MailWorker> {
+    service
+        .outbox()
+        .settings()
+        .worker
+        .then(|| outbox::spawn_worker(service.outbox().clone()))
 }
 
 /// Runs [`AuthService::housekeeping`] every ten minutes for the life of

@@ -5,6 +5,9 @@
 //! without an SMTP server and tests can read the mail), and [`SmtpMailer`]
 //! sends through a real SMTP server configured by `SMTP_URL`. Both build the
 //! message with lettre, so headers are properly encoded either way.
+//!
+//! Procedures never call a [`Mailer`] themselves: they queue mail in the
+//! database ([`crate::outbox`]), and the outbox worker sends it.
 
 use std::path::{Path, PathBuf};
 

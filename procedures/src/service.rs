@@ -18,6 +18,7 @@ use crate::error::AuthError;
 use crate::i18n;
 use crate::limits::{self, IpNet};
 use crate::mail::Mailer;
+use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
 use crate::session_read::SessionReader;
 use crate::token::{Claims, SessionClaims, TokenKeys};
@@ -45,14 +46,16 @@ pub struct Settings {
     pub reset_mails_per_window: u32,
     pub reset_url: String,
     pub trusted_proxies: Vec<IpNet>,
+    /// The mail outbox worker.
+    pub mail: OutboxSettings,
 }
 
-/// The auth service: database, token keys, password hasher, mailer.
+/// The auth service: database, token keys, password hasher, mail outbox.
 pub struct AuthService {
     pub(crate) db: DatabaseConnection,
     pub(crate) keys: TokenKeys,
     pub(crate) hasher: PasswordHasher,
-    pub(crate) mailer: Arc<dyn Mailer>,
+    pub(crate) outbox: Arc<Outbox>,
     pub(crate) settings: Settings,
     sessions: SessionReader,
     health: Arc<DbHealth>,
@@ -78,6 +81,8 @@ impl Principal for AuthUser {
 }
 
 impl AuthService {
+    /// Mail goes through the outbox: queued in the database, sent by the
+    /// worker of [`crate::outbox::spawn_worker`] through `mailer`.
     pub fn new(
         db: DatabaseConnection,
         keys: TokenKeys,
@@ -85,11 +90,12 @@ impl AuthService {
         mailer: Arc<dyn Mailer>,
         settings: Settings,
     ) -> Self {
+        let outbox = Arc::new(Outbox::new(db.clone(), mailer, settings.mail.clone()));
         Self {
             db,
             keys,
             hasher,
-            mailer,
+            outbox,
             settings,
             sessions: SessionReader::pooled(),
             health: DbHealth::new(),
@@ -126,6 +132,11 @@ impl AuthService {
     /// The database, for apps that add their own procedures beside auth.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The mail outbox, whose worker [`crate::outbox::spawn_worker`] starts.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
     }
 
     /// The caller's address as used for throttling and session records.
@@ -341,6 +352,7 @@ impl AuthService {
         ] {
             self.db.execute_raw(sql(backend, text, values)).await?;
         }
+        crate::outbox::housekeeping(&self.db, now).await?;
         Ok(())
     }
 

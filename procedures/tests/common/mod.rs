@@ -100,9 +100,12 @@ pub struct Server {
     pub addr: SocketAddr,
     pub config: Config,
     pub dir: PathBuf,
+    /// The service behind the server (its database, its outbox).
+    pub service: Arc<gatehouse_auth::AuthService>,
     _temp: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    mail_worker: Option<gatehouse_auth::outbox::MailWorker>,
 }
 
 impl Drop for Server {
@@ -112,6 +115,9 @@ impl Drop for Server {
         }
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if let Some(worker) = self.mail_worker.take() {
+            worker.abort();
         }
     }
 }
@@ -136,15 +142,18 @@ impl Server {
         dir: PathBuf,
         temp: Option<tempfile::TempDir>,
     ) -> Server {
-        let service = gatehouse_auth::build_service(&config)
-            .await
-            .expect("service starts");
+        let service = Arc::new(
+            gatehouse_auth::build_service(&config)
+                .await
+                .expect("service starts"),
+        );
         let registry = gatehouse_auth::app_router().build().expect("router builds");
         let app = gatehouse::server::app(
             registry,
-            Arc::new(service),
+            service.clone(),
             config.trpc().expect("trpc config"),
         );
+        let mail_worker = gatehouse_auth::spawn_mail_worker(&service);
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .expect("bind");
@@ -160,19 +169,88 @@ impl Server {
             addr,
             config,
             dir,
+            service,
             _temp: temp,
             shutdown: Some(tx),
             task: Some(task),
+            mail_worker,
         }
+    }
+
+    /// Stops this server (gracefully, its mail worker too) and starts a new
+    /// one on the same database, folders and config as `tweak` leaves it.
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut Config)) -> Server {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(worker) = self.mail_worker.take() {
+            worker.shutdown(std::time::Duration::from_secs(5)).await;
+        }
+        let mut config = self.config.clone();
+        config.addr = "127.0.0.1:0".parse().expect("addr");
+        tweak(&mut config);
+        let temp = self._temp.take();
+        let dir = self.dir.clone();
+        drop(self);
+        Self::start_config(config, dir, temp).await
     }
 
     pub fn client(&self) -> Client {
         Client::new(self.addr)
     }
 
-    /// The `.eml` files in the outbox, oldest first.
+    /// The `.eml` files in the outbox right now, oldest first. Mail is sent
+    /// by the outbox worker after the answer: use [`Server::mails`] to wait.
     pub fn outbox(&self) -> Vec<String> {
         read_outbox(&self.config.outbox_dir())
+    }
+
+    /// Mails queued in the database and not sent yet (every instance).
+    pub async fn pending_mails(&self) -> i64 {
+        gatehouse_auth::outbox::pending_count(self.service.db())
+            .await
+            .expect("count pending mails")
+    }
+
+    /// Waits (10 s at most) until the outbox folder holds at least `n` mails
+    /// and nothing is left queued, so the list is final; returns it.
+    pub async fn mails(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mails = self.outbox();
+            if mails.len() >= n && self.pending_mails().await == 0 {
+                return mails;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} mails within 10 s, have {} ({} still queued)",
+                mails.len(),
+                self.pending_mails().await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits (10 s at most) until the outbox folder `dir` holds at least `n`
+/// mails; returns them, oldest first.
+pub async fn wait_outbox(dir: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mails = read_outbox(dir);
+        if mails.len() >= n {
+            return mails;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {n} mails in {} within 10 s, have {}",
+            dir.display(),
+            mails.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -637,4 +715,121 @@ impl Drop for PrivatePostgres {
             .env("GATEHOUSE_PG_DIR", &self.state_dir)
             .status();
     }
+}
+
+/// A small SMTP server on a real loopback socket, enough of RFC 5321 for
+/// lettre: any number of connections and messages, each message's DATA
+/// kept. `delay` is waited before the greeting and before accepting each
+/// message, like a real mail server's latency.
+pub struct FakeSmtp {
+    pub port: u16,
+    pub messages: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeSmtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeSmtp {
+    /// Listens on a new loopback port.
+    pub async fn start(delay: std::time::Duration) -> FakeSmtp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind SMTP");
+        Self::serve(listener, delay)
+    }
+
+    /// Listens on `port` (e.g. one that was closed until now).
+    pub async fn start_on(port: u16, delay: std::time::Duration) -> FakeSmtp {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind SMTP port");
+        Self::serve(listener, delay)
+    }
+
+    fn serve(listener: tokio::net::TcpListener, delay: std::time::Duration) -> FakeSmtp {
+        let port = listener.local_addr().expect("addr").port();
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = messages.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ = smtp_session(stream, delay, store).await;
+                });
+            }
+        });
+        FakeSmtp {
+            port,
+            messages,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().expect("lock").clone()
+    }
+
+    /// Waits (10 s at most) for at least `n` messages.
+    pub async fn wait(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "expected {n} SMTP messages within 10 s, have {}",
+                m.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn smtp_session(
+    stream: TcpStream,
+    delay: std::time::Duration,
+    store: Arc<std::sync::Mutex<Vec<String>>>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    tokio::time::sleep(delay).await;
+    write.write_all(b"220 fake.test ESMTP ready\r\n").await?;
+    while let Some(line) = lines.next_line().await? {
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            write
+                .write_all(b"250-fake.test\r\n250 8BITMIME\r\n")
+                .await?;
+        } else if upper == "DATA" {
+            write.write_all(b"354 go ahead\r\n").await?;
+            let mut data = String::new();
+            while let Some(l) = lines.next_line().await? {
+                if l == "." {
+                    break;
+                }
+                data.push_str(&l);
+                data.push('\n');
+            }
+            tokio::time::sleep(delay).await;
+            store.lock().expect("lock").push(data);
+            write.write_all(b"250 2.0.0 queued\r\n").await?;
+        } else if upper == "QUIT" {
+            write.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            write.write_all(b"250 OK\r\n").await?;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,636 @@
+//! The durable mail outbox and the worker that drains it.
+//!
+//! A procedure that must send mail writes it to the `mail_outbox` table in
+//! the same transaction as the change the mail announces (the reset token),
+//! and answers. A worker task then sends it through the [`Mailer`]. So:
+//!
+//! - the answer time does not depend on the mail server (nor on whether a
+//!   mail was written at all, which would reveal accounts);
+//! - a mail is never lost: a failed send is retried with back-off, and a
+//!   crash or restart before sending leaves the row for the next worker;
+//! - a failure is visible: logged as an error and counted in metrics, and the
+//!   row stays `failed` with its last error for a while.
+//!
+//! Several instances may share one database. A worker claims rows by moving
+//! their `due_at` into the future (its lease) in one statement: on
+//! PostgreSQL with `FOR UPDATE SKIP LOCKED`, so two workers never take the
+//! same row; on SQLite the statement is atomic because SQLite has one writer
+//! at a time. Delivery is at least once: a worker that dies after the mail
+//! server accepted a mail but before recording it lets the lease expire and
+//! the mail goes out again, which is the safe side for a reset link.
+//!
+//! The rendered body holds the live reset token, because the mail must
+//! carry it and only its hash is kept elsewhere. So that a database leak
+//! still hands out no usable reset link, the body is stored encrypted
+//! (AES-256-GCM under a key derived from the JWT secret, which every
+//! instance shares; the row id is bound in as associated data), and it is
+//! cleared as soon as the mail is sent or given up (normally within a
+//! second). Mails older than the token's lifetime are given up unsent, and
+//! finished rows are deleted by housekeeping a day later. The price: a mail
+//! queued under one JWT secret cannot be sent after the secret changed; it
+//! is given up with an error (the user asks for a new one).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hkdf;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::db::{now_ms, sql};
+use crate::mail::{Mail, Mailer};
+
+/// Mails sent (accepted by the mail server or written to the folder).
+pub const MAIL_SENT_TOTAL: &str = "gatehouse_mail_sent_total";
+/// Mails given up after the last attempt (or too old to be worth sending).
+pub const MAIL_FAILED_TOTAL: &str = "gatehouse_mail_failed_total";
+/// Failed send attempts that will be retried.
+pub const MAIL_RETRIES_TOTAL: &str = "gatehouse_mail_retries_total";
+/// Mails waiting in the outbox (all instances), as last seen by this worker.
+pub const MAIL_OUTBOX_PENDING: &str = "gatehouse_mail_outbox_pending";
+
+const PENDING: &str = "pending";
+/// Rows claimed per query.
+const BATCH: usize = 10;
+/// The longest back-off between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// Sent and failed rows are kept this long (for inspection), then deleted.
+const KEEP_DONE_MS: i64 = 24 * 60 * 60 * 1000;
+/// Longest error text stored with a row.
+const MAX_ERROR_CHARS: usize = 480;
+
+/// The key queued mail bodies are encrypted with (see the module docs).
+/// Its `Debug` shows nothing of the key.
+#[derive(Clone)]
+pub struct MailKey(Arc<LessSafeKey>);
+
+impl std::fmt::Debug for MailKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailKey(..)")
+    }
+}
+
+/// Prefix of a stored body: the format, so it can change later.
+const SEALED_PREFIX: &str = "v1:";
+
+impl MailKey {
+    /// The key of a JWT signing secret (HKDF-SHA256, a label of its own, so
+    /// it is independent of the signing key).
+    pub fn derive(secret: &[u8]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse mail outbox").extract(secret);
+        let okm = prk
+            .expand(&[b"mail body v1"], &AES_256_GCM)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
+        Self(Arc::new(LessSafeKey::new(UnboundKey::from(okm))))
+    }
+
+    /// A key of its own for this process (when no secret is given): its
+    /// mail can be sent only by this process.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Self::derive(&secret)
+    }
+
+    /// `text` encrypted for the row `id`: `v1:` and the hex of nonce,
+    /// ciphertext and tag.
+    fn seal(&self, id: &str, text: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut data = text.as_bytes().to_vec();
+        // Sealing fails only for messages of gigabytes.
+        if self
+            .0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(id.as_bytes()),
+                &mut data,
+            )
+            .is_err()
+        {
+            data.clear();
+        }
+        let mut out = Vec::with_capacity(NONCE_LEN + data.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        format!("{SEALED_PREFIX}{}", hex::encode(out))
+    }
+
+    /// The text sealed for row `id`, or `None` if it was sealed with another
+    /// key (the JWT secret changed), for another row, or altered.
+    fn open(&self, id: &str, stored: &str) -> Option<String> {
+        let raw = hex::decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(id.as_bytes()), &mut sealed)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+/// How the worker behaves; from [`crate::Config`].
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// Encrypts queued bodies; the same on every instance sharing the
+    /// database (derived from the shared JWT secret).
+    pub key: MailKey,
+    /// Whether this process runs a worker. Off for an instance that should
+    /// only queue mail (another instance sends it).
+    pub worker: bool,
+    /// How often the worker looks for mail queued by other instances (mail
+    /// queued by this process wakes it at once).
+    pub poll: Duration,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_delay: Duration,
+    /// Attempts before a mail is given up.
+    pub max_attempts: u32,
+    /// Longest wait for one send; a slower one counts as a failed attempt.
+    pub send_timeout: Duration,
+    /// A mail not sent within this time of being queued is given up (its
+    /// link would be dead anyway).
+    pub max_age: Duration,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            key: MailKey::random(),
+            worker: true,
+            poll: Duration::from_secs(1),
+            retry_delay: Duration::from_secs(5),
+            max_attempts: 10,
+            send_timeout: Duration::from_secs(30),
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl OutboxSettings {
+    /// How long a claim holds a row: longer than any send may take, so a row
+    /// is never taken by a second worker while the first is still sending.
+    fn lease(&self) -> Duration {
+        self.send_timeout + Duration::from_secs(30)
+    }
+
+    /// The wait after failed attempt number `attempts` (1-based).
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.retry_delay.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Mails waiting to be sent, on every instance.
+pub async fn pending_count(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql(
+            backend,
+            "SELECT COUNT(*) FROM mail_outbox WHERE state = 'pending'",
+            vec![],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index::<i64>(0),
+        None => Ok(0),
+    }
+}
+
+/// Deletes sent and failed rows older than a day. Pending rows stay for a
+/// worker, which gives up those older than the token lifetime.
+pub async fn housekeeping(db: &impl ConnectionTrait, now: i64) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    db.execute_raw(sql(
+        backend,
+        "DELETE FROM mail_outbox WHERE state <> 'pending' AND created_at < $1",
+        vec![now.saturating_sub(KEEP_DONE_MS).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A row taken by this worker: `attempts` (already counting this attempt)
+/// identifies the claim, so a worker whose lease ran out cannot overwrite
+/// the outcome of the one that took the row after it.
+#[derive(Debug)]
+struct Claimed {
+    id: String,
+    recipient: String,
+    subject: String,
+    body: Option<String>,
+    attempts: i32,
+    created_at: i64,
+}
+
+/// Whether any row is due: a read, so an idle worker's polls never take
+/// SQLite's write lock away from requests.
+async fn any_due(db: &DatabaseConnection, now: i64) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql(
+            backend,
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $1)"
+            ),
+            vec![now.into()],
+        ))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index::<bool>(0),
+        None => Ok(false),
+    }
+}
+
+/// Takes up to [`BATCH`] due rows, moving their `due_at` to the end of the
+/// lease and counting the attempt, in one statement.
+async fn claim(db: &DatabaseConnection, now: i64, lease_ms: i64) -> Result<Vec<Claimed>, DbErr> {
+    let backend = db.get_database_backend();
+    let text = if backend == DbBackend::Postgres {
+        // The rows are picked and locked first, in a CTE that is run once
+        // (as a plain `IN (subquery)` the planner may re-run the locking
+        // subquery per row); rows another worker holds are skipped, not
+        // waited for, and a locked row is re-checked at its newest version.
+        format!(
+            "WITH picked AS MATERIALIZED ( \
+               SELECT id FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $2 \
+               ORDER BY due_at LIMIT {BATCH} FOR UPDATE SKIP LOCKED) \
+             UPDATE mail_outbox SET due_at = $1, attempts = mail_outbox.attempts + 1 \
+             FROM picked WHERE mail_outbox.id = picked.id \
+             RETURNING mail_outbox.id, mail_outbox.recipient, mail_outbox.subject, \
+               mail_outbox.body, mail_outbox.attempts, mail_outbox.created_at"
+        )
+    } else {
+        // SQLite runs one write statement at a time: pick and update cannot
+        // interleave with another worker's.
+        format!(
+            "UPDATE mail_outbox SET due_at = $1, attempts = attempts + 1 \
+             WHERE id IN ( \
+               SELECT id FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $2 \
+               ORDER BY due_at LIMIT {BATCH}) \
+             RETURNING id, recipient, subject, body, attempts, created_at"
+        )
+    };
+    let rows = db
+        .query_all_raw(sql(
+            backend,
+            &text,
+            vec![now.saturating_add(lease_ms).into(), now.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                id: row.try_get_by_index(0)?,
+                recipient: row.try_get_by_index(1)?,
+                subject: row.try_get_by_index(2)?,
+                body: row.try_get_by_index(3)?,
+                attempts: row.try_get_by_index(4)?,
+                created_at: row.try_get_by_index(5)?,
+            })
+        })
+        .collect()
+}
+
+/// What became of one claimed row.
+enum Outcome {
+    Sent,
+    Retry { error: String },
+    Failed { error: String },
+}
+
+/// Records the outcome of a claim. Sent and failed rows lose their body
+/// (the token is not kept longer than needed).
+async fn record(
+    db: &DatabaseConnection,
+    row: &Claimed,
+    outcome: &Outcome,
+    settings: &OutboxSettings,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let now = now_ms();
+    let stmt = match outcome {
+        Outcome::Sent => sql(
+            backend,
+            "UPDATE mail_outbox SET state = 'sent', sent_at = $1, body = NULL, last_error = NULL \
+             WHERE id = $2 AND attempts = $3",
+            vec![now.into(), row.id.clone().into(), row.attempts.into()],
+        ),
+        Outcome::Retry { error } => {
+            let attempts = u32::try_from(row.attempts).unwrap_or(1);
+            let due = now.saturating_add(ms(settings.backoff(attempts)));
+            sql(
+                backend,
+                "UPDATE mail_outbox SET due_at = $1, last_error = $2 \
+                 WHERE id = $3 AND attempts = $4 AND state = 'pending'",
+                vec![
+                    due.into(),
+                    truncate(error).into(),
+                    row.id.clone().into(),
+                    row.attempts.into(),
+                ],
+            )
+        }
+        Outcome::Failed { error } => sql(
+            backend,
+            "UPDATE mail_outbox SET state = 'failed', body = NULL, last_error = $1, due_at = $2 \
+             WHERE id = $3 AND attempts = $4",
+            vec![
+                truncate(error).into(),
+                now.into(),
+                row.id.clone().into(),
+                row.attempts.into(),
+            ],
+        ),
+    };
+    db.execute_raw(stmt).await?;
+    Ok(())
+}
+
+fn truncate(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// The outbox of one process: how to reach the database and the mailer,
+/// and the signal that wakes its worker when this process queues a mail.
+pub struct Outbox {
+    db: DatabaseConnection,
+    mailer: Arc<dyn Mailer>,
+    settings: OutboxSettings,
+    wakeup: Notify,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// An outbox sending through `mailer`.
+    pub fn new(db: DatabaseConnection, mailer: Arc<dyn Mailer>, settings: OutboxSettings) -> Self {
+        Self {
+            db,
+            mailer,
+            settings,
+            wakeup: Notify::new(),
+        }
+    }
+
+    /// The worker settings.
+    pub fn settings(&self) -> &OutboxSettings {
+        &self.settings
+    }
+
+    /// Queues `mail` for the worker, its body encrypted. Call it inside the
+    /// transaction that makes the mail true (e.g. the one storing the reset
+    /// token), so both are committed or neither; after the commit, wake the
+    /// worker with [`Outbox::wake`].
+    pub async fn enqueue(
+        &self,
+        db: &impl ConnectionTrait,
+        mail: &Mail,
+        now: i64,
+    ) -> Result<(), DbErr> {
+        let backend = db.get_database_backend();
+        let id = Uuid::now_v7().to_string();
+        let body = self.settings.key.seal(&id, &mail.text);
+        db.execute_raw(sql(
+            backend,
+            "INSERT INTO mail_outbox (id, recipient, subject, body, state, attempts, created_at, due_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+            vec![
+                id.into(),
+                mail.to.clone().into(),
+                mail.subject.clone().into(),
+                body.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Tells this process's worker that a mail was queued (after the
+    /// transaction committed). A wake-up while it is busy is kept, not lost.
+    pub fn wake(&self) {
+        self.wakeup.notify_one();
+    }
+
+    /// Sends every due mail, batch by batch, until none is left. Returns how
+    /// many rows were handled.
+    pub async fn drain(&self) -> Result<usize, DbErr> {
+        let lease_ms = ms(self.settings.lease());
+        let mut handled = 0;
+        loop {
+            if !any_due(&self.db, now_ms()).await? {
+                return Ok(handled);
+            }
+            let rows = claim(&self.db, now_ms(), lease_ms).await?;
+            if rows.is_empty() {
+                return Ok(handled);
+            }
+            handled += rows.len();
+            for row in rows {
+                let outcome = self.attempt(&row).await;
+                self.report(&row, &outcome);
+                if let Err(e) = record(&self.db, &row, &outcome, &self.settings).await {
+                    // The lease runs out and the row is tried again, so a
+                    // sent mail may go out twice; never lost.
+                    tracing::warn!(error = %e, mail_id = %row.id, "could not record a mail's outcome");
+                }
+            }
+        }
+    }
+
+    /// One send attempt.
+    async fn attempt(&self, row: &Claimed) -> Outcome {
+        let age_ms = now_ms().saturating_sub(row.created_at);
+        if age_ms > ms(self.settings.max_age) {
+            return Outcome::Failed {
+                error: "expired before it could be sent".to_owned(),
+            };
+        }
+        let Some(stored) = row.body.as_deref() else {
+            return Outcome::Failed {
+                error: "the message body is missing".to_owned(),
+            };
+        };
+        let Some(body) = self.settings.key.open(&row.id, stored) else {
+            return Outcome::Failed {
+                error: "the message body cannot be decrypted (was JWT_SECRET changed?)".to_owned(),
+            };
+        };
+        let mail = Mail {
+            to: row.recipient.clone(),
+            subject: row.subject.clone(),
+            text: body,
+        };
+        let error =
+            match tokio::time::timeout(self.settings.send_timeout, self.mailer.send(mail)).await {
+                Ok(Ok(())) => return Outcome::Sent,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!(
+                    "no answer from the mailer within {} s",
+                    self.settings.send_timeout.as_secs()
+                ),
+            };
+        if u32::try_from(row.attempts).unwrap_or(u32::MAX) >= self.settings.max_attempts {
+            Outcome::Failed { error }
+        } else {
+            Outcome::Retry { error }
+        }
+    }
+
+    /// Logs and counts an outcome. Never logs the body (it holds the token).
+    fn report(&self, row: &Claimed, outcome: &Outcome) {
+        match outcome {
+            Outcome::Sent => {
+                metrics::counter!(MAIL_SENT_TOTAL).increment(1);
+                tracing::info!(mail_id = %row.id, attempts = row.attempts, "mail sent");
+            }
+            Outcome::Retry { error } => {
+                metrics::counter!(MAIL_RETRIES_TOTAL).increment(1);
+                let attempts = u32::try_from(row.attempts).unwrap_or(1);
+                tracing::warn!(mail_id = %row.id, attempts, error = %error,
+                    retry_in_s = self.settings.backoff(attempts).as_secs_f64(),
+                    "could not send a mail; will retry");
+            }
+            Outcome::Failed { error } => {
+                metrics::counter!(MAIL_FAILED_TOTAL).increment(1);
+                tracing::error!(mail_id = %row.id, attempts = row.attempts, error = %error,
+                    "could not send a mail; giving up");
+            }
+        }
+    }
+
+    /// Refreshes the pending-mail gauge.
+    async fn update_gauge(&self) {
+        match pending_count(&self.db).await {
+            #[allow(clippy::cast_precision_loss)]
+            Ok(n) => metrics::gauge!(MAIL_OUTBOX_PENDING).set(n as f64),
+            Err(e) => tracing::debug!(error = %e, "could not count pending mails"),
+        }
+    }
+}
+
+/// The running worker of [`spawn_worker`]; [`MailWorker::shutdown`] stops it.
+#[derive(Debug)]
+pub struct MailWorker {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MailWorker {
+    /// Stops the worker once the mail it is sending, if any, is done, but
+    /// waits at most `wait`: then it is aborted, and a mail it had taken is
+    /// tried again (by any instance) once its lease has run out. Mail not
+    /// taken yet stays queued for the next start or another instance.
+    pub async fn shutdown(self, wait: Duration) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(wait, &mut task).await.is_err() {
+            task.abort();
+        }
+    }
+
+    /// Stops the worker at once (tests dropping a server).
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the worker: it drains the outbox at start, whenever this process
+/// queues a mail, and every `poll` (for mail queued by other instances or
+/// due for a retry), until [`MailWorker::shutdown`].
+pub fn spawn_worker(outbox: Arc<Outbox>) -> MailWorker {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        metrics::describe_counter!(MAIL_SENT_TOTAL, "Mails sent");
+        metrics::describe_counter!(MAIL_FAILED_TOTAL, "Mails given up after the last attempt");
+        metrics::describe_counter!(
+            MAIL_RETRIES_TOTAL,
+            "Failed mail send attempts that will be retried"
+        );
+        metrics::describe_gauge!(MAIL_OUTBOX_PENDING, "Mails waiting in the outbox");
+        let mut failing = false;
+        loop {
+            match outbox.drain().await {
+                Ok(_) => failing = false,
+                // Logged once per outage, not every poll.
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::error!(error = %e, "the mail worker cannot read the outbox");
+                }
+                Err(e) => tracing::debug!(error = %e, "the mail worker cannot read the outbox"),
+            }
+            outbox.update_gauge().await;
+            tokio::select! {
+                () = outbox.wakeup.notified() => {}
+                () = tokio::time::sleep(outbox.settings.poll) => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            if *stopped.borrow() {
+                break;
+            }
+        }
+        tracing::debug!("mail worker stopped");
+    });
+    MailWorker { stop, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_sealed_per_key_and_row() {
+        let key = MailKey::derive(b"a secret a secret a secret a secret!");
+        let sealed = key.seal("row-1", "Token: abc\n");
+        assert!(sealed.starts_with("v1:"), "{sealed}");
+        assert!(!sealed.contains("abc"));
+        assert_eq!(key.open("row-1", &sealed).as_deref(), Some("Token: abc\n"));
+        // The same key from the same secret (another instance) opens it.
+        let again = MailKey::derive(b"a secret a secret a secret a secret!");
+        assert_eq!(
+            again.open("row-1", &sealed).as_deref(),
+            Some("Token: abc\n")
+        );
+        // Another secret, another row, or an altered body: nothing.
+        assert_eq!(MailKey::random().open("row-1", &sealed), None);
+        assert_eq!(key.open("row-2", &sealed), None);
+        let mut altered = sealed.clone().into_bytes();
+        let last = altered.len() - 1;
+        altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
+        let altered = String::from_utf8(altered).expect("hex");
+        assert_eq!(key.open("row-1", &altered), None);
+        assert_eq!(key.open("row-1", "Token: abc"), None);
+        assert!(!format!("{key:?}").contains('['));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let s = OutboxSettings {
+            retry_delay: Duration::from_secs(5),
+            ..OutboxSettings::default()
+        };
+        assert_eq!(s.backoff(1), Duration::from_secs(5));
+        assert_eq!(s.backoff(2), Duration::from_secs(10));
+        assert_eq!(s.backoff(4), Duration::from_secs(40));
+        assert_eq!(s.backoff(30), MAX_BACKOFF);
+        assert!(s.lease() > s.send_timeout);
+    }
+}
