@@ -9,23 +9,12 @@ use std::time::Duration;
 
 use common::{Client, PASSWORD, SECRET, login, login_token, register};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 /// A clean environment for the binary: none of the developer's settings leak in.
 fn command(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.env("RUST_LOG", "error")
-        .env("BCRYPT_COST", "4")
-        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
-        .kill_on_drop(true);
-    cmd
+    common::binary(dir)
 }
 
 /// A running binary and the address it printed.
@@ -34,26 +23,11 @@ struct Instance {
     client: Client,
 }
 
-async fn spawn(mut cmd: Command) -> Instance {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn gatehouse");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("server printed its address in time")
-        .expect("read stdout")
-        .expect("a line on stdout");
-    let url = line
-        .strip_prefix("gatehouse listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    let client = Client::new(url.parse().expect("socket address"));
+async fn spawn(cmd: Command) -> Instance {
+    let (child, addr) = common::spawn_listening(cmd).await;
     Instance {
         _child: child,
-        client,
+        client: Client::new(addr),
     }
 }
 

@@ -9,15 +9,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Client, SECRET, register};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 struct Instance {
     _child: Child,
@@ -32,7 +29,7 @@ async fn start(prefix: &str, env: &[(&str, &str)]) -> Instance {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!("{prefix} exec \"$0\""))
-        .arg(BIN)
+        .arg(common::BIN)
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -40,30 +37,12 @@ async fn start(prefix: &str, env: &[(&str, &str)]) -> Instance {
         .env("BCRYPT_COST", "4")
         .env("GATEHOUSE_ADDR", "127.0.0.1:0")
         .env("JWT_SECRET", SECRET)
-        .env("GATEHOUSE_DATA_DIR", dir.path());
+        .env("GATEHOUSE_DATA_DIR", dir.path())
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("started in time")
-    .expect("stdout")
-    .expect("a line");
-    let addr = line
-        .strip_prefix("gatehouse listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
+    let (child, addr) = common::spawn_listening(cmd).await;
     Instance {
         _child: child,
         addr,

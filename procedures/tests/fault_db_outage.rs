@@ -9,17 +9,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Client, PASSWORD, PrivatePostgres, SECRET};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 const WORKERS: usize = 8;
 /// How long the load runs before the outage, and how long the outage lasts.
 const BEFORE: Duration = Duration::from_secs(3);
@@ -188,35 +183,11 @@ async fn postgres_stopped_and_started_under_load() {
     };
     let url = common::fresh_postgres_db(&pg.admin_url).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("RUST_LOG", "error")
-        .env("BCRYPT_COST", "4")
-        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", &url)
+    let mut cmd = common::binary(dir.path());
+    cmd.env("DATABASE_URL", &url)
         .env("JWT_SECRET", SECRET)
-        .env("GATEHOUSE_DATA_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(60),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("started")
-    .expect("stdout")
-    .expect("line");
-    let addr: SocketAddr = line
-        .strip_prefix("gatehouse listening on http://")
-        .expect("listening line")
-        .parse()
-        .expect("addr");
+        .env("GATEHOUSE_DATA_DIR", dir.path());
+    let (_child, addr) = common::spawn_listening(cmd).await;
     let client = Client::new(addr);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

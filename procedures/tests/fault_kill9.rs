@@ -9,18 +9,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Client, PASSWORD, SECRET};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+use tokio::process::Child;
 
 /// Kill rounds per backend, and how long the load runs before each kill.
 const KILL_AFTER: [Duration; 3] = [
@@ -46,36 +41,14 @@ struct Instance {
 }
 
 async fn start(dir: &Path, database_url: &str) -> Instance {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir).env_clear();
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd.env("RUST_LOG", "error")
-        .env("BCRYPT_COST", "4")
-        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", database_url)
+    let mut cmd = common::binary(dir);
+    cmd.env("DATABASE_URL", database_url)
         .env("JWT_SECRET", SECRET)
         .env("GATEHOUSE_OUTBOX_DIR", dir.join("outbox"))
         // Registrations come from one address; keep the address throttle out
         // of the way.
-        .env("GATEHOUSE_IP_MAX_FAILURES", "1000000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn gatehouse");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("server printed its address in time")
-        .expect("read stdout")
-        .expect("a line on stdout");
-    let addr: SocketAddr = line
-        .strip_prefix("gatehouse listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .parse()
-        .expect("socket address");
+        .env("GATEHOUSE_IP_MAX_FAILURES", "1000000");
+    let (child, addr) = common::spawn_listening(cmd).await;
     Instance {
         child,
         client: Client::new(addr),

@@ -833,3 +833,48 @@ async fn smtp_session(
     }
     Ok(())
 }
+
+/// The `gatehouse` binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A command running the binary in `dir` with a clean environment (none of
+/// the developer's settings leak in): quiet logs, the cheapest bcrypt, a
+/// free port; killed when dropped.
+pub fn binary(dir: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.current_dir(dir).env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.env("RUST_LOG", "error")
+        .env("BCRYPT_COST", "4")
+        .env("GATEHOUSE_ADDR", "127.0.0.1:0")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Spawns `cmd` (the binary, or a shell that `exec`s it) and waits for its
+/// `gatehouse listening on http://…` line.
+pub async fn spawn_listening(
+    mut cmd: tokio::process::Command,
+) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("server printed its address in time")
+        .expect("read stdout")
+        .expect("a line on stdout");
+    let addr = line
+        .strip_prefix("gatehouse listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .parse()
+        .expect("socket address");
+    (child, addr)
+}
