@@ -476,6 +476,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_soft_fd_limit_is_raised_to_the_hard_limit() {
+        let raised = raise_fd_limit().expect("a limit");
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+        assert_eq!(soft, raised);
+        // Linux caps the soft limit at `fs.nr_open` even when the hard one
+        // is unlimited.
+        assert!(soft == hard || hard == rlimit::INFINITY, "{soft} < {hard}");
+        assert_eq!(
+            default_max_connections() as u64,
+            soft.saturating_sub(RESERVED_FDS).max(16)
+        );
+    }
+
+    #[test]
     fn only_hypers_empty_errors_are_replaced() {
         let auto =
             b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
