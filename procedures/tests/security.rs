@@ -17,6 +17,7 @@ both_backends!(
     token_times_are_checked_to_the_millisecond,
     loosely_formed_tokens_are_refused,
     every_generation_rotated_within_the_grace_period_works,
+    a_password_change_ends_generations_still_in_their_grace,
 );
 
 fn now() -> i64 {
@@ -419,4 +420,26 @@ async fn every_generation_rotated_within_the_grace_period_works(backend: Backend
     assert_eq!(c.me(&t3).await.status, 200);
     c.refresh(&t0).await.assert_error("UNAUTHORIZED", 401);
     assert_refused(&server, &t3, "session ended by the replay").await;
+}
+
+async fn a_password_change_ends_generations_still_in_their_grace(backend: Backend) {
+    let server = Server::start(backend).await;
+    let c = server.client();
+    let (t0, _) = register(&c, "grace-change@example.com").await;
+    let t1 = token_of(&c.refresh(&t0).await);
+    let t2 = token_of(&c.refresh(&t1).await);
+    assert_eq!(c.me(&t0).await.status, 200, "within its grace");
+    let r = c
+        .clone()
+        .with_token(&t2)
+        .mutation(
+            "auth.changePassword",
+            json!({"currentPassword": PASSWORD, "newPassword": "another long passphrase"}),
+        )
+        .await;
+    let fresh = token_of(&r);
+    for (i, t) in [&t0, &t1, &t2].into_iter().enumerate() {
+        assert_refused(&server, t, &format!("token {i} after the password change")).await;
+    }
+    assert_eq!(c.me(&fresh).await.status, 200);
 }
