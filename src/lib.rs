@@ -11,11 +11,13 @@ pub mod connections;
 pub mod envelope;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod procedure;
 pub mod role;
 pub mod router;
 pub mod server;
 pub mod service;
+mod type_export;
 pub mod typescript;
 
 pub use error::{ErrorCode, Issue, RpcError};

@@ -221,8 +221,8 @@ impl<S: Service> Router<S> {
 fn export_pair<I: ts_rs::TS + 'static, O: ts_rs::TS + 'static>(
     cfg: &ts_rs::Config,
 ) -> Result<(), ts_rs::ExportError> {
-    crate::typescript::export_type::<I>(cfg)?;
-    crate::typescript::export_type::<O>(cfg)
+    crate::type_export::export_type::<I>(cfg)?;
+    crate::type_export::export_type::<O>(cfg)
 }
 
 /// Why a router could not be built.

@@ -2,7 +2,6 @@
 //! and the response (a single item, a batch array, or a stream).
 
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,14 +9,15 @@ use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::TrpcConfig;
+use super::call::{
+    Call, CallEnv, CallResult, OkMetrics, add_call_headers, method_check, run_call, timeout_error,
+};
 use super::stream;
 use super::wire::{self, JSON, VARY};
 use crate::error::{ErrorCode, RpcError};
@@ -33,8 +33,6 @@ pub(crate) struct Trpc<S: Service> {
     pub ok_metrics: Arc<OkMetrics>,
 }
 
-pub(crate) type OkMetrics = std::collections::HashMap<Arc<str>, crate::server::CallMetrics>;
-
 /// How the client wants the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -44,52 +42,6 @@ pub(crate) enum Mode {
     Jsonl,
     /// v10 `unstable_httpBatchStreamLink`: one object written line by line.
     V10Stream,
-}
-
-/// What one call produced, ready to be written.
-pub(crate) struct CallResult {
-    pub path: Arc<str>,
-    pub outcome: Result<Output, RpcError>,
-    /// The `allow` header of a 405.
-    pub allow: Option<&'static str>,
-}
-
-pub(crate) struct Output {
-    pub data: Box<RawValue>,
-    pub void: bool,
-}
-
-impl CallResult {
-    pub fn status(&self) -> StatusCode {
-        match &self.outcome {
-            Ok(_) => StatusCode::OK,
-            Err(e) => e.http_status(),
-        }
-    }
-
-    /// Writes the tRPC item (`{"result":…}` or `{"error":…}`).
-    pub fn write_item(&self, out: &mut Vec<u8>) {
-        match &self.outcome {
-            Ok(output) => wire::write_result_item(out, &output.data, output.void),
-            Err(error) => wire::write_error_item(out, error, Some(&self.path)),
-        }
-    }
-}
-
-/// One planned call of a request.
-pub(crate) struct Call<S: Service> {
-    pub path: Arc<str>,
-    pub entry: Option<Arc<Entry<S>>>,
-    pub input: RawInput,
-}
-
-/// Everything a call needs besides its own input; shared by a batch.
-pub(crate) struct CallEnv<S: Service> {
-    pub scope: RequestScope<S>,
-    pub method: Method,
-    pub allow_method_override: bool,
-    pub deadline: Instant,
-    pub ok_metrics: Arc<OkMetrics>,
 }
 
 pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Response {
@@ -161,45 +113,60 @@ fn request_meta(
     }
 }
 
-/// Everything after HEAD; an `Err` is a request-level error.
+/// Everything after HEAD; an `Err` is a request-level error. Three steps:
+/// [`parse`] the request line and headers into the calls it names, read
+/// and [`plan`] the inputs, then [`respond`] with the calls' results.
 async fn dispatch<S: Service>(
     state: &Trpc<S>,
     parts: &mut http::request::Parts,
     body: &mut Option<Body>,
 ) -> Result<Response, RpcError> {
-    let config = &state.config;
-    let deadline = Instant::now() + config.request_timeout;
+    let deadline = Instant::now() + state.config.request_timeout;
+    let request = parse(state, &parts.method, &parts.uri, &parts.headers)?;
+    let source = read_input(&state.config, &request, &parts.method, body, deadline).await?;
+    let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
+    let env = CallEnv {
+        scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
+        method: parts.method.clone(),
+        allow_method_override: state.config.allow_method_override,
+        deadline,
+        ok_metrics: state.ok_metrics.clone(),
+    };
+    let (mode, is_batch) = (request.mode, request.is_batch);
+    let calls = plan(request, source);
+    respond(env, calls, mode, is_batch).await
+}
 
-    let raw_path = procedure_path(parts.uri.path());
+/// One call's path (the registered one when it exists) and procedure.
+type Target<S> = (Arc<str>, Option<Arc<Entry<S>>>);
+
+/// What the request line and headers say, before any body is read.
+struct Parsed<'a, S: Service> {
+    targets: Vec<Target<S>>,
+    is_batch: bool,
+    mode: Mode,
+    query: wire::Query<'a>,
+}
+
+/// The request-level checks, in tRPC's order: path encoding, content type,
+/// batch size, mixed procedure kinds, `connectionParams`, batching allowed,
+/// streaming only for batches.
+fn parse<'a, S: Service>(
+    state: &Trpc<S>,
+    method: &Method,
+    uri: &'a http::Uri,
+    headers: &HeaderMap,
+) -> Result<Parsed<'a, S>, RpcError> {
+    let config = &state.config;
+    let raw_path = procedure_path(uri.path());
     let Ok(path) = wire::decode_uri_component(raw_path) else {
         return Err(RpcError::bad_request(format!(
             "Invalid URL-encoding in path \"{raw_path}\""
         )));
     };
+    check_content_type(method, headers)?;
 
-    // Content type: JSON, or anything on GET (v11 sends none, v10 sends JSON).
-    if parts.method != Method::GET {
-        match parts.headers.get(header::CONTENT_TYPE) {
-            Some(ct) if wire::media_type_is(ct.as_bytes(), "application/json") => {}
-            Some(ct) => {
-                return Err(RpcError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    format!(
-                        "Unsupported content-type \"{}",
-                        String::from_utf8_lossy(ct.as_bytes())
-                    ),
-                ));
-            }
-            None => {
-                return Err(RpcError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "Missing content-type header",
-                ));
-            }
-        }
-    }
-
-    let query = wire::Query::parse(parts.uri.query());
+    let query = wire::Query::parse(uri.query());
     let is_batch = query.batch().as_deref() == Some("1");
     let paths: Vec<&str> = if is_batch {
         path.split(',').collect()
@@ -209,77 +176,118 @@ async fn dispatch<S: Service>(
     if is_batch && paths.len() > config.max_batch_size {
         return Err(RpcError::bad_request("Batch call exceeds maximum size"));
     }
-    let entries: Vec<Option<Arc<Entry<S>>>> = paths
+    let targets: Vec<Target<S>> = paths
         .iter()
-        .map(|p| state.registry.get(p).cloned())
+        .map(|p| match state.registry.get(p) {
+            Some(entry) => (entry.path.clone(), Some(entry.clone())),
+            None => (Arc::from(*p), None),
+        })
         .collect();
-    if let Some(error) = mixed_kinds(&entries) {
+    if let Some(error) = mixed_kinds(targets.iter().filter_map(|(_, e)| e.as_deref())) {
         return Err(error);
     }
-    if let Some(params) = query.connection_params()
-        && let Err(error) = check_connection_params(&params)
-    {
-        return Err(error);
+    if let Some(params) = query.connection_params() {
+        check_connection_params(&params)?;
     }
     if is_batch && !config.allow_batching {
         return Err(RpcError::bad_request(
             "Batching is not enabled on the server",
         ));
     }
-    let mode = stream_mode(&parts.headers);
-    if mode == Mode::Jsonl && !is_batch {
-        return Err(RpcError::bad_request(
-            "Streaming requests must be batched (you can do a batch of 1)",
-        ));
-    }
-    let mode = if mode == Mode::V10Stream && !is_batch {
-        Mode::Plain
-    } else {
-        mode
+    let mode = match stream_mode(headers) {
+        Mode::Jsonl if !is_batch => {
+            return Err(RpcError::bad_request(
+                "Streaming requests must be batched (you can do a batch of 1)",
+            ));
+        }
+        Mode::V10Stream if !is_batch => Mode::Plain,
+        mode => mode,
     };
+    Ok(Parsed {
+        targets,
+        is_batch,
+        mode,
+        query,
+    })
+}
 
-    // Inputs are read lazily: only when some procedure reads its input.
-    let needs_input = entries.iter().flatten().any(|e| e.reads_input());
-    let source = if !needs_input {
-        InputSource::None
-    } else if parts.method == Method::GET {
-        match query.input().as_deref() {
+/// JSON, or anything on GET (v11 sends none, v10 sends JSON).
+fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), RpcError> {
+    if *method == Method::GET {
+        return Ok(());
+    }
+    match headers.get(header::CONTENT_TYPE) {
+        Some(ct) if wire::media_type_is(ct.as_bytes(), "application/json") => Ok(()),
+        Some(ct) => Err(RpcError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "Unsupported content-type \"{}",
+                String::from_utf8_lossy(ct.as_bytes())
+            ),
+        )),
+        None => Err(RpcError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Missing content-type header",
+        )),
+    }
+}
+
+/// The request's input, read lazily: only when some procedure reads its
+/// input (from `?input=` on GET, else from the body). An `Err` is a body
+/// that did not arrive before the deadline.
+async fn read_input<S: Service>(
+    config: &TrpcConfig,
+    request: &Parsed<'_, S>,
+    method: &Method,
+    body: &mut Option<Body>,
+    deadline: Instant,
+) -> Result<InputSource, RpcError> {
+    let needs_input = request
+        .targets
+        .iter()
+        .filter_map(|(_, e)| e.as_ref())
+        .any(|e| e.reads_input());
+    if !needs_input {
+        return Ok(InputSource::None);
+    }
+    if *method == Method::GET {
+        return Ok(match request.query.input().as_deref() {
             None | Some("") => InputSource::None,
             Some(text) => InputSource::parse(text.as_bytes()),
-        }
-    } else {
-        let body = body.take().unwrap_or_default();
-        match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
-            Err(_) => return Err(timeout_error()),
-            Ok(Err(error)) => InputSource::Failed(error),
-            Ok(Ok(bytes)) if bytes.is_empty() => InputSource::None,
-            Ok(Ok(bytes)) => InputSource::parse(&bytes),
-        }
-    };
-    let mut inputs = source.split(paths.len(), is_batch);
+        });
+    }
+    let body = body.take().unwrap_or_default();
+    match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
+        Err(_) => Err(timeout_error()),
+        Ok(Err(error)) => Ok(InputSource::Failed(error)),
+        Ok(Ok(bytes)) if bytes.is_empty() => Ok(InputSource::None),
+        Ok(Ok(bytes)) => Ok(InputSource::parse(&bytes)),
+    }
+}
 
-    let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
-    let env = CallEnv {
-        scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
-        method: parts.method.clone(),
-        allow_method_override: config.allow_method_override,
-        deadline,
-        ok_metrics: state.ok_metrics.clone(),
-    };
-    let calls: Vec<Call<S>> = paths
-        .iter()
-        .zip(entries)
+/// One [`Call`] per target, each with its share of the input.
+fn plan<S: Service>(request: Parsed<'_, S>, source: InputSource) -> Vec<Call<S>> {
+    let mut inputs = source.split(request.targets.len(), request.is_batch);
+    request
+        .targets
+        .into_iter()
         .map(|(path, entry)| Call {
-            path: match &entry {
-                Some(e) => e.path.clone(),
-                None => Arc::from(*path),
-            },
+            path,
             entry,
             input: inputs.next().unwrap_or(RawInput::Absent),
         })
-        .collect();
+        .collect()
+}
 
-    Ok(match mode {
+/// Runs the calls and writes the answer: streamed (JSONL or v10's object),
+/// a single item, or a batch array with tRPC's combined status.
+async fn respond<S: Service>(
+    env: CallEnv<S>,
+    mut calls: Vec<Call<S>>,
+    mode: Mode,
+    is_batch: bool,
+) -> Result<Response, RpcError> {
+    match mode {
         Mode::Jsonl | Mode::V10Stream => {
             // Headers go out before any call finishes; like tRPC, announce
             // `allow` for a wrong-method call up front.
@@ -288,40 +296,42 @@ async fn dispatch<S: Service>(
                 .filter_map(|c| c.entry.as_ref())
                 .find_map(|e| method_check(&env, e).err().map(|(_, allow)| allow));
             let env = Arc::new(env);
-            if mode == Mode::Jsonl {
+            Ok(if mode == Mode::Jsonl {
                 stream::jsonl(env, calls, allow)
             } else {
                 stream::v10(env, calls, allow)
-            }
+            })
+        }
+        Mode::Plain if !is_batch => {
+            let Some(call) = calls.pop() else {
+                return Err(RpcError::from_code(ErrorCode::InternalServerError));
+            };
+            let result = run_call(&env, call).await;
+            let mut out = Vec::with_capacity(result_capacity(&result));
+            result.write_item(&mut out);
+            Ok(plain_response(
+                out,
+                result.status(),
+                std::slice::from_ref(&result),
+            ))
         }
         Mode::Plain => {
-            if !is_batch {
-                let mut calls = calls;
-                let Some(call) = calls.pop() else {
-                    return Err(RpcError::from_code(ErrorCode::InternalServerError));
-                };
-                let result = run_call(&env, call).await;
-                let mut out = Vec::with_capacity(result_capacity(&result));
-                result.write_item(&mut out);
-                respond(out, result.status(), std::slice::from_ref(&result))
-            } else {
-                let results =
-                    futures::future::join_all(calls.into_iter().map(|c| run_call(&env, c))).await;
-                let mut out =
-                    Vec::with_capacity(results.iter().map(result_capacity).sum::<usize>() + 2);
-                out.push(b'[');
-                for (i, result) in results.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    result.write_item(&mut out);
+            let results =
+                futures::future::join_all(calls.into_iter().map(|c| run_call(&env, c))).await;
+            let mut out =
+                Vec::with_capacity(results.iter().map(result_capacity).sum::<usize>() + 2);
+            out.push(b'[');
+            for (i, result) in results.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(b']');
-                let status = wire::batch_status(results.iter().map(CallResult::status));
-                respond(out, status, &results)
+                result.write_item(&mut out);
             }
+            out.push(b']');
+            let status = wire::batch_status(results.iter().map(CallResult::status));
+            Ok(plain_response(out, status, &results))
         }
-    })
+    }
 }
 
 fn result_capacity(result: &CallResult) -> usize {
@@ -331,7 +341,7 @@ fn result_capacity(result: &CallResult) -> usize {
     }
 }
 
-fn respond(body: Vec<u8>, status: StatusCode, results: &[CallResult]) -> Response {
+fn plain_response(body: Vec<u8>, status: StatusCode, results: &[CallResult]) -> Response {
     let mut response = Response::new(Body::from(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -339,21 +349,6 @@ fn respond(body: Vec<u8>, status: StatusCode, results: &[CallResult]) -> Respons
     headers.insert(header::VARY, VARY);
     add_call_headers(headers, results);
     response
-}
-
-/// Copies what the calls ask for onto the response: `allow` for a 405 and
-/// the error's own headers (e.g. `Retry-After`).
-pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) {
-    for result in results {
-        if let Some(allow) = result.allow {
-            headers.insert(header::ALLOW, HeaderValue::from_static(allow));
-        }
-        if let Err(error) = &result.outcome {
-            for (name, value) in &error.headers {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
 }
 
 /// The dotted path: the URL path without the `/trpc` prefix and without one
@@ -366,9 +361,11 @@ fn procedure_path(uri_path: &str) -> &str {
 
 /// `Cannot mix procedure types in call: query, mutation` (types in order of
 /// first appearance; unknown paths do not count).
-fn mixed_kinds<S: Service>(entries: &[Option<Arc<Entry<S>>>]) -> Option<RpcError> {
+fn mixed_kinds<'a, S: Service + 'a>(
+    entries: impl Iterator<Item = &'a Entry<S>>,
+) -> Option<RpcError> {
     let mut kinds: Vec<Kind> = Vec::new();
-    for entry in entries.iter().flatten() {
+    for entry in entries {
         if !kinds.contains(&entry.kind) {
             kinds.push(entry.kind);
         }
@@ -427,10 +424,6 @@ fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-fn timeout_error() -> RpcError {
-    RpcError::new(ErrorCode::Timeout, "Request timed out")
-}
-
 /// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
 /// that read their input.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
@@ -463,9 +456,9 @@ impl InputSource {
             Ok(value) => Self::Json(value),
             Err(error) => {
                 let text = String::from_utf8_lossy(bytes);
-                Self::Failed(RpcError::bad_request(wire::js_json_parse_message(
-                    &text, &error,
-                )))
+                Self::Failed(RpcError::bad_request(
+                    super::json_parse_error::js_json_parse_message(&text, &error),
+                ))
             }
         }
     }
@@ -492,99 +485,4 @@ impl InputSource {
             ),
         }
     }
-}
-
-/// Runs one call: lookup, method check, then guard/decode/handler under the
-/// request deadline, with panics turned into INTERNAL_SERVER_ERROR.
-pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> CallResult {
-    let started = std::time::Instant::now();
-    let Call { path, entry, input } = call;
-    let (outcome, allow) = match &entry {
-        None => (
-            Err(RpcError::not_found(format!(
-                "No procedure found on path \"{path}\""
-            ))),
-            None,
-        ),
-        Some(entry) => match method_check(env, entry) {
-            Err((error, allow)) => (Err(error), Some(allow)),
-            Ok(()) => {
-                let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
-                let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
-                    Ok(Ok(result)) => result.map(|data| Output {
-                        data,
-                        void: entry.returns_void(),
-                    }),
-                    Ok(Err(panic)) => {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        tracing::error!(procedure = %path, panic = %message, "procedure panicked");
-                        Err(RpcError::new(
-                            ErrorCode::InternalServerError,
-                            "Internal server error",
-                        ))
-                    }
-                    Err(_) => Err(timeout_error()),
-                };
-                (outcome, None)
-            }
-        },
-    };
-    let mut outcome = outcome;
-    if let Err(error) = &mut outcome {
-        env.scope.service.finalize_error(&env.scope.request, error);
-    }
-    let result = CallResult {
-        path,
-        outcome,
-        allow,
-    };
-    let code = match &result.outcome {
-        Ok(_) => "OK",
-        Err(error) => error.code.key(),
-    };
-    let cached = match (&result.outcome, &entry) {
-        (Ok(_), Some(entry)) => env.ok_metrics.get(&*entry.path),
-        _ => None,
-    };
-    crate::server::record_call(
-        entry.as_ref().map(|e| &e.path),
-        code,
-        result.status(),
-        started.elapsed(),
-        cached,
-    );
-    result
-}
-
-fn method_check<S: Service>(
-    env: &CallEnv<S>,
-    entry: &Entry<S>,
-) -> Result<(), (RpcError, &'static str)> {
-    let method = &env.method;
-    let (allowed, allow) = match entry.kind {
-        Kind::Query if env.allow_method_override => (
-            *method == Method::GET || *method == Method::POST,
-            "GET, POST",
-        ),
-        Kind::Query => (*method == Method::GET, "GET"),
-        Kind::Mutation => (*method == Method::POST, "POST"),
-    };
-    if allowed {
-        return Ok(());
-    }
-    Err((
-        RpcError::new(
-            ErrorCode::MethodNotSupported,
-            format!(
-                "Unsupported {method}-request to {} procedure at path \"{}\"",
-                entry.kind.as_str(),
-                entry.path
-            ),
-        ),
-        allow,
-    ))
 }

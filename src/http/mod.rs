@@ -21,6 +21,8 @@
 //! - subscriptions (SSE), FormData and binary inputs are not supported.
 
 mod adapter;
+mod call;
+mod json_parse_error;
 mod stream;
 mod wire;
 
@@ -32,7 +34,7 @@ use axum::routing::any;
 use crate::router::Registry;
 use crate::service::Service;
 
-pub use wire::js_json_parse_message;
+pub use json_parse_error::js_json_parse_message;
 pub(crate) use wire::request_error;
 
 /// The path every procedure is served under (`/trpc/<dotted.path>`).
@@ -122,7 +124,7 @@ pub fn trpc_router<S: Service>(
 ) -> axum::Router {
     let ok_metrics = registry
         .entries()
-        .map(|e| (e.path.clone(), crate::server::CallMetrics::ok(&e.path)))
+        .map(|e| (e.path.clone(), crate::metrics::CallMetrics::ok(&e.path)))
         .collect();
     let state = Arc::new(adapter::Trpc {
         registry,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use futures::stream::{self, FuturesUnordered};
 use http::{HeaderValue, StatusCode, header};
 
-use super::adapter::{Call, CallEnv, CallResult, run_call};
+use super::call::{Call, CallEnv, CallResult, run_call};
 use super::wire::{self, JSON, VARY};
 use crate::service::Service;
 
