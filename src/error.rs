@@ -4,6 +4,8 @@
 //! [`RpcError`]; the HTTP adapter is the only place that turns an `RpcError`
 //! into bytes, so the wire shape cannot drift between procedures.
 
+use std::borrow::Cow;
+
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
@@ -143,11 +145,16 @@ impl ErrorCode {
 }
 
 /// One failing field of an input, carried in `error.data.issues` so forms can
-/// put each message beside its field.
+/// put each message beside its field (see `docs/protocol.md#errors`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct Issue {
     pub path: Vec<String>,
     pub message: String,
+    /// The message's stable key (e.g. `required`), for translation; never
+    /// sent. Empty when the message has none.
+    #[serde(skip)]
+    #[ts(skip)]
+    pub key: Cow<'static, str>,
 }
 
 impl Issue {
@@ -158,7 +165,15 @@ impl Issue {
         Self {
             path: path.into_iter().map(Into::into).collect(),
             message: message.into(),
+            key: Cow::Borrowed(""),
         }
+    }
+
+    /// An issue whose message has a stable key.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.key = key.into();
+        self
     }
 }
 
@@ -175,6 +190,13 @@ pub struct RpcError {
     pub issues: Option<Vec<Issue>>,
     /// Response headers this error asks for (e.g. `Retry-After` on 429).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The message's stable key (e.g. `batch_too_large`), so a service can
+    /// translate it without matching English text; `None` for messages
+    /// that have none (an application's own free text).
+    pub key: Option<&'static str>,
+    /// The values the message was built from (e.g. `("path", "a.b")`), for
+    /// translations that must repeat them.
+    pub params: Vec<(&'static str, String)>,
 }
 
 impl RpcError {
@@ -184,12 +206,38 @@ impl RpcError {
             message: message.into(),
             issues: None,
             headers: Vec::new(),
+            key: None,
+            params: Vec::new(),
         }
     }
 
-    /// An error whose message is the bare key, as tRPC does when none is given.
+    /// An error whose message has a stable key (see [`RpcError::key`]).
+    pub fn keyed(code: ErrorCode, key: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            key: Some(key),
+            ..Self::new(code, message)
+        }
+    }
+
+    /// Records a value the message was built from, for translations.
+    #[must_use]
+    pub fn with_param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.params.push((name, value.into()));
+        self
+    }
+
+    /// The value of param `name`, if recorded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An error whose message is the bare code, as tRPC does when none is
+    /// given; the code is also its key.
     pub fn from_code(code: ErrorCode) -> Self {
-        Self::new(code, code.key())
+        Self::keyed(code, code.key(), code.key())
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -212,13 +260,33 @@ impl RpcError {
     /// (and so the request id), and never sent to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::InternalServerError, "Internal server error")
+        Self::internal_error()
+    }
+
+    /// The generic 500 a client sees for any failure of ours.
+    pub fn internal_error() -> Self {
+        Self::keyed(
+            ErrorCode::InternalServerError,
+            "internal",
+            "Internal server error",
+        )
     }
 
     /// A validation failure: one BAD_REQUEST carrying every failing field.
-    pub fn validation(message: impl Into<String>, issues: Vec<Issue>) -> Self {
+    /// Its message and key are the first issue's, as Standard Schema
+    /// validators report it (the key only when it is a static one).
+    pub fn validation(issues: Vec<Issue>) -> Self {
+        let (message, key) = match issues.first() {
+            Some(first) => (first.message.clone(), &first.key),
+            None => ("Invalid input".to_owned(), &Cow::Borrowed("invalid_input")),
+        };
+        let key = match key {
+            Cow::Borrowed(key) if !key.is_empty() => Some(*key),
+            _ => None,
+        };
         Self {
             issues: Some(issues),
+            key,
             ..Self::bad_request(message)
         }
     }

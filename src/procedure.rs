@@ -72,9 +72,13 @@ pub struct Ctx<S: Service> {
 impl<S: Service> Ctx<S> {
     /// The authenticated caller; always `Ok` inside a guarded procedure.
     pub fn principal(&self) -> Result<&S::Principal, RpcError> {
-        self.principal
-            .as_ref()
-            .ok_or_else(|| RpcError::new(ErrorCode::Unauthorized, "Authentication required"))
+        self.principal.as_ref().ok_or_else(|| {
+            RpcError::keyed(
+                ErrorCode::Unauthorized,
+                "authentication_required",
+                "Authentication required",
+            )
+        })
     }
 }
 

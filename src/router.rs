@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::envelope;
-use crate::error::{ErrorCode, RpcError};
+use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::{Ctx, Guard, Kind, NoInput, Procedure};
 use crate::service::{Principal, RequestMeta, Service};
 
@@ -125,8 +125,28 @@ fn decode_input<I: serde::de::DeserializeOwned + 'static>(raw: RawInput) -> Resu
             })
             .collect();
         let message = e.into_inner().to_string();
-        RpcError::validation(message.clone(), vec![crate::error::Issue { path, message }])
+        let (key, detail) = serde_message_key(&message);
+        let detail = detail.to_owned();
+        RpcError::validation(vec![Issue::new(path, message).with_key(key)])
+            .with_param("detail", detail)
     })
+}
+
+/// A stable key for one of serde's input complaints (its `de::Error`
+/// constructors) and the detail after serde's fixed words, so services can
+/// translate them without matching text.
+fn serde_message_key(message: &str) -> (&'static str, &str) {
+    const KEYS: [(&str, &str); 6] = [
+        ("missing field ", "missing_field"),
+        ("unknown field ", "unknown_field"),
+        ("unknown variant ", "unknown_variant"),
+        ("invalid type: ", "invalid_type"),
+        ("invalid value: ", "invalid_value"),
+        ("invalid length ", "invalid_length"),
+    ];
+    KEYS.iter()
+        .find_map(|(prefix, key)| Some((*key, message.strip_prefix(prefix)?)))
+        .unwrap_or(("invalid_input", message))
 }
 
 /// Collects procedures; [`Router::build`] checks it and freezes it.
@@ -292,18 +312,21 @@ impl<S: Service> RequestScope<S> {
             Guard::Public => None,
             Guard::Authenticated | Guard::Role(_) => {
                 let Some(principal) = self.principal().await? else {
-                    return Err(RpcError::new(
+                    return Err(RpcError::keyed(
                         ErrorCode::Unauthorized,
+                        "authentication_required",
                         "Authentication required",
                     ));
                 };
                 if let Guard::Role(required) = entry.guard
                     && !principal.role().satisfies(required)
                 {
-                    return Err(RpcError::new(
+                    return Err(RpcError::keyed(
                         ErrorCode::Forbidden,
+                        "role_required",
                         format!("This procedure requires the {required} role"),
-                    ));
+                    )
+                    .with_param("role", required.as_str()));
                 }
                 Some(principal)
             }

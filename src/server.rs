@@ -21,7 +21,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 pub use crate::connections::ConnectionLimits;
-use crate::error::{ErrorCode, RpcError};
+use crate::error::RpcError;
 use crate::http::{CorsOrigins, TrpcConfig};
 pub use crate::metrics::{
     METRICS_UPKEEP_EVERY, METRICS_UPKEEP_THREAD, REQUEST_DURATION, REQUESTS_TOTAL, metrics_handle,
@@ -190,10 +190,7 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 /// call): a tRPC-shaped 500 rather than a dropped connection.
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
-    crate::http::request_error(&RpcError::new(
-        ErrorCode::InternalServerError,
-        "Internal server error",
-    ))
+    crate::http::request_error(&RpcError::internal_error())
 }
 
 fn json_response(status: StatusCode, body: &'static str) -> Response {

@@ -116,3 +116,24 @@ pub mod rate_counter {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Token generations a refresh retired, kept for the grace period (see
+/// `crate::sessions::generations`).
+pub mod session_generation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "session_generations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub session_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub generation: String,
+        pub retired_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -9,8 +9,9 @@ use crate::password::PasswordError;
 /// `SERVICE_UNAVAILABLE` with a `Retry-After`: the database cannot be
 /// reached (or handed out no connection in time); the client may retry.
 fn unavailable() -> RpcError {
-    RpcError::new(
+    RpcError::keyed(
         ErrorCode::ServiceUnavailable,
+        "unavailable",
         AuthError::Unavailable.to_string(),
     )
     .with_header(
@@ -55,6 +56,29 @@ pub enum AuthError {
     Corrupt(String),
 }
 
+impl AuthError {
+    /// The stable key of the message a client sees (see [`crate::i18n`]);
+    /// `None` for failures a client only ever sees as a generic error.
+    pub fn key(&self) -> Option<&'static str> {
+        Some(match self {
+            AuthError::InvalidCredentials => "invalid_credentials",
+            AuthError::InvalidToken => "invalid_token",
+            AuthError::SessionRevoked => "session_revoked",
+            AuthError::UserNotFound => "user_not_found",
+            AuthError::EmailTaken => "email_taken",
+            AuthError::Throttled { .. } => "throttled",
+            AuthError::InvalidResetToken => "invalid_reset_token",
+            AuthError::WrongCurrentPassword => "wrong_current_password",
+            AuthError::SessionNotFound => "session_not_found",
+            AuthError::LastAdmin => "last_admin",
+            AuthError::Unavailable => "unavailable",
+            AuthError::Db(_) | AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
+                return None;
+            }
+        })
+    }
+}
+
 impl From<AuthError> for RpcError {
     fn from(e: AuthError) -> Self {
         let code = match &e {
@@ -66,7 +90,7 @@ impl From<AuthError> for RpcError {
             AuthError::EmailTaken => ErrorCode::Conflict,
             AuthError::Throttled { retry_after } => {
                 let value = HeaderValue::from(*retry_after);
-                return RpcError::new(ErrorCode::TooManyRequests, e.to_string())
+                return RpcError::keyed(ErrorCode::TooManyRequests, "throttled", e.to_string())
                     .with_header(HeaderName::from_static("retry-after"), value);
             }
             AuthError::InvalidResetToken => ErrorCode::BadRequest,
@@ -88,6 +112,42 @@ impl From<AuthError> for RpcError {
                 return RpcError::internal(e);
             }
         };
-        RpcError::new(code, e.to_string())
+        match e.key() {
+            Some(key) => RpcError::keyed(code, key, e.to_string()),
+            None => RpcError::new(code, e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The English a client sees for each error is the one `i18n` lists
+    /// under its key, so the two cannot drift apart.
+    #[test]
+    fn every_keyed_error_reads_as_its_key_in_english() {
+        let errors = [
+            AuthError::InvalidCredentials,
+            AuthError::InvalidToken,
+            AuthError::SessionRevoked,
+            AuthError::UserNotFound,
+            AuthError::EmailTaken,
+            AuthError::Throttled { retry_after: 3 },
+            AuthError::InvalidResetToken,
+            AuthError::WrongCurrentPassword,
+            AuthError::SessionNotFound,
+            AuthError::LastAdmin,
+            AuthError::Unavailable,
+        ];
+        for error in errors {
+            let key = error.key().expect("a client-facing error has a key");
+            assert_eq!(
+                crate::i18n::english(key),
+                Some(error.to_string().as_str()),
+                "{key}"
+            );
+            assert_eq!(RpcError::from(error).key, Some(key));
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! English and Spanish messages, chosen by `Accept-Language`.
 //!
-//! Every message is written in English at the place the error is raised (so
-//! logs and tests read one language); [`localize`] translates the final
-//! error, including the framework's generic ones, just before it is sent.
+//! Every message has a stable key (see `docs/api.md#errors`): the error or
+//! issue carries it beside its English text, written where it is raised (so
+//! logs read one language), and [`localize`] swaps in the Spanish for that
+//! key just before the error is sent. No translation depends on another
+//! module's English wording.
 
 use gatehouse::RpcError;
 
@@ -45,132 +47,220 @@ pub fn negotiate(header: Option<&str>) -> Lang {
     best.map_or(Lang::En, |(_, l)| l)
 }
 
-/// Exact English → Spanish pairs.
-const ES: &[(&str, &str)] = &[
+/// Every message the service sends that has a key: `(key, English,
+/// Spanish)`. `{name}` in a translation repeats the error's param `name`
+/// (see [`RpcError::params`]). Keys are stable; English lives here for the
+/// service's own messages and, for the framework's, is the text it wrote.
+const MESSAGES: &[(&str, &str, &str)] = &[
+    // The service's errors (crate::error::AuthError).
     (
+        "invalid_credentials",
         "Invalid email or password",
         "Correo electrónico o contraseña incorrectos",
     ),
-    ("Authentication required", "Se requiere autenticación"),
-    ("Invalid or expired token", "Token no válido o caducado"),
     (
+        "invalid_token",
+        "Invalid or expired token",
+        "Token no válido o caducado",
+    ),
+    (
+        "session_revoked",
         "Session expired or revoked",
         "La sesión ha caducado o ha sido revocada",
     ),
-    ("User not found", "Usuario no encontrado"),
+    ("user_not_found", "User not found", "Usuario no encontrado"),
     (
+        "unavailable",
         "The service is temporarily unavailable, try again shortly",
         "El servicio no está disponible temporalmente; inténtalo de nuevo en breve",
     ),
     (
+        "email_taken",
         "Email is already registered",
         "El correo electrónico ya está registrado",
     ),
     (
+        "throttled",
         "Too many failed login attempts, try again later",
         "Demasiados intentos fallidos de inicio de sesión; inténtalo más tarde",
     ),
     (
-        "Invalid email address",
-        "Dirección de correo electrónico no válida",
-    ),
-    (
-        "Password must be at least 8 characters",
-        "La contraseña debe tener al menos 8 caracteres",
-    ),
-    (
-        "Password must be at most 72 bytes",
-        "La contraseña debe tener como máximo 72 bytes",
-    ),
-    ("Password is too common", "La contraseña es demasiado común"),
-    ("Required", "Obligatorio"),
-    ("Must not be empty", "No puede estar vacío"),
-    ("Too long", "Demasiado largo"),
-    (
+        "invalid_reset_token",
         "Invalid or expired reset token",
         "Token de restablecimiento no válido o caducado",
     ),
     (
+        "wrong_current_password",
         "Current password is incorrect",
         "La contraseña actual es incorrecta",
     ),
-    ("Session not found", "Sesión no encontrada"),
     (
+        "session_not_found",
+        "Session not found",
+        "Sesión no encontrada",
+    ),
+    (
+        "last_admin",
         "The last administrator cannot be demoted or deleted",
         "No se puede degradar ni eliminar al último administrador",
     ),
-    ("Must be at least 1", "Debe ser al menos 1"),
-    ("Must be between 1 and 100", "Debe estar entre 1 y 100"),
-    ("Internal server error", "Error interno del servidor"),
-    ("Invalid input", "Entrada no válida"),
-    ("Request timed out", "La solicitud ha caducado"),
+    // Validation issues (crate::validate).
+    ("required", "Required", "Obligatorio"),
+    ("blank", "Must not be empty", "No puede estar vacío"),
+    ("too_long", "Too long", "Demasiado largo"),
     (
+        "email_invalid",
+        "Invalid email address",
+        "Dirección de correo electrónico no válida",
+    ),
+    (
+        "password_too_short",
+        "Password must be at least 8 characters",
+        "La contraseña debe tener al menos 8 caracteres",
+    ),
+    (
+        "password_too_long",
+        "Password must be at most 72 bytes",
+        "La contraseña debe tener como máximo 72 bytes",
+    ),
+    (
+        "password_too_common",
+        "Password is too common",
+        "La contraseña es demasiado común",
+    ),
+    (
+        "page_too_small",
+        "Must be at least 1",
+        "Debe ser al menos 1",
+    ),
+    (
+        "page_size_out_of_range",
+        "Must be between 1 and 100",
+        "Debe estar entre 1 y 100",
+    ),
+    ("invalid_input", "Invalid input", "Entrada no válida"),
+    // The framework's (gatehouse), keyed where it raises them.
+    (
+        "authentication_required",
+        "Authentication required",
+        "Se requiere autenticación",
+    ),
+    (
+        "role_required",
+        "This procedure requires the {role} role",
+        "Este procedimiento requiere el rol {role}",
+    ),
+    (
+        "procedure_not_found",
+        "No procedure found on path \"{path}\"",
+        "No se encontró ningún procedimiento en la ruta \"{path}\"",
+    ),
+    (
+        "method_not_supported",
+        "Unsupported {method}-request to {kind} procedure at path \"{path}\"",
+        "Solicitud {method} no admitida para {kind} en la ruta \"{path}\"",
+    ),
+    (
+        "internal",
+        "Internal server error",
+        "Error interno del servidor",
+    ),
+    ("timeout", "Request timed out", "La solicitud ha caducado"),
+    (
+        "body_unreadable",
         "Could not read the request body",
         "No se pudo leer el cuerpo de la solicitud",
     ),
-    ("PAYLOAD_TOO_LARGE", "La solicitud es demasiado grande"),
     (
+        "PAYLOAD_TOO_LARGE",
+        "PAYLOAD_TOO_LARGE",
+        "La solicitud es demasiado grande",
+    ),
+    (
+        "batching_disabled",
         "Batching is not enabled on the server",
         "El procesamiento por lotes no está habilitado en el servidor",
     ),
     (
+        "batch_too_large",
         "Batch call exceeds maximum size",
         "El lote supera el tamaño máximo",
     ),
+    // serde's complaints about an input's shape; `{detail}` is serde's own.
+    (
+        "missing_field",
+        "missing field {detail}",
+        "falta el campo {detail}",
+    ),
+    (
+        "unknown_variant",
+        "unknown variant {detail}",
+        "valor desconocido {detail}",
+    ),
+    (
+        "invalid_type",
+        "invalid type: {detail}",
+        "tipo no válido: {detail}",
+    ),
 ];
 
-/// English prefixes whose remainder (a path, a role) is kept as is.
-const ES_PREFIX: &[(&str, &str)] = &[
-    (
-        "This procedure requires the ",
-        "Este procedimiento requiere el rol ",
-    ),
-    (
-        "No procedure found on path ",
-        "No se encontró ningún procedimiento en la ruta ",
-    ),
-    (
-        "Unsupported GET-request to mutation procedure at path ",
-        "Solicitud GET no admitida para la mutación en la ruta ",
-    ),
-    (
-        "Unsupported POST-request to query procedure at path ",
-        "Solicitud POST no admitida para la consulta en la ruta ",
-    ),
-    // Input decoding failures reported by the framework (serde's wording).
-    ("missing field ", "falta el campo "),
-    ("unknown variant ", "valor desconocido "),
-    ("invalid type: ", "tipo no válido: "),
-];
-
-/// Translates one message; unknown messages are returned unchanged.
-pub fn translate(message: &str, lang: Lang) -> String {
-    if lang == Lang::En {
-        return message.to_owned();
+/// Spanish words for a procedure kind inside [`MESSAGES`].
+fn kind_es(kind: &str) -> &str {
+    match kind {
+        "query" => "la consulta",
+        "mutation" => "la mutación",
+        "subscription" => "la suscripción",
+        other => other,
     }
-    if let Some((_, es)) = ES.iter().find(|(en, _)| *en == message) {
-        return (*es).to_owned();
-    }
-    for (en, es) in ES_PREFIX {
-        if let Some(rest) = message.strip_prefix(en) {
-            // "…requires the ADMIN role" → "…requiere el rol ADMIN".
-            let rest = rest.strip_suffix(" role").unwrap_or(rest);
-            return format!("{es}{rest}");
-        }
-    }
-    message.to_owned()
 }
 
-/// Translates an error's message and issue messages in place.
+/// The listed key equal to `key`, as a `&'static str` (keys that come
+/// from a validation rule arrive as owned strings).
+pub fn known_key(key: &str) -> Option<&'static str> {
+    MESSAGES.iter().find(|(k, _, _)| *k == key).map(|m| m.0)
+}
+
+/// The English message of a key with no params (validation issues and the
+/// service's own errors). `None` for an unknown key.
+pub fn english(key: &str) -> Option<&'static str> {
+    MESSAGES.iter().find(|(k, _, _)| *k == key).map(|m| m.1)
+}
+
+/// The message of `key` in `lang` with `params` filled in; `None` when the
+/// key has no message (the caller keeps the original text).
+pub fn message(key: &str, lang: Lang, params: &[(&'static str, String)]) -> Option<String> {
+    let (_, en, es) = MESSAGES.iter().find(|(k, _, _)| *k == key)?;
+    let mut text = match lang {
+        Lang::En => (*en).to_owned(),
+        Lang::Es => (*es).to_owned(),
+    };
+    for (name, value) in params {
+        let value = if lang == Lang::Es && *name == "kind" {
+            kind_es(value)
+        } else {
+            value
+        };
+        text = text.replace(&format!("{{{name}}}"), value);
+    }
+    Some(text)
+}
+
+/// Translates an error's message and issue messages in place, by key;
+/// messages without a known key are left as they are.
 pub fn localize(error: &mut RpcError, lang: Lang) {
     if lang == Lang::En {
         return;
     }
-    error.message = translate(&error.message, lang);
+    let params = &error.params;
     if let Some(issues) = error.issues.as_mut() {
-        for issue in issues {
-            issue.message = translate(&issue.message, lang);
+        for issue in issues.iter_mut() {
+            if let Some(text) = message(&issue.key, lang, params) {
+                issue.message = text;
+            }
         }
+    }
+    if let Some(text) = error.key.and_then(|key| message(key, lang, &error.params)) {
+        error.message = text;
     }
 }
 
@@ -191,22 +281,56 @@ mod tests {
     }
 
     #[test]
-    fn translation() {
+    fn translation_by_key_fills_params() {
+        let lang = Lang::Es;
         assert_eq!(
-            translate("Invalid email or password", Lang::Es),
-            "Correo electrónico o contraseña incorrectos"
+            message("invalid_credentials", lang, &[]).as_deref(),
+            Some("Correo electrónico o contraseña incorrectos")
+        );
+        let role = [("role", "ADMIN".to_owned())];
+        assert_eq!(
+            message("role_required", lang, &role).as_deref(),
+            Some("Este procedimiento requiere el rol ADMIN")
         );
         assert_eq!(
-            translate("This procedure requires the ADMIN role", Lang::Es),
-            "Este procedimiento requiere el rol ADMIN"
+            message("role_required", Lang::En, &role).as_deref(),
+            Some("This procedure requires the ADMIN role")
         );
+        let call = [
+            ("method", "GET".to_owned()),
+            ("kind", "mutation".to_owned()),
+            ("path", "auth.login".to_owned()),
+        ];
         assert_eq!(
-            translate("Invalid email or password", Lang::En),
-            "Invalid email or password"
+            message("method_not_supported", lang, &call).as_deref(),
+            Some("Solicitud GET no admitida para la mutación en la ruta \"auth.login\"")
         );
-        assert_eq!(
-            translate("missing field `id`", Lang::Es),
-            "falta el campo `id`"
-        );
+        assert_eq!(message("no_such_key", lang, &[]), None);
+    }
+
+    #[test]
+    fn localize_translates_issues_and_the_message_by_key() {
+        let mut error = RpcError::validation(vec![
+            gatehouse::Issue::new(["email"], "Invalid email address").with_key("email_invalid"),
+            gatehouse::Issue::new(["password"], "Required").with_key("required"),
+        ]);
+        localize(&mut error, Lang::Es);
+        assert_eq!(error.message, "Dirección de correo electrónico no válida");
+        let issues = error.issues.expect("issues");
+        assert_eq!(issues[1].message, "Obligatorio");
+
+        // An unkeyed message stays as written.
+        let mut free = RpcError::bad_request("Sensor offline");
+        localize(&mut free, Lang::Es);
+        assert_eq!(free.message, "Sensor offline");
+    }
+
+    #[test]
+    fn every_key_is_listed_once() {
+        let mut keys: Vec<&str> = MESSAGES.iter().map(|m| m.0).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "a key is listed twice");
     }
 }

@@ -14,9 +14,9 @@ pub mod limits;
 pub mod mail;
 pub mod outbox;
 pub mod password;
-mod rotation;
+
 pub mod service;
-mod session_read;
+mod sessions;
 pub mod token;
 pub mod types;
 pub mod users;

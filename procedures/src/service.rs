@@ -5,22 +5,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter,
-};
-use uuid::Uuid;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::db::{fetch_unique, now_ms, sql};
 use crate::db_health::DbHealth;
-use crate::entities::{session, user};
+use crate::entities::user;
 use crate::error::AuthError;
 use crate::i18n;
 use crate::limits::{self, IpNet};
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
-use crate::session_read::SessionReader;
+use crate::sessions::{self, SessionReader};
 use crate::token::{Claims, SessionClaims, TokenKeys};
 use crate::types::{AuthPayload, User, parse_role};
 
@@ -122,7 +118,7 @@ impl AuthService {
 
     /// Reads sessions of guarded calls straight from the SQLite file at
     /// `database_url` (when it is one) instead of through the pool; see
-    /// [`crate::session_read`]. [`crate::build_service`] always does this.
+    /// [`crate::sessions::read`]. [`crate::build_service`] always does this.
     #[must_use]
     pub fn with_fast_session_reads(mut self, database_url: &str) -> Self {
         self.sessions = SessionReader::for_url(database_url);
@@ -176,37 +172,23 @@ impl AuthService {
         })
     }
 
-    /// Opens a session row for `user_id` and returns `(session id,
-    /// generation)` for [`Self::issue`].
+    /// Opens a session for `user_id` from this request and returns
+    /// `(session id, generation)` for [`Self::issue`].
     pub(crate) async fn open_session(
         &self,
         db: &impl ConnectionTrait,
         user_id: &str,
         meta: &RequestMeta,
     ) -> Result<(String, String), AuthError> {
-        let now = now_ms();
-        let sid = Uuid::new_v4().to_string();
-        let jti = Uuid::new_v4().simple().to_string();
         let refresh_ms =
             i64::try_from(self.settings.refresh_ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        session::ActiveModel {
-            id: Set(sid.clone()),
-            user_id: Set(user_id.to_owned()),
-            current_jti: Set(jti.clone()),
-            previous_jti: Set(None),
-            rotated_at: Set(None),
-            created_at: Set(now),
-            last_used_at: Set(now),
-            expires_at: Set(now.saturating_add(refresh_ms)),
-            revoked_at: Set(None),
-            user_agent: Set(meta
+        let origin = sessions::Origin {
+            user_agent: meta
                 .header("user-agent")
-                .map(|ua| ua.chars().take(512).collect())),
-            ip: Set(self.client_ip(meta).map(|ip| ip.to_string())),
-        }
-        .insert(db)
-        .await?;
-        Ok((sid, jti))
+                .map(|ua| ua.chars().take(512).collect()),
+            ip: self.client_ip(meta).map(|ip| ip.to_string()),
+        };
+        Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }
 
     /// Revokes every live session of a user, optionally sparing one.
@@ -216,28 +198,7 @@ impl AuthService {
         user_id: &str,
         except: Option<&str>,
     ) -> Result<u64, AuthError> {
-        let backend = db.get_database_backend();
-        let now = now_ms();
-        let res = match except {
-            Some(keep) => {
-                db.execute_raw(sql(
-                    backend,
-                    "UPDATE sessions SET revoked_at = $1 \
-                     WHERE user_id = $2 AND id <> $3 AND revoked_at IS NULL",
-                    vec![now.into(), user_id.into(), keep.into()],
-                ))
-                .await?
-            }
-            None => {
-                db.execute_raw(sql(
-                    backend,
-                    "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-                    vec![now.into(), user_id.into()],
-                ))
-                .await?
-            }
-        };
-        Ok(res.rows_affected())
+        Ok(sessions::revoke_all(db, user_id, except, now_ms()).await?)
     }
 
     /// Checks a token against its session and user in one query.
@@ -254,16 +215,14 @@ impl AuthService {
             return Err(AuthError::SessionRevoked);
         }
         let generation = crate::token::generation(&claims.jti);
-        if session.current_jti != generation
-            && !self
-                .in_grace(
-                    &session.id,
-                    generation,
-                    session.previous_jti.as_deref(),
-                    session.rotated_at,
-                    now,
-                )
-                .await?
+        if !sessions::generation_works(
+            &self.db,
+            self.settings.refresh_grace_ms,
+            &session,
+            generation,
+            now,
+        )
+        .await?
         {
             return Err(AuthError::SessionRevoked);
         }
@@ -279,15 +238,7 @@ impl AuthService {
             let sid = session.id.clone();
             let request_id = meta.request_id.clone();
             tokio::spawn(async move {
-                let backend = db.get_database_backend();
-                let res = db
-                    .execute_raw(sql(
-                        backend,
-                        "UPDATE sessions SET last_used_at = $1 WHERE id = $2",
-                        vec![now.into(), sid.into()],
-                    ))
-                    .await;
-                if let Err(e) = res {
+                if let Err(e) = sessions::touch(&db, &sid, now).await {
                     tracing::warn!(error = %e, request_id, "could not record session use");
                 }
             });
@@ -302,28 +253,6 @@ impl AuthService {
         })
     }
 
-    /// Whether a token of `generation`, no longer the session's current one,
-    /// was rotated away within the grace period: the previous generation is
-    /// on the session row itself; older ones are looked up in
-    /// [`crate::rotation`] only when needed.
-    pub(crate) async fn in_grace(
-        &self,
-        sid: &str,
-        generation: &str,
-        previous: Option<&str>,
-        rotated_at: Option<i64>,
-        now: i64,
-    ) -> Result<bool, AuthError> {
-        let grace = self.settings.refresh_grace_ms;
-        if grace <= 0 {
-            return Ok(false);
-        }
-        if previous == Some(generation) {
-            return Ok(rotated_at.is_some_and(|at| now - at <= grace));
-        }
-        Ok(crate::rotation::retired_since(&self.db, sid, generation, now - grace).await?)
-    }
-
     /// Deletes rows that can no longer matter: sessions whose tokens have all
     /// expired, spent or expired reset tokens, and counters whose window and
     /// lock are over. Safe to run on every instance at once.
@@ -334,12 +263,9 @@ impl AuthService {
             i64::try_from(self.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let backend = self.db.get_database_backend();
         let horizon = now.saturating_sub(ttl_ms);
-        crate::rotation::prune(&self.db, now.saturating_sub(60_000)).await?;
+        // Retired generations matter for the grace period (at most 10 s).
+        sessions::prune(&self.db, horizon, now.saturating_sub(60_000)).await?;
         for (text, values) in [
-            (
-                "DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1",
-                vec![horizon.into()],
-            ),
             (
                 "DELETE FROM password_resets WHERE expires_at < $1",
                 vec![now.saturating_sub(86_400_000).into()],

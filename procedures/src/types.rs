@@ -114,3 +114,13 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// A required text field: `null` reads as empty, like a missing field
+/// (`#[serde(default)]`), so it fails the `required` rule together with
+/// every other field instead of stopping decoding at the first.
+pub fn text<'de, D>(d: D) -> Result<String, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}

@@ -14,22 +14,27 @@ use crate::entities::user;
 use crate::error::AuthError;
 use crate::service::AuthService;
 use crate::types::{Success, UserDetails, parse_role};
-use crate::validate::Issues;
+use crate::validate;
+use garde::Validate;
 
 type Ctx_ = Ctx<AuthService>;
 
 /// `users.list` input; every field optional, and the whole input may be
 /// left out (`undefined`/`null` mean "all defaults").
-#[derive(Debug, Default, Deserialize, TS)]
+#[derive(Debug, Default, Deserialize, TS, Validate)]
 #[serde(rename_all = "camelCase", from = "Option<ListUsersFields>")]
 pub struct ListUsersInput {
     #[ts(optional, type = "number")]
+    #[garde(custom(validate::page))]
     pub page: Option<i64>,
     #[ts(optional, type = "number")]
+    #[garde(custom(validate::page_size))]
     pub page_size: Option<i64>,
     #[ts(optional)]
+    #[garde(skip)]
     pub role: Option<Role>,
     #[ts(optional)]
+    #[garde(skip)]
     pub search: Option<String>,
 }
 
@@ -92,18 +97,9 @@ impl Procedure<AuthService> for ListUsers {
     type Output = ListUsersOutput;
 
     async fn call(ctx: Ctx_, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
-        let mut issues = Issues::new();
-        let page = input.page.unwrap_or(1);
-        if page < 1 {
-            issues.add("page", "Must be at least 1");
-        }
-        let page_size = input.page_size.unwrap_or(20);
-        if !(1..=100).contains(&page_size) {
-            issues.add("pageSize", "Must be between 1 and 100");
-        }
-        issues.finish()?;
-        let page = u64::try_from(page).unwrap_or(1);
-        let page_size = u64::try_from(page_size).unwrap_or(20);
+        validate::check(&input)?;
+        let page = u64::try_from(input.page.unwrap_or(1)).unwrap_or(1);
+        let page_size = u64::try_from(input.page_size.unwrap_or(20)).unwrap_or(20);
 
         let mut query = user::Entity::find();
         if let Some(role) = input.role {

@@ -1,95 +1,235 @@
-//! Input checks that collect every failing field into one BAD_REQUEST.
+//! Input validation: rules declared on the input types' fields with
+//! `garde`, every failing field reported at once in one BAD_REQUEST whose
+//! `data.issues` name the fields by their camelCase paths (see
+//! `docs/api.md#errors`).
+//!
+//! Every rule here is a custom one that fails with a message *key*
+//! (`required`, `email_invalid`, …); [`check`] turns the key into the
+//! English message and [`crate::i18n`] into the Spanish one. garde's
+//! built-in rules would write English sentences of their own, so they are
+//! not used.
+//!
+//! Required text fields are plain `String`s with `#[serde(default)]`: a
+//! missing field arrives empty and fails `required` together with every
+//! other field, where serde would stop at the first missing one.
 
 use gatehouse::{Issue, RpcError};
+use serde::de::{DeserializeOwned, Visitor};
 
+use crate::i18n;
 use crate::password::{PasswordPolicyError, check_password_policy};
 
-/// Accumulates field issues; [`Issues::finish`] turns them into an error.
-#[derive(Debug, Default)]
-pub struct Issues(Vec<Issue>);
+/// Longest first or last name, in characters.
+const MAX_NAME_CHARS: usize = 100;
+/// Longest phone number, in characters.
+const MAX_PHONE_CHARS: usize = 32;
 
-impl Issues {
-    pub fn new() -> Self {
-        Self::default()
+/// Runs `input`'s rules; `Err` is the BAD_REQUEST carrying one issue per
+/// failing field (the first rule that failed for it), in the order the
+/// fields are declared, as a schema validator on the client would list them.
+pub fn check<T>(input: &T) -> Result<(), RpcError>
+where
+    T: garde::Validate<Context = ()> + DeserializeOwned,
+{
+    let Err(report) = input.validate() else {
+        return Ok(());
+    };
+    let mut issues: Vec<Issue> = Vec::new();
+    for (path, error) in report.iter() {
+        let path: Vec<String> = path.to_string().split('.').map(camel_case).collect();
+        if issues.iter().any(|issue| issue.path == path) {
+            continue;
+        }
+        let key = i18n::known_key(error.message()).unwrap_or("invalid_input");
+        let message = i18n::english(key).unwrap_or("Invalid input");
+        issues.push(Issue::new(path, message).with_key(key));
     }
+    // garde reports fields alphabetically; serde knows the declared order.
+    let order = declared_fields::<T>();
+    issues.sort_by_key(|issue| {
+        let field = issue.path.first().map_or("", String::as_str);
+        order.iter().position(|f| *f == field).unwrap_or(usize::MAX)
+    });
+    Err(RpcError::validation(issues))
+}
 
-    pub fn add(&mut self, field: &str, message: &str) {
-        self.0.push(Issue::new([field], message));
+/// The wire names of `T`'s fields in declaration order: what its derived
+/// `Deserialize` hands to `deserialize_struct` (after `rename_all`).
+fn declared_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that only records the field list it is asked for.
+    struct Probe;
+
+    #[derive(Debug)]
+    struct Fields(&'static [&'static str]);
+
+    impl std::fmt::Display for Fields {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field probe")
+        }
     }
-
-    /// `Ok` when nothing failed; otherwise a validation error whose message is
-    /// the first issue's (as Standard Schema validators report it).
-    pub fn finish(self) -> Result<(), RpcError> {
-        match self.0.first() {
-            None => Ok(()),
-            Some(first) => {
-                let message = first.message.clone();
-                Err(RpcError::validation(message, self.0))
-            }
+    impl std::error::Error for Fields {}
+    impl serde::de::Error for Fields {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Fields(&[])
         }
     }
 
-    /// A required text field: present and not blank. Returns it trimmed.
-    pub fn required_name(&mut self, field: &str, value: Option<&str>) -> String {
-        match value.map(str::trim) {
-            None => {
-                self.add(field, "Required");
-                String::new()
-            }
-            Some("") => {
-                self.add(field, "Must not be empty");
-                String::new()
-            }
-            Some(v) if v.chars().count() > 100 => {
-                self.add(field, "Too long");
-                String::new()
-            }
-            Some(v) => v.to_owned(),
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = Fields;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
+            Err(Fields(&[]))
+        }
+
+        // `#[serde(from = "Option<…>")]` inputs: look inside the option.
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Fields> {
+            visitor.visit_some(self)
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Fields> {
+            Err(Fields(fields))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
         }
     }
 
-    /// An email: trimmed, lower-cased and checked for a plausible shape.
-    pub fn email(&mut self, field: &str, value: Option<&str>) -> String {
-        match value {
-            None => {
-                self.add(field, "Required");
-                String::new()
-            }
-            Some(v) => {
-                let email = normalize_email(v);
-                if !is_valid_email(&email) {
-                    self.add(field, "Invalid email address");
-                }
-                email
-            }
-        }
-    }
-
-    /// A new password: the policy of the password module (length in
-    /// characters and bytes, common-password list).
-    pub fn new_password(&mut self, field: &str, value: Option<&str>) -> String {
-        match value {
-            None => {
-                self.add(field, "Required");
-                String::new()
-            }
-            Some(v) => {
-                if let Err(e) = check_password_policy(v) {
-                    self.add(field, policy_message(&e));
-                }
-                v.to_owned()
-            }
-        }
+    match T::deserialize(Probe) {
+        Err(Fields(fields)) => fields,
+        Ok(_) => &[],
     }
 }
 
-/// The English message for a policy failure (translated later if needed).
-pub fn policy_message(e: &PasswordPolicyError) -> &'static str {
-    match e {
-        PasswordPolicyError::TooShort => "Password must be at least 8 characters",
-        PasswordPolicyError::TooLong => "Password must be at most 72 bytes",
-        PasswordPolicyError::TooCommon => "Password is too common",
+/// `first_name` → `firstName`, as the inputs are named on the wire.
+fn camel_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
     }
+    out
+}
+
+fn fail(key: &str) -> garde::Result {
+    Err(garde::Error::new(key))
+}
+
+/// A field that must be sent and not be empty.
+pub fn required(value: &str, _: &()) -> garde::Result {
+    if value.is_empty() {
+        return fail("required");
+    }
+    Ok(())
+}
+
+/// A required name: sent, not blank, at most 100 characters once trimmed.
+pub fn name(value: &str, ctx: &()) -> garde::Result {
+    required(value, ctx)?;
+    optional_name(&Some(value.to_owned()), ctx)
+}
+
+/// A name that may be left out (`None`); when sent, not blank and at most
+/// 100 characters once trimmed.
+pub fn optional_name(value: &Option<String>, _: &()) -> garde::Result {
+    match value.as_deref().map(str::trim) {
+        None => Ok(()),
+        Some("") => fail("blank"),
+        Some(v) if v.chars().count() > MAX_NAME_CHARS => fail("too_long"),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A required token or id: sent and not blank.
+pub fn not_blank(value: &str, ctx: &()) -> garde::Result {
+    required(value, ctx)?;
+    if value.trim().is_empty() {
+        return fail("blank");
+    }
+    Ok(())
+}
+
+/// An email address: sent and plausible once normalised.
+pub fn email(value: &str, ctx: &()) -> garde::Result {
+    required(value, ctx)?;
+    if !is_valid_email(&normalize_email(value)) {
+        return fail("email_invalid");
+    }
+    Ok(())
+}
+
+/// A new password: sent and within the password policy.
+pub fn new_password(value: &str, ctx: &()) -> garde::Result {
+    required(value, ctx)?;
+    check_password_policy(value).or_else(|e| fail(policy_key(&e)))
+}
+
+/// The message key of a password-policy failure.
+pub fn policy_key(e: &PasswordPolicyError) -> &'static str {
+    match e {
+        PasswordPolicyError::TooShort => "password_too_short",
+        PasswordPolicyError::TooLong => "password_too_long",
+        PasswordPolicyError::TooCommon => "password_too_common",
+    }
+}
+
+/// The English message of a password-policy failure, for the command line.
+pub fn policy_message(e: &PasswordPolicyError) -> &'static str {
+    i18n::english(policy_key(e)).unwrap_or("Password is not allowed")
+}
+
+/// `users.list`'s page number, when given: at least 1.
+pub fn page(value: &Option<i64>, _: &()) -> garde::Result {
+    match value {
+        Some(page) if *page < 1 => fail("page_too_small"),
+        _ => Ok(()),
+    }
+}
+
+/// `users.list`'s page size, when given: 1 to 100.
+pub fn page_size(value: &Option<i64>, _: &()) -> garde::Result {
+    match value {
+        Some(size) if !(1..=100).contains(size) => fail("page_size_out_of_range"),
+        _ => Ok(()),
+    }
+}
+
+/// An optional phone number: blank means none; at most 32 characters.
+pub fn phone(value: &Option<String>, _: &()) -> garde::Result {
+    match value.as_deref().map(str::trim) {
+        Some(v) if v.chars().count() > MAX_PHONE_CHARS => fail("too_long"),
+        _ => Ok(()),
+    }
+}
+
+/// A phone number change: absent leaves it, `null` or blank clears it.
+pub fn phone_change(value: &Option<Option<String>>, ctx: &()) -> garde::Result {
+    match value {
+        Some(inner) => phone(inner, ctx),
+        None => Ok(()),
+    }
+}
+
+/// A phone number as stored: trimmed, `None` when blank.
+pub fn phone_value(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// Emails are compared trimmed and lower-cased.
@@ -132,5 +272,56 @@ mod tests {
         assert!(!is_valid_email("@c.de"));
         assert!(!is_valid_email("a@.de"));
         assert_eq!(normalize_email("  Bob@Example.COM "), "bob@example.com");
+    }
+
+    #[derive(garde::Validate, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Form {
+        #[garde(custom(super::email))]
+        email: String,
+        #[garde(custom(super::name))]
+        first_name: String,
+        #[garde(custom(super::phone))]
+        phone: Option<String>,
+        #[garde(custom(super::new_password))]
+        password: String,
+    }
+
+    #[test]
+    fn every_failing_field_once_in_field_order_with_keys() {
+        let form = Form {
+            email: "nope".into(),
+            first_name: "  ".into(),
+            phone: Some("1".repeat(33)),
+            password: String::new(),
+        };
+        let error = check(&form).expect_err("invalid");
+        let issues = error.issues.expect("issues");
+        let got: Vec<(String, &str, &str)> = issues
+            .iter()
+            .map(|i| (i.path.join("."), &*i.key, i.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("email".into(), "email_invalid", "Invalid email address"),
+                ("firstName".into(), "blank", "Must not be empty"),
+                ("phone".into(), "too_long", "Too long"),
+                ("password".into(), "required", "Required"),
+            ]
+        );
+        assert_eq!(error.message, "Invalid email address");
+        assert_eq!(error.key, Some("email_invalid"));
+    }
+
+    #[test]
+    fn a_valid_form_passes() {
+        let form = Form {
+            email: " Bob@Example.com".into(),
+            first_name: "Bob".into(),
+            phone: None,
+            password: "kT9#vq2!xx".into(),
+        };
+        assert!(check(&form).is_ok());
     }
 }

@@ -174,7 +174,11 @@ fn parse<'a, S: Service>(
         vec![&*path]
     };
     if is_batch && paths.len() > config.max_batch_size {
-        return Err(RpcError::bad_request("Batch call exceeds maximum size"));
+        return Err(RpcError::keyed(
+            ErrorCode::BadRequest,
+            "batch_too_large",
+            "Batch call exceeds maximum size",
+        ));
     }
     let targets: Vec<Target<S>> = paths
         .iter()
@@ -190,7 +194,9 @@ fn parse<'a, S: Service>(
         check_connection_params(&params)?;
     }
     if is_batch && !config.allow_batching {
-        return Err(RpcError::bad_request(
+        return Err(RpcError::keyed(
+            ErrorCode::BadRequest,
+            "batching_disabled",
             "Batching is not enabled on the server",
         ));
     }
@@ -294,7 +300,7 @@ async fn respond<S: Service>(
             let allow = calls
                 .iter()
                 .filter_map(|c| c.entry.as_ref())
-                .find_map(|e| method_check(&env, e).err().map(|(_, allow)| allow));
+                .find_map(|e| method_check(&env, e).err());
             let env = Arc::new(env);
             Ok(if mode == Mode::Jsonl {
                 stream::jsonl(env, calls, allow)
@@ -437,7 +443,11 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
                 Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
             } else {
                 tracing::debug!(%error, "could not read the request body");
-                Err(RpcError::bad_request("Could not read the request body"))
+                Err(RpcError::keyed(
+                    ErrorCode::BadRequest,
+                    "body_unreadable",
+                    "Could not read the request body",
+                ))
             }
         }
     }

@@ -82,7 +82,7 @@ pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) 
 }
 
 pub(crate) fn timeout_error() -> RpcError {
-    RpcError::new(ErrorCode::Timeout, "Request timed out")
+    RpcError::keyed(ErrorCode::Timeout, "timeout", "Request timed out")
 }
 
 /// Runs one call: lookup, method check, then guard/decode/handler under the
@@ -92,13 +92,16 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
     let Call { path, entry, input } = call;
     let (outcome, allow) = match &entry {
         None => (
-            Err(RpcError::not_found(format!(
-                "No procedure found on path \"{path}\""
-            ))),
+            Err(RpcError::keyed(
+                ErrorCode::NotFound,
+                "procedure_not_found",
+                format!("No procedure found on path \"{path}\""),
+            )
+            .with_param("path", &*path)),
             None,
         ),
         Some(entry) => match method_check(env, entry) {
-            Err((error, allow)) => (Err(error), Some(allow)),
+            Err(allow) => (Err(method_error(&env.method, entry)), Some(allow)),
             Ok(()) => {
                 let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
                 let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
@@ -113,10 +116,7 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
                         tracing::error!(procedure = %path, panic = %message, "procedure panicked");
-                        Err(RpcError::new(
-                            ErrorCode::InternalServerError,
-                            "Internal server error",
-                        ))
+                        Err(RpcError::internal_error())
                     }
                     Err(_) => Err(timeout_error()),
                 };
@@ -151,10 +151,13 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
     result
 }
 
+/// `Err` with the `allow` header's value when the request's method cannot
+/// call `entry` (queries are GET, or also POST with method override;
+/// mutations are POST).
 pub(crate) fn method_check<S: Service>(
     env: &CallEnv<S>,
     entry: &Entry<S>,
-) -> Result<(), (RpcError, &'static str)> {
+) -> Result<(), &'static str> {
     let method = &env.method;
     let (allowed, allow) = match entry.kind {
         Kind::Query if env.allow_method_override => (
@@ -164,18 +167,21 @@ pub(crate) fn method_check<S: Service>(
         Kind::Query => (*method == Method::GET, "GET"),
         Kind::Mutation => (*method == Method::POST, "POST"),
     };
-    if allowed {
-        return Ok(());
-    }
-    Err((
-        RpcError::new(
-            ErrorCode::MethodNotSupported,
-            format!(
-                "Unsupported {method}-request to {} procedure at path \"{}\"",
-                entry.kind.as_str(),
-                entry.path
-            ),
+    if allowed { Ok(()) } else { Err(allow) }
+}
+
+/// The 405 of a call whose method does not fit its procedure.
+fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> RpcError {
+    RpcError::keyed(
+        ErrorCode::MethodNotSupported,
+        "method_not_supported",
+        format!(
+            "Unsupported {method}-request to {} procedure at path \"{}\"",
+            entry.kind.as_str(),
+            entry.path
         ),
-        allow,
-    ))
+    )
+    .with_param("method", method.as_str())
+    .with_param("kind", entry.kind.as_str())
+    .with_param("path", &*entry.path)
 }

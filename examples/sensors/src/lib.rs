@@ -118,14 +118,11 @@ impl Procedure<AuthService> for CreateSensor {
         for (field, value) in [("name", &input.name), ("unit", &input.unit)] {
             let len = value.trim().chars().count();
             if len == 0 || len > 100 {
-                issues.push(Issue {
-                    path: vec![field.to_owned()],
-                    message: "Must be 1 to 100 characters".to_owned(),
-                });
+                issues.push(Issue::new([field], "Must be 1 to 100 characters"));
             }
         }
         if !issues.is_empty() {
-            return Err(RpcError::validation("Invalid sensor", issues));
+            return Err(RpcError::validation(issues));
         }
         let sensor = Sensor {
             id: uuid::Uuid::now_v7().to_string(),

@@ -1,0 +1,45 @@
+//! The `auth.*` procedures, one room per concern:
+//! - [`signin`]: `register`, `login`;
+//! - [`tokens`]: `refreshToken`, `logout`, `logoutAll`, `sessions`,
+//!   `revokeSession` (the session rules themselves live in
+//!   [`crate::sessions`]);
+//! - [`passwords`]: `requestPasswordReset`, `resetPassword`,
+//!   `changePassword`;
+//! - [`profile`]: `me`, `updateProfile`.
+//!
+//! Each procedure's input, output and errors are in `docs/api.md`.
+
+mod passwords;
+mod profile;
+mod signin;
+mod tokens;
+
+use gatehouse::{Ctx, RpcError};
+
+use crate::error::AuthError;
+use crate::service::AuthService;
+
+pub use passwords::{
+    ChangePassword, ChangePasswordInput, RequestPasswordReset, RequestPasswordResetInput,
+    ResetPassword, ResetPasswordInput,
+};
+pub use profile::{Me, UpdateProfile, UpdateProfileInput};
+pub use signin::{Login, LoginInput, Register, RegisterInput};
+pub use tokens::{Logout, LogoutAll, RefreshToken, RevokeSession, RevokeSessionInput, Sessions};
+
+/// bcrypt never sees more than this; longer passwords are refused, not cut.
+const MAX_PASSWORD_BYTES: usize = 72;
+
+type Ctx_ = Ctx<AuthService>;
+
+/// Shorthand for turning a domain error into the wire error.
+fn rpc(e: AuthError) -> RpcError {
+    e.into()
+}
+
+/// The caller's address as logged in audit events.
+fn client_ip_string(ctx: &Ctx_) -> String {
+    ctx.service
+        .client_ip(&ctx.request)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}

@@ -1,0 +1,85 @@
+//! `auth.me` and `auth.updateProfile`: the caller's own account.
+
+use garde::Validate;
+use gatehouse::{Guard, Kind, NoInput, Procedure, Role, RpcError};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use serde::Deserialize;
+use ts_rs::TS;
+
+use super::Ctx_;
+use crate::db::now_ms;
+use crate::entities::user;
+use crate::error::AuthError;
+use crate::service::AuthService;
+use crate::types::{UserDetails, double_option};
+use crate::validate::{self, phone_value};
+
+/// The caller's own account.
+pub struct Me;
+
+impl Procedure<AuthService> for Me {
+    const PATH: &'static str = "me";
+    const KIND: Kind = Kind::Query;
+    const GUARD: Guard = Guard::Role(Role::Viewer);
+    type Input = NoInput;
+    type Output = UserDetails;
+
+    async fn call(ctx: Ctx_, _: NoInput) -> Result<UserDetails, RpcError> {
+        // Read in the same query that authenticated the call.
+        Ok(UserDetails::try_from(&ctx.principal()?.user)?)
+    }
+}
+
+/// `auth.updateProfile` input: absent fields are left alone; `phone: null`
+/// clears the phone number.
+#[derive(Debug, Deserialize, TS, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProfileInput {
+    #[serde(default)]
+    #[ts(optional)]
+    #[garde(custom(validate::optional_name))]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    #[ts(optional)]
+    #[garde(custom(validate::optional_name))]
+    pub last_name: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[ts(optional)]
+    #[garde(custom(validate::phone_change))]
+    pub phone: Option<Option<String>>,
+}
+
+/// Updates the caller's names and phone number.
+pub struct UpdateProfile;
+
+impl Procedure<AuthService> for UpdateProfile {
+    const PATH: &'static str = "updateProfile";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Role(Role::Viewer);
+    type Input = UpdateProfileInput;
+    type Output = UserDetails;
+
+    async fn call(ctx: Ctx_, input: UpdateProfileInput) -> Result<UserDetails, RpcError> {
+        let me = ctx.principal()?.clone();
+        validate::check(&input)?;
+        let first_name = input.first_name.as_deref().map(|v| v.trim().to_owned());
+        let last_name = input.last_name.as_deref().map(|v| v.trim().to_owned());
+        let phone = input.phone.as_ref().map(|p| phone_value(p.as_deref()));
+
+        let svc = &ctx.service;
+        let user = me.user.clone();
+        let mut model: user::ActiveModel = user.into();
+        if let Some(v) = first_name {
+            model.first_name = Set(v);
+        }
+        if let Some(v) = last_name {
+            model.last_name = Set(v);
+        }
+        if let Some(v) = phone {
+            model.phone = Set(v);
+        }
+        model.updated_at = Set(now_ms());
+        let user = model.update(&svc.db).await.map_err(AuthError::from)?;
+        Ok(UserDetails::try_from(&user)?)
+    }
+}

@@ -1,0 +1,222 @@
+//! `auth.register` and `auth.login`: the two ways a session begins.
+
+use std::time::Duration;
+
+use garde::Validate;
+use gatehouse::{Guard, Kind, Procedure, Role, RpcError};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde::Deserialize;
+use ts_rs::TS;
+use uuid::Uuid;
+
+use super::{Ctx_, MAX_PASSWORD_BYTES, client_ip_string, rpc};
+use crate::db::{begin_write, is_unique_violation, now_ms};
+use crate::entities::user;
+use crate::error::AuthError;
+use crate::limits;
+use crate::service::AuthService;
+use crate::types::{AuthPayload, text};
+use crate::validate::{self, normalize_email, phone_value};
+
+/// `auth.register` input. The email is trimmed and lower-cased; every
+/// failing field is reported at once in `error.data.issues`.
+#[derive(Debug, Deserialize, TS, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterInput {
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::email))]
+    pub email: String,
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::new_password))]
+    pub password: String,
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::name))]
+    pub first_name: String,
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::name))]
+    pub last_name: String,
+    #[serde(default)]
+    #[ts(optional)]
+    #[garde(custom(validate::phone))]
+    pub phone: Option<String>,
+}
+
+/// Creates a VIEWER account and opens its first session.
+pub struct Register;
+
+impl Procedure<AuthService> for Register {
+    const PATH: &'static str = "register";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Public;
+    type Input = RegisterInput;
+    type Output = AuthPayload;
+
+    async fn call(ctx: Ctx_, input: RegisterInput) -> Result<AuthPayload, RpcError> {
+        validate::check(&input)?;
+        let email = normalize_email(&input.email);
+        let password = input.password;
+        let first_name = input.first_name.trim().to_owned();
+        let last_name = input.last_name.trim().to_owned();
+        let phone = phone_value(input.phone.as_deref());
+
+        let svc = &ctx.service;
+        svc.db_up()?;
+        let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
+        let now = now_ms();
+        let model = user::ActiveModel {
+            id: Set(Uuid::now_v7().to_string()),
+            email: Set(email),
+            password_hash: Set(hash),
+            first_name: Set(first_name),
+            last_name: Set(last_name),
+            phone: Set(phone),
+            role: Set(Role::Viewer.as_str().to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let user = match model.insert(&txn).await {
+            Ok(u) => u,
+            Err(e) if is_unique_violation(&e) => return Err(rpc(AuthError::EmailTaken)),
+            Err(e) => return Err(rpc(e.into())),
+        };
+        let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
+        txn.commit().await.map_err(|e| {
+            if is_unique_violation(&e) {
+                AuthError::EmailTaken
+            } else {
+                e.into()
+            }
+        })?;
+        tracing::info!(target: "audit", event = "register", user_id = %user.id,
+            session_id = %sid, request_id = %ctx.request.request_id);
+        Ok(svc.issue(&user, &sid, &generation)?)
+    }
+}
+
+/// `auth.login` input.
+#[derive(Debug, Deserialize, TS, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginInput {
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::required))]
+    pub email: String,
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::required))]
+    pub password: String,
+}
+
+/// Checks a password, with per-account and per-address throttling.
+pub struct Login;
+
+impl Login {
+    /// Counts a failure against the account and the address, and slows the
+    /// answer down a little once failures pile up.
+    async fn record_failure(
+        ctx: &Ctx_,
+        account_key: &str,
+        ip_key: &str,
+        user_id: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let svc = &ctx.service;
+        let now = now_ms();
+        let window_ms =
+            i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        let account = limits::hit(
+            &svc.db,
+            account_key,
+            i64::from(svc.settings.login_max_failures),
+            window_ms,
+            now,
+        )
+        .await?;
+        limits::hit(
+            &svc.db,
+            ip_key,
+            i64::from(svc.settings.ip_max_failures),
+            window_ms,
+            now,
+        )
+        .await?;
+        tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
+            failures = account.count, ip = %client_ip_string(ctx), request_id = %ctx.request.request_id);
+        if account.count > 3 {
+            let steps = u64::try_from((account.count - 3).min(10)).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(50 * steps)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Procedure<AuthService> for Login {
+    const PATH: &'static str = "login";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Public;
+    type Input = LoginInput;
+    type Output = AuthPayload;
+
+    async fn call(ctx: Ctx_, input: LoginInput) -> Result<AuthPayload, RpcError> {
+        validate::check(&input)?;
+        let email = normalize_email(&input.email);
+        let password = input.password;
+        let svc = &ctx.service;
+        svc.db_up()?;
+
+        let account_key = format!("login:account:{email}");
+        let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
+        if let Some(retry_after) = limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms())
+            .await
+            .map_err(AuthError::from)?
+        {
+            tracing::warn!(target: "audit", event = "login.throttled", ip = %client_ip_string(&ctx),
+                request_id = %ctx.request.request_id);
+            return Err(rpc(AuthError::Throttled { retry_after }));
+        }
+
+        let user = svc.find_user_by_email(&email).await?;
+        let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
+            // Same work and the same answer as a wrong password.
+            svc.hasher.verify_dummy(&password).await;
+            Login::record_failure(&ctx, &account_key, &ip_key, None).await?;
+            return Err(rpc(AuthError::InvalidCredentials));
+        };
+        let verdict = svc
+            .hasher
+            .verify(&password, &user.password_hash)
+            .await
+            .map_err(AuthError::from)?;
+        if !verdict.matches {
+            Login::record_failure(&ctx, &account_key, &ip_key, Some(&user.id)).await?;
+            return Err(rpc(AuthError::InvalidCredentials));
+        }
+        limits::clear(&svc.db, &account_key)
+            .await
+            .map_err(AuthError::from)?;
+
+        if verdict.needs_rehash {
+            match svc.hasher.hash(&password).await {
+                Ok(hash) => {
+                    // Only if no other route changed the password meanwhile.
+                    let res = user::Entity::update_many()
+                        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+                        .filter(user::Column::Id.eq(user.id.clone()))
+                        .filter(user::Column::PasswordHash.eq(user.password_hash.clone()))
+                        .exec(&svc.db)
+                        .await;
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, user_id = %user.id, "could not store re-hashed password");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, user_id = %user.id, "could not re-hash password")
+                }
+            }
+        }
+
+        let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
+        tracing::info!(target: "audit", event = "login.success", user_id = %user.id,
+            session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
+        Ok(svc.issue(&user, &sid, &generation)?)
+    }
+}

@@ -1,0 +1,197 @@
+//! `auth.refreshToken`, `auth.logout`, `auth.logoutAll`, `auth.sessions`
+//! and `auth.revokeSession`: what a client does with its tokens and
+//! sessions. The rules they follow are [`crate::sessions`]'.
+
+use garde::Validate;
+use gatehouse::{Guard, Kind, NoInput, Procedure, Role, RpcError, True};
+use serde::Deserialize;
+use ts_rs::TS;
+
+use super::{Ctx_, client_ip_string, rpc};
+use crate::db::{now_ms, rfc3339};
+use crate::error::AuthError;
+use crate::service::AuthService;
+use crate::sessions;
+use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
+use crate::validate;
+
+/// Rotates the bearer token inside its session. Public as far as the guard
+/// goes: it reads the token itself because an expired one is accepted within
+/// the session's absolute refresh window.
+pub struct RefreshToken;
+
+impl Procedure<AuthService> for RefreshToken {
+    const PATH: &'static str = "refreshToken";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Public;
+    type Input = NoInput;
+    type Output = AuthPayload;
+
+    async fn call(ctx: Ctx_, _: NoInput) -> Result<AuthPayload, RpcError> {
+        let svc = &ctx.service;
+        let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
+        svc.db_up()?;
+        let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
+            tracing::debug!(error = %e, "refresh token refused");
+            AuthError::InvalidToken
+        })?;
+        let now = now_ms();
+        let session = sessions::find(&svc.db, &claims.sid)
+            .await
+            .map_err(AuthError::from)?
+            .ok_or(AuthError::SessionRevoked)?;
+        if session.revoked_at.is_some() || session.user_id != claims.sub || now > session.expires_at
+        {
+            return Err(rpc(AuthError::SessionRevoked));
+        }
+        let user = svc
+            .find_user(&svc.db, &claims.sub)
+            .await?
+            .ok_or(AuthError::SessionRevoked)?;
+        if parse_role(&user.role)? != claims.role {
+            return Err(rpc(AuthError::SessionRevoked));
+        }
+        let generation = crate::token::generation(&claims.jti);
+        let sid = session.id.clone();
+        let grace = svc.settings.refresh_grace_ms;
+        match sessions::refresh(&svc.db, grace, session, generation, now)
+            .await
+            .map_err(AuthError::from)?
+        {
+            sessions::Refresh::Rotated(next) => {
+                tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
+                    session_id = %sid, request_id = %ctx.request.request_id);
+                Ok(svc.issue(&user, &sid, &next)?)
+            }
+            // Another tab refreshed first: its generation, not a logout.
+            sessions::Refresh::AlreadyRotated(current) => Ok(svc.issue(&user, &sid, &current)?),
+            sessions::Refresh::Reused => {
+                tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = %user.id,
+                    session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
+                Err(rpc(AuthError::SessionRevoked))
+            }
+            sessions::Refresh::Revoked => Err(rpc(AuthError::SessionRevoked)),
+        }
+    }
+}
+
+/// Ends the bearer token's session, if any. Without a token, or with one
+/// that does not verify, there is nothing to end and it answers success; with
+/// a valid token it answers success only once the session's revocation is
+/// committed, and an error (so the client knows the token may still work)
+/// when it could not be.
+pub struct Logout;
+
+impl Procedure<AuthService> for Logout {
+    const PATH: &'static str = "logout";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Public;
+    type Input = NoInput;
+    type Output = LogoutResult;
+
+    async fn call(ctx: Ctx_, _: NoInput) -> Result<LogoutResult, RpcError> {
+        let svc = &ctx.service;
+        if let Some(claims) = ctx
+            .request
+            .bearer_token()
+            .and_then(|t| svc.keys.verify_allow_expired(t).ok())
+        {
+            svc.db_up()?;
+            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms())
+                .await
+                .map_err(AuthError::from)?;
+            tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
+                session_id = %claims.sid, request_id = %ctx.request.request_id);
+        }
+        Ok(LogoutResult { success: true })
+    }
+}
+
+/// The caller's live sessions, newest first.
+pub struct Sessions;
+
+impl Procedure<AuthService> for Sessions {
+    const PATH: &'static str = "sessions";
+    const KIND: Kind = Kind::Query;
+    const GUARD: Guard = Guard::Role(Role::Viewer);
+    type Input = NoInput;
+    type Output = Vec<SessionInfo>;
+
+    async fn call(ctx: Ctx_, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
+        let me = ctx.principal()?;
+        let svc = &ctx.service;
+        let ttl_ms = i64::try_from(svc.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
+        let horizon = now_ms().saturating_sub(ttl_ms);
+        let rows = sessions::live(&svc.db, &me.user_id, horizon)
+            .await
+            .map_err(AuthError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionInfo {
+                current: s.id == me.session_id,
+                id: s.id,
+                created_at: rfc3339(s.created_at),
+                last_used_at: rfc3339(s.last_used_at),
+                user_agent: s.user_agent,
+                ip: s.ip,
+            })
+            .collect())
+    }
+}
+
+/// `auth.revokeSession` input.
+#[derive(Debug, Deserialize, TS, Validate)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeSessionInput {
+    #[serde(default, deserialize_with = "text")]
+    #[garde(custom(validate::name))]
+    pub id: String,
+}
+
+/// Ends one of the caller's sessions.
+pub struct RevokeSession;
+
+impl Procedure<AuthService> for RevokeSession {
+    const PATH: &'static str = "revokeSession";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Role(Role::Viewer);
+    type Input = RevokeSessionInput;
+    type Output = Success;
+
+    async fn call(ctx: Ctx_, input: RevokeSessionInput) -> Result<Success, RpcError> {
+        let me = ctx.principal()?;
+        validate::check(&input)?;
+        let id = input.id.trim();
+        let revoked = sessions::revoke(&ctx.service.db, id, Some(&me.user_id), now_ms())
+            .await
+            .map_err(AuthError::from)?;
+        if !revoked {
+            return Err(rpc(AuthError::SessionNotFound));
+        }
+        tracing::info!(target: "audit", event = "session.revoked", user_id = %me.user_id,
+            session_id = %id, request_id = %ctx.request.request_id);
+        Ok(Success::default())
+    }
+}
+
+/// Ends every session of the caller, the current one included.
+pub struct LogoutAll;
+
+impl Procedure<AuthService> for LogoutAll {
+    const PATH: &'static str = "logoutAll";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Role(Role::Viewer);
+    type Input = NoInput;
+    type Output = Success;
+
+    async fn call(ctx: Ctx_, _: NoInput) -> Result<Success, RpcError> {
+        let me = ctx.principal()?;
+        let n = ctx
+            .service
+            .revoke_sessions(&ctx.service.db, &me.user_id, None)
+            .await?;
+        tracing::info!(target: "audit", event = "logout.all", user_id = %me.user_id,
+            sessions = n, request_id = %ctx.request.request_id);
+        Ok(Success { success: True })
+    }
+}
