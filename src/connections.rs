@@ -108,12 +108,7 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut signal = std::pin::pin!(signal);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    // The head deadline is kept by `Connection::run` itself: hyper's own
-    // closes silently, and also runs while a kept-alive connection merely
-    // waits, which would make the idle timeout meaningless.
-    builder.timer(TokioTimer::new()).keep_alive(true);
-    let builder = Arc::new(builder);
+    let builder = Arc::new(http1_builder());
     loop {
         let (tcp, peer) = tokio::select! {
             () = &mut signal => break,
@@ -170,6 +165,20 @@ pub async fn serve(
 
 /// Logs a failed `accept` and, when the process is out of resources, waits a
 /// little so the loop does not spin while nothing can be accepted.
+/// hyper's HTTP/1 settings. The head deadline is kept by
+/// `Connection::run` itself: hyper's own (30 s by default once a timer is
+/// set) closes silently, and also runs while a kept-alive connection merely
+/// waits for its next request, which would cut every idle connection at
+/// 30 s whatever `idle_timeout` says. So it is switched off explicitly.
+fn http1_builder() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    builder
+}
+
 async fn accept_failed(error: &std::io::Error) {
     use std::io::ErrorKind;
     if matches!(
@@ -474,6 +483,17 @@ fn json_answer(status: u16, reason: &str, code: &str, json_rpc: i32, message: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// hyper's own head timeout would close idle keep-alive connections
+    /// at 30 s (see `http1_builder`); it must stay off.
+    #[test]
+    fn hypers_own_head_timeout_is_off() {
+        let settings = format!("{:?}", http1_builder());
+        assert!(
+            settings.contains("h1_header_read_timeout: Configured(None)"),
+            "{settings}"
+        );
+    }
 
     #[test]
     fn the_soft_fd_limit_is_raised_to_the_hard_limit() {

@@ -135,15 +135,12 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     }
 }
 
-/// A raw statement written with PostgreSQL placeholders (`$1`, `$2`, …),
-/// rewritten to SQLite's numbered `?1`, `?2` when needed, so each query is
-/// written once for both databases.
+/// A raw statement, for the few the query builder cannot express (an
+/// upsert with computed columns, a locking CTE). Written once for both
+/// databases with PostgreSQL's numbered placeholders (`$1`, `$2`, …):
+/// SQLite reads `$1` as a named parameter and sqlx's SQLite driver binds
+/// `$N` to value N, so the text needs no rewriting.
 pub fn sql(backend: DbBackend, text: &str, values: Vec<Value>) -> Statement {
-    let text = if backend == DbBackend::Sqlite {
-        text.replace('$', "?")
-    } else {
-        text.to_owned()
-    };
     Statement::from_sql_and_values(backend, text, values)
 }
 

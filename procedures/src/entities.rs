@@ -137,3 +137,32 @@ pub mod session_generation {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Mail waiting to be sent, and for a day the mail that was (see
+/// `crate::outbox`). `body` is sealed and cleared once the mail is done.
+pub mod mail_outbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mail_outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub recipient: String,
+        pub subject: String,
+        pub body: Option<String>,
+        /// `pending`, `sent` or `failed`.
+        pub state: String,
+        pub attempts: i32,
+        pub created_at: i64,
+        /// When a worker may next take the row (retry time or lease end).
+        pub due_at: i64,
+        pub sent_at: Option<i64>,
+        pub last_error: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,9 +6,12 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use gatehouse::RequestMeta;
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
 
 use crate::db::sql;
+use crate::entities::rate_counter;
 
 /// A fixed-window counter's state after a hit.
 #[derive(Debug, Clone, Copy)]
@@ -66,34 +69,43 @@ pub async fn locked_for(
     keys: &[&str],
     now: i64,
 ) -> Result<Option<u64>, DbErr> {
-    let backend = db.get_database_backend();
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${}", i + 1)).collect();
-    let text = format!(
-        "SELECT MAX(locked_until) FROM rate_counters WHERE locked_until > $1 AND key IN ({})",
-        placeholders.join(", ")
-    );
-    let mut values: Vec<sea_orm::Value> = vec![now.into()];
-    values.extend(keys.iter().map(|k| (*k).into()));
-    let row = db.query_one_raw(sql(backend, &text, values)).await?;
-    let until: Option<i64> = match row {
-        Some(row) => row.try_get_by_index(0)?,
-        None => None,
-    };
+    let until: Option<i64> = rate_counter::Entity::find()
+        .select_only()
+        .column_as(rate_counter::Column::LockedUntil.max(), "until")
+        .filter(rate_counter::Column::LockedUntil.gt(now))
+        .filter(rate_counter::Column::Key.is_in(keys.iter().copied()))
+        .into_tuple::<Option<i64>>()
+        .all(db)
+        .await?
+        .into_iter()
+        .next()
+        .flatten();
     Ok(until.map(|u| {
         let ms = (u - now).max(0);
         u64::try_from((ms + 999) / 1000).unwrap_or(1).max(1)
     }))
 }
 
+/// Deletes counters whose window started before `window_start` and whose
+/// lock, if any, is over at `now`.
+pub async fn prune(db: &impl ConnectionTrait, window_start: i64, now: i64) -> Result<(), DbErr> {
+    rate_counter::Entity::delete_many()
+        .filter(rate_counter::Column::WindowStart.lt(window_start))
+        .filter(
+            Condition::any()
+                .add(rate_counter::Column::LockedUntil.is_null())
+                .add(rate_counter::Column::LockedUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Forgets a key (a successful login resets its account counter).
 pub async fn clear(db: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    db.execute_raw(sql(
-        backend,
-        "DELETE FROM rate_counters WHERE key = $1",
-        vec![key.into()],
-    ))
-    .await?;
+    rate_counter::Entity::delete_by_id(key.to_owned())
+        .exec(db)
+        .await?;
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
-use crate::db::{fetch_unique, now_ms, sql};
+use crate::db::{fetch_unique, now_ms};
 use crate::db_health::DbHealth;
-use crate::entities::user;
+use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::i18n;
 use crate::limits::{self, IpNet};
@@ -261,23 +261,14 @@ impl AuthService {
         let ttl_ms = i64::try_from(self.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let window_ms =
             i64::try_from(self.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        let backend = self.db.get_database_backend();
         let horizon = now.saturating_sub(ttl_ms);
         // Retired generations matter for the grace period (at most 10 s).
         sessions::prune(&self.db, horizon, now.saturating_sub(60_000)).await?;
-        for (text, values) in [
-            (
-                "DELETE FROM password_resets WHERE expires_at < $1",
-                vec![now.saturating_sub(86_400_000).into()],
-            ),
-            (
-                "DELETE FROM rate_counters WHERE window_start < $1 \
-                 AND (locked_until IS NULL OR locked_until < $2)",
-                vec![now.saturating_sub(window_ms).into(), now.into()],
-            ),
-        ] {
-            self.db.execute_raw(sql(backend, text, values)).await?;
-        }
+        password_reset::Entity::delete_many()
+            .filter(password_reset::Column::ExpiresAt.lt(now.saturating_sub(86_400_000)))
+            .exec(&self.db)
+            .await?;
+        limits::prune(&self.db, now.saturating_sub(window_ms), now).await?;
         crate::outbox::housekeeping(&self.db, now).await?;
         Ok(())
     }

@@ -5,12 +5,13 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::db::{begin_write, now_ms, sql};
-use crate::entities::user;
+use crate::db::{begin_write, now_ms};
+use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::service::AuthService;
 use crate::types::{Success, UserDetails, parse_role};
@@ -152,12 +153,11 @@ impl Procedure<AuthService> for ListUsers {
 /// all writers.
 async fn lock_admins(txn: &DatabaseTransaction) -> Result<(), AuthError> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        txn.query_all_raw(sql(
-            DbBackend::Postgres,
-            "SELECT id FROM users WHERE role = $1 FOR UPDATE",
-            vec![Role::Admin.as_str().into()],
-        ))
-        .await?;
+        user::Entity::find()
+            .filter(user::Column::Role.eq(Role::Admin.as_str()))
+            .lock_exclusive()
+            .all(txn)
+            .await?;
     }
     Ok(())
 }
@@ -253,21 +253,15 @@ impl Procedure<AuthService> for DeleteUser {
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin.into());
         }
-        let backend = txn.get_database_backend();
-        txn.execute_raw(sql(
-            backend,
-            "DELETE FROM password_resets WHERE user_id = $1",
-            vec![target.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
-        txn.execute_raw(sql(
-            backend,
-            "DELETE FROM users WHERE id = $1",
-            vec![target.id.clone().into()],
-        ))
-        .await
-        .map_err(AuthError::from)?;
+        password_reset::Entity::delete_many()
+            .filter(password_reset::Column::UserId.eq(target.id.clone()))
+            .exec(&txn)
+            .await
+            .map_err(AuthError::from)?;
+        user::Entity::delete_by_id(target.id.clone())
+            .exec(&txn)
+            .await
+            .map_err(AuthError::from)?;
         txn.commit().await.map_err(AuthError::from)?;
         tracing::info!(target: "audit", event = "user.deleted", user_id = %target.id,
             actor_id = %me.user_id, request_id = %ctx.request.request_id);

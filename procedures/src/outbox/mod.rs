@@ -33,15 +33,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::RngCore;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::hkdf;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::db::{now_ms, sql};
+use crate::db::now_ms;
 use crate::mail::{Mail, Mailer};
+
+mod seal;
+mod store;
+
+pub use seal::MailKey;
+use store::{Claimed, Outcome, any_due, claim, record};
+pub use store::{housekeeping, pending_count};
 
 /// Mails sent (accepted by the mail server or written to the folder).
 pub const MAIL_SENT_TOTAL: &str = "gatehouse_mail_sent_total";
@@ -52,90 +56,8 @@ pub const MAIL_RETRIES_TOTAL: &str = "gatehouse_mail_retries_total";
 /// Mails waiting in the outbox (all instances), as last seen by this worker.
 pub const MAIL_OUTBOX_PENDING: &str = "gatehouse_mail_outbox_pending";
 
-const PENDING: &str = "pending";
-/// Rows claimed per query.
-const BATCH: usize = 10;
 /// The longest back-off between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// Sent and failed rows are kept this long (for inspection), then deleted.
-const KEEP_DONE_MS: i64 = 24 * 60 * 60 * 1000;
-/// Longest error text stored with a row.
-const MAX_ERROR_CHARS: usize = 480;
-
-/// The key queued mail bodies are encrypted with (see the module docs).
-/// Its `Debug` shows nothing of the key.
-#[derive(Clone)]
-pub struct MailKey(Arc<LessSafeKey>);
-
-impl std::fmt::Debug for MailKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MailKey(..)")
-    }
-}
-
-/// Prefix of a stored body: the format, so it can change later.
-const SEALED_PREFIX: &str = "v1:";
-
-impl MailKey {
-    /// The key of a JWT signing secret (HKDF-SHA256, a label of its own, so
-    /// it is independent of the signing key).
-    pub fn derive(secret: &[u8]) -> Self {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse mail outbox").extract(secret);
-        let okm = prk
-            .expand(&[b"mail body v1"], &AES_256_GCM)
-            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
-        Self(Arc::new(LessSafeKey::new(UnboundKey::from(okm))))
-    }
-
-    /// A key of its own for this process (when no secret is given): its
-    /// mail can be sent only by this process.
-    pub fn random() -> Self {
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        Self::derive(&secret)
-    }
-
-    /// `text` encrypted for the row `id`: `v1:` and the hex of nonce,
-    /// ciphertext and tag.
-    fn seal(&self, id: &str, text: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let mut data = text.as_bytes().to_vec();
-        // Sealing fails only for messages of gigabytes.
-        if self
-            .0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(id.as_bytes()),
-                &mut data,
-            )
-            .is_err()
-        {
-            data.clear();
-        }
-        let mut out = Vec::with_capacity(NONCE_LEN + data.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&data);
-        format!("{SEALED_PREFIX}{}", hex::encode(out))
-    }
-
-    /// The text sealed for row `id`, or `None` if it was sealed with another
-    /// key (the JWT secret changed), for another row, or altered.
-    fn open(&self, id: &str, stored: &str) -> Option<String> {
-        let raw = hex::decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
-        if raw.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut sealed = sealed.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(id.as_bytes()), &mut sealed)
-            .ok()?;
-        String::from_utf8(plain.to_vec()).ok()
-    }
-}
 
 /// How the worker behaves; from [`crate::Config`].
 #[derive(Debug, Clone)]
@@ -177,12 +99,12 @@ impl Default for OutboxSettings {
 impl OutboxSettings {
     /// How long a claim holds a row: longer than any send may take, so a row
     /// is never taken by a second worker while the first is still sending.
-    fn lease(&self) -> Duration {
+    pub(super) fn lease(&self) -> Duration {
         self.send_timeout + Duration::from_secs(30)
     }
 
     /// The wait after failed attempt number `attempts` (1-based).
-    fn backoff(&self, attempts: u32) -> Duration {
+    pub(super) fn backoff(&self, attempts: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
         self.retry_delay.saturating_mul(factor).min(MAX_BACKOFF)
     }
@@ -190,176 +112,6 @@ impl OutboxSettings {
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-/// Mails waiting to be sent, on every instance.
-pub async fn pending_count(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(sql(
-            backend,
-            "SELECT COUNT(*) FROM mail_outbox WHERE state = 'pending'",
-            vec![],
-        ))
-        .await?;
-    match row {
-        Some(row) => row.try_get_by_index::<i64>(0),
-        None => Ok(0),
-    }
-}
-
-/// Deletes sent and failed rows older than a day. Pending rows stay for a
-/// worker, which gives up those older than the token lifetime.
-pub async fn housekeeping(db: &impl ConnectionTrait, now: i64) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    db.execute_raw(sql(
-        backend,
-        "DELETE FROM mail_outbox WHERE state <> 'pending' AND created_at < $1",
-        vec![now.saturating_sub(KEEP_DONE_MS).into()],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// A row taken by this worker: `attempts` (already counting this attempt)
-/// identifies the claim, so a worker whose lease ran out cannot overwrite
-/// the outcome of the one that took the row after it.
-#[derive(Debug)]
-struct Claimed {
-    id: String,
-    recipient: String,
-    subject: String,
-    body: Option<String>,
-    attempts: i32,
-    created_at: i64,
-}
-
-/// Whether any row is due: a read, so an idle worker's polls never take
-/// SQLite's write lock away from requests.
-async fn any_due(db: &DatabaseConnection, now: i64) -> Result<bool, DbErr> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(sql(
-            backend,
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $1)"
-            ),
-            vec![now.into()],
-        ))
-        .await?;
-    match row {
-        Some(row) => row.try_get_by_index::<bool>(0),
-        None => Ok(false),
-    }
-}
-
-/// Takes up to [`BATCH`] due rows, moving their `due_at` to the end of the
-/// lease and counting the attempt, in one statement.
-async fn claim(db: &DatabaseConnection, now: i64, lease_ms: i64) -> Result<Vec<Claimed>, DbErr> {
-    let backend = db.get_database_backend();
-    let text = if backend == DbBackend::Postgres {
-        // The rows are picked and locked first, in a CTE that is run once
-        // (as a plain `IN (subquery)` the planner may re-run the locking
-        // subquery per row); rows another worker holds are skipped, not
-        // waited for, and a locked row is re-checked at its newest version.
-        format!(
-            "WITH picked AS MATERIALIZED ( \
-               SELECT id FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $2 \
-               ORDER BY due_at LIMIT {BATCH} FOR UPDATE SKIP LOCKED) \
-             UPDATE mail_outbox SET due_at = $1, attempts = mail_outbox.attempts + 1 \
-             FROM picked WHERE mail_outbox.id = picked.id \
-             RETURNING mail_outbox.id, mail_outbox.recipient, mail_outbox.subject, \
-               mail_outbox.body, mail_outbox.attempts, mail_outbox.created_at"
-        )
-    } else {
-        // SQLite runs one write statement at a time: pick and update cannot
-        // interleave with another worker's.
-        format!(
-            "UPDATE mail_outbox SET due_at = $1, attempts = attempts + 1 \
-             WHERE id IN ( \
-               SELECT id FROM mail_outbox WHERE state = '{PENDING}' AND due_at <= $2 \
-               ORDER BY due_at LIMIT {BATCH}) \
-             RETURNING id, recipient, subject, body, attempts, created_at"
-        )
-    };
-    let rows = db
-        .query_all_raw(sql(
-            backend,
-            &text,
-            vec![now.saturating_add(lease_ms).into(), now.into()],
-        ))
-        .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Claimed {
-                id: row.try_get_by_index(0)?,
-                recipient: row.try_get_by_index(1)?,
-                subject: row.try_get_by_index(2)?,
-                body: row.try_get_by_index(3)?,
-                attempts: row.try_get_by_index(4)?,
-                created_at: row.try_get_by_index(5)?,
-            })
-        })
-        .collect()
-}
-
-/// What became of one claimed row.
-enum Outcome {
-    Sent,
-    Retry { error: String },
-    Failed { error: String },
-}
-
-/// Records the outcome of a claim. Sent and failed rows lose their body
-/// (the token is not kept longer than needed).
-async fn record(
-    db: &DatabaseConnection,
-    row: &Claimed,
-    outcome: &Outcome,
-    settings: &OutboxSettings,
-) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let now = now_ms();
-    let stmt = match outcome {
-        Outcome::Sent => sql(
-            backend,
-            "UPDATE mail_outbox SET state = 'sent', sent_at = $1, body = NULL, last_error = NULL \
-             WHERE id = $2 AND attempts = $3",
-            vec![now.into(), row.id.clone().into(), row.attempts.into()],
-        ),
-        Outcome::Retry { error } => {
-            let attempts = u32::try_from(row.attempts).unwrap_or(1);
-            let due = now.saturating_add(ms(settings.backoff(attempts)));
-            sql(
-                backend,
-                "UPDATE mail_outbox SET due_at = $1, last_error = $2 \
-                 WHERE id = $3 AND attempts = $4 AND state = 'pending'",
-                vec![
-                    due.into(),
-                    truncate(error).into(),
-                    row.id.clone().into(),
-                    row.attempts.into(),
-                ],
-            )
-        }
-        Outcome::Failed { error } => sql(
-            backend,
-            "UPDATE mail_outbox SET state = 'failed', body = NULL, last_error = $1, due_at = $2 \
-             WHERE id = $3 AND attempts = $4",
-            vec![
-                truncate(error).into(),
-                now.into(),
-                row.id.clone().into(),
-                row.attempts.into(),
-            ],
-        ),
-    };
-    db.execute_raw(stmt).await?;
-    Ok(())
-}
-
-fn truncate(error: &str) -> String {
-    error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
 /// The outbox of one process: how to reach the database and the mailer,
@@ -405,22 +157,9 @@ impl Outbox {
         mail: &Mail,
         now: i64,
     ) -> Result<(), DbErr> {
-        let backend = db.get_database_backend();
         let id = Uuid::now_v7().to_string();
         let body = self.settings.key.seal(&id, &mail.text);
-        db.execute_raw(sql(
-            backend,
-            "INSERT INTO mail_outbox (id, recipient, subject, body, state, attempts, created_at, due_at) \
-             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-            vec![
-                id.into(),
-                mail.to.clone().into(),
-                mail.subject.clone().into(),
-                body.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
+        store::insert(db, id, mail, body, now).await?;
         Ok(())
     }
 
@@ -595,31 +334,6 @@ pub fn spawn_worker(outbox: Arc<Outbox>) -> MailWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bodies_are_sealed_per_key_and_row() {
-        let key = MailKey::derive(b"a secret a secret a secret a secret!");
-        let sealed = key.seal("row-1", "Token: abc\n");
-        assert!(sealed.starts_with("v1:"), "{sealed}");
-        assert!(!sealed.contains("abc"));
-        assert_eq!(key.open("row-1", &sealed).as_deref(), Some("Token: abc\n"));
-        // The same key from the same secret (another instance) opens it.
-        let again = MailKey::derive(b"a secret a secret a secret a secret!");
-        assert_eq!(
-            again.open("row-1", &sealed).as_deref(),
-            Some("Token: abc\n")
-        );
-        // Another secret, another row, or an altered body: nothing.
-        assert_eq!(MailKey::random().open("row-1", &sealed), None);
-        assert_eq!(key.open("row-2", &sealed), None);
-        let mut altered = sealed.clone().into_bytes();
-        let last = altered.len() - 1;
-        altered[last] = if altered[last] == b'0' { b'1' } else { b'0' };
-        let altered = String::from_utf8(altered).expect("hex");
-        assert_eq!(key.open("row-1", &altered), None);
-        assert_eq!(key.open("row-1", "Token: abc"), None);
-        assert!(!format!("{key:?}").contains('['));
-    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
