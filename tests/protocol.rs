@@ -1,4 +1,4 @@
-//! The tRPC v11 HTTP protocol as `trpc-protocol.md` captures it, with the
+//! The tRPC v11 HTTP protocol as `docs/protocol.md` describes it, with the
 //! superjson envelope: URLs, methods, batching, statuses, errors, headers.
 
 mod common;

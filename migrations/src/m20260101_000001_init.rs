@@ -108,7 +108,7 @@ impl MigrationTrait for Migration {
 
         // No foreign key to users on purpose: a deleted user's sessions must
         // stay readable so that its tokens get NOT_FOUND rather than a
-        // generic UNAUTHORIZED (api.md, `auth.me`). They expire on their own.
+        // generic UNAUTHORIZED (docs/api.md#authme). They expire on their own.
         manager
             .create_table(
                 Table::create()

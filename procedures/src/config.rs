@@ -1,4 +1,4 @@
-//! Every setting of `api.md`, from flags or the environment (names exactly
+//! Every setting of `docs/api.md#settings`, from flags or the environment (names exactly
 //! as documented), and its checks at start-up.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use clap::Args;
 use crate::limits::{IpNet, parse_trusted};
 
 /// Server settings. Each flag also reads the environment variable of the same
-/// name in `api.md`, so containers can be configured without flags.
+/// name in `docs/api.md#settings`, so containers can be configured without flags.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Listen address (port 0 picks a free port).
@@ -301,7 +301,7 @@ impl Default for Config {
     }
 }
 
-/// A setting that stops the start, named as in `api.md`.
+/// A setting that stops the start, named as in `docs/api.md#settings`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("JWT_SECRET must be at least 32 bytes long (it has {0})")]

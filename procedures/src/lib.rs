@@ -1,4 +1,4 @@
-//! The Gatehouse authentication service: every procedure of `api.md`
+//! The Gatehouse authentication service: every procedure of `docs/api.md`
 //! (`auth.*`, `users.*`), its storage, tokens, limits and the server start-up
 //! shared by the `gatehouse` binary and apps that mount their own routers
 //! beside it (see [`run`]).

@@ -105,7 +105,7 @@ pub fn reset_link(reset_url_base: &str, token: &str, email: &str) -> String {
     link
 }
 
-/// The password-reset mail of api.md: addressed to the user, with the reset
+/// The password-reset mail of `docs/api.md#authrequestpasswordreset`: addressed to the user, with the reset
 /// link (`token=` and `email=` query parameters) and, on a line of its own,
 /// `Token: <token>` for people (and tests) who paste the token by hand.
 pub fn password_reset_mail(to: &str, reset_url_base: &str, token: &str) -> Mail {

@@ -284,7 +284,7 @@ static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// Checks a new password against the policy in api.md: at least 8
+/// Checks a new password against the policy in `docs/api.md#passwords`: at least 8
 /// characters, at most 72 bytes (bcrypt's limit, never truncated silently),
 /// and not one of the 10 000 most common passwords (case-insensitively, so
 /// `Password` is as refused as `password`).

@@ -14,7 +14,7 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Largest clock skew `JWT_LEEWAY` may allow, in seconds.
 pub const MAX_LEEWAY_SECS: u64 = 60;
 
-/// The claims of every token, exactly as `api.md` lists them.
+/// The claims of every token, exactly as `docs/api.md#access-token` lists them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Claims {

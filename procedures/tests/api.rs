@@ -1,4 +1,4 @@
-//! Every procedure of api.md and its error cases, over real HTTP, on SQLite
+//! Every procedure of docs/api.md and its error cases, over real HTTP, on SQLite
 //! and (when `GATEHOUSE_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod common;

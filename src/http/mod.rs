@@ -1,6 +1,6 @@
 //! The tRPC v11 HTTP adapter: URLs, batching, methods, content types,
 //! status codes, error shapes and JSONL streaming exactly as `@trpc/server`
-//! 11.25 does them (see `trpc-protocol.md`), so the unmodified
+//! 11.25 does them (see `docs/protocol.md`), so the unmodified
 //! `@trpc/client` cannot tell the difference.
 //!
 //! [`trpc_router`] mounts the endpoint at `/trpc`; [`crate::server::app`]

@@ -4,7 +4,7 @@
 //! (`#[tokio::main]`, multi-threaded, one worker per allowed core). Whatever
 //! Gatehouse spends above this is framework, auth and database work.
 //!
-//! With `BASELINE_SESSION_DB` set, the route first does the work `api.md`
+//! With `BASELINE_SESSION_DB` set, the route first does the work `docs/api.md`
 //! demands of every guarded call and nothing else: verify the bearer token
 //! (HS256, issuer, `exp`/`nbf`, with `JWT_SECRET`) and read its session and
 //! user in one SQLite statement, the way Gatehouse's fast path does. That

@@ -398,7 +398,7 @@ fn main() -> anyhow::Result<()> {
         writeln!(
             bound,
             "\n## The mandated work alone\n\n\
-             The bare axum route doing only what `api.md` demands of every guarded call (verify the \
+             The bare axum route doing only what `docs/api.md` demands of every guarded call (verify the \
              JWT, read the session ⋈ user row from Gatehouse's SQLite file), {} conns:\n\n\
              | server | auth.me req/s | p99 ms | Gatehouse as a share |\n|---|---:|---:|---:|",
             conns("me")
