@@ -105,18 +105,26 @@ impl<'de> Deserialize<'de> for NoInput {
     }
 }
 
-impl ts_rs::TS for NoInput {
-    type WithoutGenerics = Self;
-    type OptionInnerType = Self;
+/// Types whose TypeScript form is a fixed keyword or literal, with no file
+/// of their own.
+macro_rules! ts_literal {
+    ($ty:ty, $ts:literal) => {
+        impl ts_rs::TS for $ty {
+            type WithoutGenerics = Self;
+            type OptionInnerType = Self;
 
-    fn name(_: &ts_rs::Config) -> String {
-        "void".to_owned()
-    }
+            fn name(_: &ts_rs::Config) -> String {
+                $ts.to_owned()
+            }
 
-    fn inline(_: &ts_rs::Config) -> String {
-        "void".to_owned()
-    }
+            fn inline(_: &ts_rs::Config) -> String {
+                $ts.to_owned()
+            }
+        }
+    };
 }
+
+ts_literal!(NoInput, "void");
 
 /// `{ success: true }`-style outputs use this so the TypeScript type is the
 /// literal `true`, not `boolean`. It serialises as `true` and only accepts
@@ -140,15 +148,4 @@ impl<'de> Deserialize<'de> for True {
     }
 }
 
-impl ts_rs::TS for True {
-    type WithoutGenerics = Self;
-    type OptionInnerType = Self;
-
-    fn name(_: &ts_rs::Config) -> String {
-        "true".to_owned()
-    }
-
-    fn inline(_: &ts_rs::Config) -> String {
-        "true".to_owned()
-    }
-}
+ts_literal!(True, "true");
