@@ -5,23 +5,10 @@
 use gatehouse::envelope::decode;
 use serde_json::{Map, Value, json};
 
-/// xorshift64*: deterministic, no dependency, good enough to explore shapes.
-struct Rng(u64);
+#[path = "common/rng.rs"]
+mod rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
+use rng::Rng;
 
 const KEYS: [&str; 8] = ["a", "b", "x.y", "a\\b", "", "0", "1", "k.\\."];
 const TYPES: [&str; 12] = [

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod random;
+pub mod rng;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

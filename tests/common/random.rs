@@ -9,23 +9,7 @@ use serde_json::Value;
 
 use super::{Resp, build, enc, request};
 
-/// xorshift64*: deterministic, no dependency.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
+pub use super::rng::Rng;
 
 const PATHS: [&str; 12] = [
     "hello", "greet", "add", "noop", "fail", "secret", "echo", "opt", "whoami", "nope", "", "a%2Eb",
