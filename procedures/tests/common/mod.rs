@@ -1,6 +1,6 @@
 //! Test harness: a fresh database per test (SQLite file, or a new database on
 //! the PostgreSQL at `GATEHOUSE_TEST_POSTGRES_URL`), the real server on an
-//! ephemeral port, and a small HTTP/1.1 client over real TCP.
+//! ephemeral port, and an HTTP client (reqwest) over real TCP.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use gatehouse_auth::Config;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -348,31 +348,44 @@ impl Response {
     }
 }
 
-/// A tiny HTTP/1.1 client (one connection per request) so tests talk to the
-/// server over real TCP like any other client.
+/// How long one call may take, connecting included, before the client gives
+/// up with a timeout error. Generous (the slowest calls hash passwords or
+/// wait out a database outage), but bounded so a hung server fails a test
+/// instead of hanging it.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An HTTP client (reqwest: kept-alive connections, no proxy) so tests talk
+/// to the server over real TCP like any other client. Clones share the
+/// connection pool.
 #[derive(Debug, Clone)]
 pub struct Client {
     addr: SocketAddr,
+    http: reqwest::Client,
     pub token: Option<String>,
     pub headers: Vec<(String, String)>,
 }
 
+/// Everything but `A-Z a-z 0-9 - _ . ~` is escaped in a query's input.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 fn encode_component(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("HTTP client");
         Self {
             addr,
+            http,
             token: None,
             headers: Vec::new(),
         }
@@ -394,43 +407,53 @@ impl Client {
             .expect("request over TCP")
     }
 
-    /// [`Self::raw`] that reports a refused, reset or unparsable exchange
-    /// instead of panicking, for tests that kill or stop the server mid-call.
+    /// [`Self::raw`] that reports a refused, reset, timed-out or unreadable
+    /// exchange as an [`std::io::Error`] instead of panicking, for tests that
+    /// kill or stop the server mid-call.
     pub async fn try_raw(
         &self,
         method: &str,
         target: &str,
         body: Option<&str>,
     ) -> std::io::Result<Response> {
-        let mut stream = TcpStream::connect(self.addr).await?;
-        let mut req = format!(
-            "{method} {target} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
-            self.addr
-        );
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let url = format!("http://{}{target}", self.addr);
+        let mut request = self.http.request(method, url);
         if let Some(t) = &self.token {
-            req.push_str(&format!("authorization: Bearer {t}\r\n"));
+            request = request.bearer_auth(t);
         }
         for (k, v) in &self.headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
+            request = request.header(k, v);
         }
         if let Some(b) = body {
-            req.push_str(&format!(
-                "content-type: application/json\r\ncontent-length: {}\r\n",
-                b.len()
-            ));
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_owned());
         }
-        req.push_str("\r\n");
-        if let Some(b) = body {
-            req.push_str(b);
-        }
-        stream.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await?;
-        try_parse_response(&buf).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "incomplete HTTP response",
-            )
+        let response = request.send().await.map_err(io_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let bytes = response.bytes().await.map_err(io_error)?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
         })
     }
 
@@ -481,57 +504,28 @@ impl Client {
     }
 }
 
-fn parse_response(buf: &[u8]) -> Response {
-    try_parse_response(buf).expect("a complete HTTP response")
-}
-
-/// The response in `buf`, or `None` when it holds no complete head.
-fn try_parse_response(buf: &[u8]) -> Option<Response> {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let mut body = buf[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    let body = if body.is_empty() {
-        Value::Null
+/// A transport failure as the `io::Error` the tests match on: the kind of
+/// the underlying socket error when there is one (refused, reset, ...),
+/// `TimedOut` for a timeout, `Other` for the rest; the message keeps
+/// reqwest's whole chain of causes.
+fn io_error(error: reqwest::Error) -> std::io::Error {
+    use std::error::Error as _;
+    let mut kind = if error.is_timeout() {
+        std::io::ErrorKind::TimedOut
     } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()))
+        std::io::ErrorKind::Other
     };
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_line = String::from_utf8_lossy(&data[..pos]);
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        data = &data[pos + 2..];
-        if size == 0 || data.len() < size {
-            break;
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            kind = io.kind();
         }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
     }
-    out
+    std::io::Error::new(kind, message)
 }
 
 /// Registers a user and returns `(token, user id)`.
