@@ -907,6 +907,60 @@ async fn spanish_messages(backend: Backend) {
         )
         .await;
     assert_eq!(r.message(), "Dirección de correo electrónico no válida");
+
+    // Every issue is translated by its key, not only the first.
+    let r = es
+        .mutation("auth.register", json!({"email": "bad", "firstName": " "}))
+        .await;
+    let messages: Vec<&str> = r.body["error"]["json"]["data"]["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter_map(|i| i["message"].as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "Dirección de correo electrónico no válida",
+            "Obligatorio",
+            "No puede estar vacío",
+            "Obligatorio"
+        ]
+    );
+
+    // The framework's messages carry their values into the translation.
+    let r = es.query("auth.nope", json!(null)).await;
+    r.assert_error("NOT_FOUND", 404);
+    assert_eq!(
+        r.message(),
+        "No se encontró ningún procedimiento en la ruta \"auth.nope\""
+    );
+    let r = es.query("auth.login", json!(null)).await;
+    r.assert_error("METHOD_NOT_SUPPORTED", 405);
+    assert_eq!(
+        r.message(),
+        "Solicitud GET no admitida para la mutación en la ruta \"auth.login\""
+    );
+    let viewer = register(&c, "es-viewer@example.com").await.0;
+    let r = es
+        .clone()
+        .with_token(&viewer)
+        .query("users.list", json!(null))
+        .await;
+    r.assert_error("FORBIDDEN", 403);
+    assert_eq!(r.message(), "Este procedimiento requiere el rol ADMIN");
+    // serde's own words are translated, its details kept.
+    let r = es
+        .clone()
+        .with_token(&viewer)
+        .mutation("auth.revokeSession", json!({"id": 5}))
+        .await;
+    r.assert_error("BAD_REQUEST", 400);
+    assert!(
+        r.message().starts_with("tipo no válido: integer `5`"),
+        "{}",
+        r.message()
+    );
 }
 
 async fn rehash_on_login(backend: Backend) {
