@@ -226,50 +226,61 @@ pub enum CreateUserError {
     Hash(#[from] password::PasswordError),
 }
 
+/// An account to create outside the API (command line, first admin).
+#[derive(Debug, Clone, Copy)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub role: Role,
+}
+
 /// Creates a user outside the API (CLI, first admin), with the same checks
 /// as registration.
 pub async fn create_user(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
-    email: &str,
-    password: &str,
-    first_name: &str,
-    last_name: &str,
-    role: Role,
+    new: NewUser<'_>,
 ) -> Result<user::Model, CreateUserError> {
-    let email = validate::normalize_email(email);
+    let email = validate::normalize_email(new.email);
     if !validate::is_valid_email(&email) {
         return Err(CreateUserError::Email(email));
     }
-    password::check_password_policy(password)
+    password::check_password_policy(new.password)
         .map_err(|e| CreateUserError::Policy(validate::policy_message(&e)))?;
-    if first_name.trim().is_empty() || last_name.trim().is_empty() {
+    if new.first_name.trim().is_empty() || new.last_name.trim().is_empty() {
         return Err(CreateUserError::Names);
     }
-    insert_user(db, hasher, &email, password, first_name, last_name, role).await
+    insert_user(
+        db,
+        hasher,
+        NewUser {
+            email: &email,
+            ..new
+        },
+    )
+    .await
 }
 
-/// Hashes the password and inserts the user, without the policy checks of
-/// [`create_user`]; a duplicate email is [`CreateUserError::Exists`].
+/// Hashes the password and inserts the user (its email already
+/// normalised), without the policy checks of [`create_user`]; a duplicate
+/// email is [`CreateUserError::Exists`].
 async fn insert_user(
     db: &DatabaseConnection,
     hasher: &PasswordHasher,
-    email: &str,
-    password: &str,
-    first_name: &str,
-    last_name: &str,
-    role: Role,
+    new: NewUser<'_>,
 ) -> Result<user::Model, CreateUserError> {
-    let hash = hasher.hash(password).await?;
+    let hash = hasher.hash(new.password).await?;
     let now = db::now_ms();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7().to_string()),
-        email: Set(email.to_owned()),
+        email: Set(new.email.to_owned()),
         password_hash: Set(hash),
-        first_name: Set(first_name.trim().to_owned()),
-        last_name: Set(last_name.trim().to_owned()),
+        first_name: Set(new.first_name.trim().to_owned()),
+        last_name: Set(new.last_name.trim().to_owned()),
         phone: Set(None),
-        role: Set(role.as_str().to_owned()),
+        role: Set(new.role.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -321,16 +332,14 @@ async fn bootstrap_admin(
         Err(e) => return Err(CreateUserError::Policy(validate::policy_message(&e))),
         Ok(()) => {}
     }
-    let created = insert_user(
-        db,
-        &service.hasher,
-        &normalized,
+    let admin = NewUser {
+        email: &normalized,
         password,
-        "Admin",
-        "User",
-        Role::Admin,
-    )
-    .await;
+        first_name: "Admin",
+        last_name: "User",
+        role: Role::Admin,
+    };
+    let created = insert_user(db, &service.hasher, admin).await;
     let u = match created {
         // Another instance starting at the same time created it first.
         Err(CreateUserError::Exists) => return Ok(()),

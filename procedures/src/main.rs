@@ -103,10 +103,16 @@ async fn users_create(
         .map_err(|e| e.to_string())?;
     let hasher = gatehouse_auth::password::PasswordHasher::new(config.bcrypt_cost)
         .map_err(|e| format!("BCRYPT_COST: {e}"))?;
-    let user =
-        gatehouse_auth::create_user(&db, &hasher, email, &password, first_name, last_name, role)
-            .await
-            .map_err(|e| e.to_string())?;
+    let new = gatehouse_auth::NewUser {
+        email,
+        password: &password,
+        first_name,
+        last_name,
+        role,
+    };
+    let user = gatehouse_auth::create_user(&db, &hasher, new)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!(target: "audit", event = "user.created_cli", user_id = %user.id, role = %role);
     println!("created {} user {} ({})", role, user.email, user.id);
     Ok(())

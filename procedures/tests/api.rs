@@ -970,17 +970,16 @@ async fn rehash_on_login(backend: Backend) {
         .await
         .expect("db");
     let cheap = gatehouse_auth::password::PasswordHasher::new(4).expect("hasher");
-    gatehouse_auth::create_user(
-        &db,
-        &cheap,
-        "old@example.com",
-        PASSWORD,
-        "O",
-        "H",
-        gatehouse::Role::Viewer,
-    )
-    .await
-    .expect("user");
+    let old = gatehouse_auth::NewUser {
+        email: "old@example.com",
+        password: PASSWORD,
+        first_name: "O",
+        last_name: "H",
+        role: gatehouse::Role::Viewer,
+    };
+    gatehouse_auth::create_user(&db, &cheap, old)
+        .await
+        .expect("user");
     let hash_of = || async {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         gatehouse_auth::entities::user::Entity::find()

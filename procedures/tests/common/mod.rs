@@ -567,17 +567,16 @@ pub async fn admin_token(server: &Server, email: &str) -> String {
         .await
         .expect("db");
     let hasher = gatehouse_auth::password::PasswordHasher::new(4).expect("hasher");
-    gatehouse_auth::create_user(
-        &db,
-        &hasher,
+    let admin = gatehouse_auth::NewUser {
         email,
-        PASSWORD,
-        "Ada",
-        "Admin",
-        gatehouse::Role::Admin,
-    )
-    .await
-    .expect("admin created");
+        password: PASSWORD,
+        first_name: "Ada",
+        last_name: "Admin",
+        role: gatehouse::Role::Admin,
+    };
+    gatehouse_auth::create_user(&db, &hasher, admin)
+        .await
+        .expect("admin created");
     login_token(&server.client(), email, PASSWORD).await
 }
 
