@@ -313,8 +313,8 @@ pub enum ConfigError {
     },
     #[error("GATEHOUSE_TRUSTED_PROXIES: {0}")]
     TrustedProxies(#[from] crate::limits::IpNetError),
-    #[error("GATEHOUSE_CORS_ORIGINS: {0:?} is not an origin like https://app.example.com")]
-    CorsOrigin(String),
+    #[error("GATEHOUSE_CORS_ORIGINS: {0}")]
+    CorsOrigin(#[from] gatehouse::http::CorsOriginError),
     #[error("GATEHOUSE_ADMIN_EMAIL and GATEHOUSE_ADMIN_PASSWORD must be set together")]
     AdminPair,
     #[error("GATEHOUSE_RESET_URL must be an http(s) URL, got {0:?}")]
@@ -426,30 +426,10 @@ impl Config {
         Ok(secret.into_bytes())
     }
 
-    /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer.
+    /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer, read by the framework's
+    /// own parser so the binary accepts exactly what the framework documents.
     pub fn cors(&self) -> Result<gatehouse::http::CorsOrigins, ConfigError> {
-        use gatehouse::http::CorsOrigins;
-        let Some(raw) = self
-            .cors_origins
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
-            return Ok(CorsOrigins::None);
-        };
-        if raw == "*" {
-            return Ok(CorsOrigins::Any);
-        }
-        let mut list = Vec::new();
-        for origin in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.trim_end_matches('/').contains(['?', '#', ' ']);
-            if !ok {
-                return Err(ConfigError::CorsOrigin(origin.to_owned()));
-            }
-            list.push(origin.trim_end_matches('/').to_owned());
-        }
-        Ok(CorsOrigins::List(list))
+        Ok(self.cors_origins.as_deref().unwrap_or_default().parse()?)
     }
 
     /// The HTTP adapter's settings.
