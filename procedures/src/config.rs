@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use ipnet::IpNet;
 
-use crate::limits::{IpNet, parse_trusted};
+use crate::limits::parse_trusted;
 
 /// Server settings. Each flag also reads the environment variable of the same
 /// name in `api.md`, so containers can be configured without flags.

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
+use ipnet::IpNet;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, QueryFilter,
@@ -16,7 +17,7 @@ use crate::db_health::DbHealth;
 use crate::entities::{session, user};
 use crate::error::AuthError;
 use crate::i18n;
-use crate::limits::{self, IpNet};
+use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
