@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ipnet::IpNet;
+use url::Url;
 
 use crate::limits::parse_trusted;
 
@@ -371,6 +372,18 @@ impl Config {
         })
     }
 
+    /// `GATEHOUSE_RESET_URL`, parsed at start-up so a malformed base stops
+    /// the start instead of mailing broken links. Only http(s): the link is
+    /// opened in a browser.
+    pub fn reset_url(&self) -> Result<Url, ConfigError> {
+        let refused = || ConfigError::ResetUrl(self.reset_url.clone());
+        let url = Url::parse(&self.reset_url).map_err(|_| refused())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refused());
+        }
+        Ok(url)
+    }
+
     /// Checks what clap cannot (cross-field and format rules).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.trusted_proxies()?;
@@ -378,9 +391,7 @@ impl Config {
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminPair);
         }
-        if !(self.reset_url.starts_with("http://") || self.reset_url.starts_with("https://")) {
-            return Err(ConfigError::ResetUrl(self.reset_url.clone()));
-        }
+        self.reset_url()?;
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::Issuer);
         }

@@ -45,7 +45,8 @@ pub struct Settings {
     pub ip_max_failures: u32,
     /// Reset mails per email address per login window.
     pub reset_mails_per_window: u32,
-    pub reset_url: String,
+    /// Base of the link in reset mails, checked at start-up.
+    pub reset_url: url::Url,
     pub trusted_proxies: Vec<IpNet>,
     /// The mail outbox worker.
     pub mail: OutboxSettings,
