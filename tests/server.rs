@@ -178,7 +178,7 @@ async fn cors_preflight_and_exposed_headers() {
 #[tokio::test]
 async fn cors_any_origin() {
     let app = app_with(TrpcConfig {
-        cors_origins: CorsOrigins::parse("*"),
+        cors_origins: CorsOrigins::Any,
         ..TrpcConfig::default()
     });
     let r = get_with(&app, "/trpc/hello", &[("origin", "https://x.example")]).await;
@@ -196,13 +196,28 @@ async fn cors_any_origin() {
 
 #[test]
 fn cors_origins_parse() {
-    assert_eq!(CorsOrigins::parse(""), CorsOrigins::None);
-    assert_eq!(CorsOrigins::parse(" * "), CorsOrigins::Any);
+    let parse = |s: &str| s.parse::<CorsOrigins>();
+    assert_eq!(parse(""), Ok(CorsOrigins::None));
+    assert_eq!(parse(" , "), Ok(CorsOrigins::None));
+    assert_eq!(parse(" * "), Ok(CorsOrigins::Any));
     assert_eq!(
-        CorsOrigins::parse("https://a.example, https://b.example/"),
-        CorsOrigins::List(vec![
+        parse("https://a.example, https://b.example/"),
+        Ok(CorsOrigins::List(vec![
             "https://a.example".to_owned(),
             "https://b.example".to_owned()
-        ])
+        ]))
+    );
+    for bad in [
+        "app.example",
+        "https://a.example/x?y",
+        "https://a.example, *",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        parse("ftp://a.example")
+            .expect_err("not http(s)")
+            .to_string(),
+        "\"ftp://a.example\" is not an origin like https://app.example.com"
     );
 }

@@ -5,9 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, FromArgMatches};
+use ipnet::IpNet;
+use url::Url;
 
-use crate::limits::{IpNet, parse_trusted};
+use crate::limits::parse_trusted;
 
 /// Server settings. Each flag also reads the environment variable of the same
 /// name in `docs/api.md#settings`, so containers can be configured without flags.
@@ -259,48 +261,6 @@ pub struct Config {
     pub trusted_proxies: Option<String>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            database_url: None,
-            data_dir: PathBuf::from("./data"),
-            jwt_secret: None,
-            jwt_ttl: 86_400,
-            jwt_refresh_ttl: 1_209_600,
-            jwt_issuer: "gatehouse".to_owned(),
-            jwt_leeway: 0,
-            refresh_grace: 10,
-            bcrypt_cost: 10,
-            admin_email: None,
-            admin_password: None,
-            outbox_dir: None,
-            smtp_url: None,
-            mail_from: crate::mail::DEFAULT_FROM.to_owned(),
-            reset_url: "http://localhost:3000/reset-password".to_owned(),
-            mail_worker: true,
-            mail_poll: 1,
-            mail_retry_delay: 5,
-            mail_max_attempts: 10,
-            mail_send_timeout: 30,
-            login_max_failures: 10,
-            login_window: 900,
-            ip_max_failures: 100,
-            body_limit: 1_048_576,
-            cors_origins: None,
-            allow_method_override: false,
-            max_batch_size: 100,
-            request_timeout: 30,
-            header_timeout: 10,
-            idle_timeout: 60,
-            max_connections: None,
-            db_acquire_timeout_ms: 2_000,
-            db_connect_timeout_ms: 500,
-            trusted_proxies: None,
-        }
-    }
-}
-
 /// A setting that stops the start, named as in `docs/api.md#settings`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -313,8 +273,8 @@ pub enum ConfigError {
     },
     #[error("GATEHOUSE_TRUSTED_PROXIES: {0}")]
     TrustedProxies(#[from] crate::limits::IpNetError),
-    #[error("GATEHOUSE_CORS_ORIGINS: {0:?} is not an origin like https://app.example.com")]
-    CorsOrigin(String),
+    #[error("GATEHOUSE_CORS_ORIGINS: {0}")]
+    CorsOrigin(#[from] gatehouse::http::CorsOriginError),
     #[error("GATEHOUSE_ADMIN_EMAIL and GATEHOUSE_ADMIN_PASSWORD must be set together")]
     AdminPair,
     #[error("GATEHOUSE_RESET_URL must be an http(s) URL, got {0:?}")]
@@ -324,6 +284,27 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Every setting at its default, for tests and apps that embed the
+    /// service. The defaults live only in the `#[arg]` attributes above, so
+    /// this asks clap for them by parsing an empty command line rather than
+    /// repeating them in a `Default` impl that could drift. The environment
+    /// is deliberately not read (every argument's `env` is dropped first):
+    /// a `GATEHOUSE_*` variable left in a developer's shell must not change
+    /// what a test runs with. `admin_password` (never a flag) is `None`.
+    ///
+    /// # Panics
+    ///
+    /// If a `default_value` fails its own value parser, a bug the tests of
+    /// this module catch.
+    pub fn defaults() -> Self {
+        let command = Self::augment_args(clap::Command::new("gatehouse"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        command
+            .try_get_matches_from(["gatehouse"])
+            .and_then(|matches| Self::from_arg_matches(&matches))
+            .expect("the #[arg] defaults of Config parse")
+    }
+
     /// Treats settings set to an empty string (`DATABASE_URL=`) as unset, as
     /// shells and compose files often export empty variables.
     pub fn normalized(mut self) -> Self {
@@ -370,6 +351,18 @@ impl Config {
         })
     }
 
+    /// `GATEHOUSE_RESET_URL`, parsed at start-up so a malformed base stops
+    /// the start instead of mailing broken links. Only http(s): the link is
+    /// opened in a browser.
+    pub fn reset_url(&self) -> Result<Url, ConfigError> {
+        let refused = || ConfigError::ResetUrl(self.reset_url.clone());
+        let url = Url::parse(&self.reset_url).map_err(|_| refused())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refused());
+        }
+        Ok(url)
+    }
+
     /// Checks what clap cannot (cross-field and format rules).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.trusted_proxies()?;
@@ -377,9 +370,7 @@ impl Config {
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminPair);
         }
-        if !(self.reset_url.starts_with("http://") || self.reset_url.starts_with("https://")) {
-            return Err(ConfigError::ResetUrl(self.reset_url.clone()));
-        }
+        self.reset_url()?;
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::Issuer);
         }
@@ -426,30 +417,10 @@ impl Config {
         Ok(secret.into_bytes())
     }
 
-    /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer.
+    /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer, read by the framework's
+    /// own parser so the binary accepts exactly what the framework documents.
     pub fn cors(&self) -> Result<gatehouse::http::CorsOrigins, ConfigError> {
-        use gatehouse::http::CorsOrigins;
-        let Some(raw) = self
-            .cors_origins
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        else {
-            return Ok(CorsOrigins::None);
-        };
-        if raw == "*" {
-            return Ok(CorsOrigins::Any);
-        }
-        let mut list = Vec::new();
-        for origin in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.trim_end_matches('/').contains(['?', '#', ' ']);
-            if !ok {
-                return Err(ConfigError::CorsOrigin(origin.to_owned()));
-            }
-            list.push(origin.trim_end_matches('/').to_owned());
-        }
-        Ok(CorsOrigins::List(list))
+        Ok(self.cors_origins.as_deref().unwrap_or_default().parse()?)
     }
 
     /// The HTTP adapter's settings.
@@ -489,7 +460,7 @@ impl Config {
             retry_delay: Duration::from_secs(self.mail_retry_delay),
             max_attempts: self.mail_max_attempts,
             send_timeout: Duration::from_secs(self.mail_send_timeout),
-            ..crate::outbox::OutboxSettings::default()
+            max_age: crate::outbox::MAX_AGE,
         }
     }
 
@@ -512,4 +483,77 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents)?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(tweak: impl FnOnce(&mut Config)) -> Config {
+        let mut config = Config::defaults();
+        tweak(&mut config);
+        config
+    }
+
+    #[test]
+    fn defaults_pass_the_start_up_checks() {
+        let config = Config::defaults();
+        config.validate().expect("the defaults are valid");
+        assert_eq!(
+            config.cors().expect("cors"),
+            gatehouse::http::CorsOrigins::None
+        );
+        assert!(config.trusted_proxies().expect("proxies").is_empty());
+        assert_eq!(config.reset_url().expect("reset url").scheme(), "http");
+        assert!(config.admin_password.is_none());
+    }
+
+    #[test]
+    fn settings_are_parsed_by_the_shared_parsers() {
+        let config = with(|c| {
+            c.cors_origins = Some("https://a.example/, http://b.example:8080".to_owned());
+            c.trusted_proxies = Some("10.0.0.0/8, 192.0.2.1, ::1, fd00::/8".to_owned());
+            c.reset_url = "https://app.example/reset?lang=es".to_owned();
+        });
+        config.validate().expect("valid");
+        assert_eq!(
+            config.cors().expect("cors"),
+            gatehouse::http::CorsOrigins::List(vec![
+                "https://a.example".to_owned(),
+                "http://b.example:8080".to_owned()
+            ])
+        );
+        let proxies = config.trusted_proxies().expect("proxies");
+        let prefixes: Vec<u8> = proxies.iter().map(IpNet::prefix_len).collect();
+        assert_eq!(prefixes, [8, 32, 128, 8]);
+        assert_eq!(
+            config.reset_url().expect("reset url").query(),
+            Some("lang=es")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let message =
+            |tweak: fn(&mut Config)| with(tweak).validate().expect_err("refused").to_string();
+        assert_eq!(
+            message(|c| c.cors_origins = Some("https://a.example, ftp://b".to_owned())),
+            r#"GATEHOUSE_CORS_ORIGINS: "ftp://b" is not an origin like https://app.example.com"#
+        );
+        assert_eq!(
+            message(|c| c.trusted_proxies = Some("10.0.0.0/8, 10.0.0.0/99".to_owned())),
+            r#"GATEHOUSE_TRUSTED_PROXIES: "10.0.0.0/99" is not an IP address or CIDR network"#
+        );
+        assert_eq!(
+            message(|c| c.reset_url = "ftp://app.example/reset".to_owned()),
+            r#"GATEHOUSE_RESET_URL must be an http(s) URL, got "ftp://app.example/reset""#
+        );
+        for bad in ["http://", "app.example/reset", "https://exa mple/"] {
+            let config = with(|c| c.reset_url = bad.to_owned());
+            assert!(
+                matches!(config.validate(), Err(ConfigError::ResetUrl(_))),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -118,7 +118,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         login_window: config.login_window,
         ip_max_failures: config.ip_max_failures,
         reset_mails_per_window: 3,
-        reset_url: config.reset_url.clone(),
+        reset_url: config.reset_url()?,
         trusted_proxies: config.trusted_proxies()?,
         mail: config.outbox(&secret),
     };

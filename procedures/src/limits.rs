@@ -3,9 +3,9 @@
 //! Also works out the client address behind trusted proxies.
 
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use gatehouse::RequestMeta;
+use ipnet::IpNet;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
@@ -109,58 +109,22 @@ pub async fn clear(db: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// An IP network in CIDR notation (a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
 /// A `GATEHOUSE_TRUSTED_PROXIES` entry that is neither an IP nor a CIDR.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not an IP address or CIDR network")]
 pub struct IpNetError(String);
 
-impl FromStr for IpNet {
-    type Err = IpNetError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IpNetError(s.to_owned());
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| err())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(err());
-        }
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl IpNet {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+/// Parses one trusted-proxy entry: a CIDR network (`10.0.0.0/8`,
+/// `fd00::/8`) or a bare address, which stands for itself alone (a /32 or
+/// /128). Blanks around the `/` are tolerated, as they always were.
+pub fn parse_net(entry: &str) -> Result<IpNet, IpNetError> {
+    let entry = entry.trim();
+    let err = || IpNetError(entry.to_owned());
+    match entry.split_once('/') {
+        Some((addr, prefix)) => format!("{}/{}", addr.trim(), prefix.trim())
+            .parse()
+            .map_err(|_| err()),
+        None => entry.parse::<IpAddr>().map(IpNet::from).map_err(|_| err()),
     }
 }
 
@@ -169,7 +133,7 @@ pub fn parse_trusted(list: &str) -> Result<Vec<IpNet>, IpNetError> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::parse)
+        .map(parse_net)
         .collect()
 }
 
@@ -186,7 +150,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// trusted proxy (entries further left are client-controlled).
 pub fn client_ip(meta: &RequestMeta, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = canonical(meta.peer?.ip());
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
     if !is_trusted(peer) {
         return Some(peer);
     }
@@ -235,23 +199,69 @@ mod tests {
         }
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
     #[test]
     fn cidr() {
-        let n: IpNet = "10.0.0.0/8".parse().expect("cidr");
-        assert!(n.contains("10.1.2.3".parse().expect("ip")));
-        assert!(!n.contains("11.1.2.3".parse().expect("ip")));
-        let all: IpNet = "0.0.0.0/0".parse().expect("cidr");
-        assert!(all.contains("1.2.3.4".parse().expect("ip")));
-        let one: IpNet = "::1".parse().expect("ip");
-        assert!(one.contains("::1".parse().expect("ip")));
-        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
-        assert!("nope".parse::<IpNet>().is_err());
+        let n = parse_net("10.0.0.0/8").expect("cidr");
+        assert!(n.contains(&ip("10.1.2.3")));
+        assert!(!n.contains(&ip("11.1.2.3")));
+        let all = parse_net("0.0.0.0/0").expect("cidr");
+        assert!(all.contains(&ip("1.2.3.4")));
+        // Host bits in a network are kept, as before; the prefix decides.
+        let host_bits = parse_net("10.1.2.3/8").expect("cidr");
+        assert!(host_bits.contains(&ip("10.200.0.1")));
+        // Blanks around the slash, as accepted before ipnet.
+        assert_eq!(parse_net(" 10.0.0.0 / 8 ").expect("cidr"), n);
+        assert!(parse_net("10.0.0.0/33").is_err());
+        assert!(parse_net("10.0.0.0/").is_err());
+        assert!(parse_net("nope").is_err());
+        assert!(parse_net("").is_err());
+    }
+
+    #[test]
+    fn bare_addresses_are_single_hosts() {
+        let v4 = parse_net("192.0.2.7").expect("ip");
+        assert_eq!(v4.prefix_len(), 32);
+        assert!(v4.contains(&ip("192.0.2.7")));
+        assert!(!v4.contains(&ip("192.0.2.8")));
+        let v6 = parse_net("::1").expect("ip");
+        assert_eq!(v6.prefix_len(), 128);
+        assert!(v6.contains(&ip("::1")));
+        assert!(!v6.contains(&ip("::2")));
+    }
+
+    #[test]
+    fn ipv6_networks() {
+        let n = parse_net("2001:db8::/32").expect("cidr");
+        assert!(n.contains(&ip("2001:db8:1::5")));
+        assert!(!n.contains(&ip("2001:db9::1")));
+        // Families never match each other.
+        assert!(!n.contains(&ip("10.0.0.1")));
+        assert!(!parse_net("0.0.0.0/0").expect("cidr").contains(&ip("::1")));
+        assert!(parse_net("2001:db8::/129").is_err());
+        assert_eq!(
+            parse_net("2001:db8::/129")
+                .expect_err("too long")
+                .to_string(),
+            "\"2001:db8::/129\" is not an IP address or CIDR network"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_match_ipv4_networks() {
+        let trusted = parse_trusted("10.0.0.0/8").expect("list");
+        assert_eq!(
+            client_ip(&meta("[::ffff:10.0.0.1]:1", Some("1.1.1.1")), &trusted),
+            Some(ip("1.1.1.1"))
+        );
     }
 
     #[test]
     fn forwarded_for_only_from_trusted_peers() {
         let trusted = parse_trusted("127.0.0.1, 10.0.0.0/8").expect("list");
-        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
         // Untrusted peer: header ignored.
         assert_eq!(
             client_ip(&meta("8.8.8.8:1", Some("1.1.1.1")), &trusted),

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::io::AsyncWriteExt;
+use url::Url;
 
 /// The sender used when none is configured (`MAIL_FROM` unset).
 pub const DEFAULT_FROM: &str = "gatehouse@localhost";
@@ -69,47 +69,29 @@ pub trait Mailer: Send + Sync + 'static {
     async fn send(&self, mail: Mail) -> Result<(), MailError>;
 }
 
-/// Characters left as they are in a query value: RFC 3986 "unreserved".
-/// Everything else is percent-encoded, notably `+` (which would otherwise
-/// decode as a space), `&`, `=`, `#` and `@`.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Builds the reset link: `reset_url_base` with `token` and `email` appended
-/// as query parameters, whether or not the base already has a query (or a
-/// `#fragment`, which must stay last).
-pub fn reset_link(reset_url_base: &str, token: &str, email: &str) -> String {
-    let (base, fragment) = match reset_url_base.split_once('#') {
-        Some((base, fragment)) => (base, Some(fragment)),
-        None => (reset_url_base, None),
-    };
-    let separator = if !base.contains('?') {
-        "?"
-    } else if base.ends_with('?') || base.ends_with('&') {
-        ""
-    } else {
-        "&"
-    };
-    let mut link = format!(
-        "{base}{separator}token={}&email={}",
-        utf8_percent_encode(token, QUERY_VALUE),
-        utf8_percent_encode(email, QUERY_VALUE),
-    );
-    if let Some(fragment) = fragment {
-        link.push('#');
-        link.push_str(fragment);
+/// Builds the reset link: `base` (`GATEHOUSE_RESET_URL`) with `token` and
+/// `email` appended as query parameters after any it already has. `Url`
+/// keeps a `#fragment` last and form-encodes the values, so `+`, `&`, `=`,
+/// `#` and `@` in them cannot change what the link says.
+pub fn reset_link(base: &Url, token: &str, email: &str) -> String {
+    let mut link = base.clone();
+    // A base ending in `&` (`?lang=es&`) already has its separator; `Url`
+    // would add a second one.
+    if let Some(query) = link.query().and_then(|q| q.strip_suffix('&')) {
+        let query = query.to_owned();
+        link.set_query(Some(&query));
     }
-    link
+    link.query_pairs_mut()
+        .append_pair("token", token)
+        .append_pair("email", email);
+    link.into()
 }
 
 /// The password-reset mail of `docs/api.md#authrequestpasswordreset`: addressed to the user, with the reset
 /// link (`token=` and `email=` query parameters) and, on a line of its own,
 /// `Token: <token>` for people (and tests) who paste the token by hand.
-pub fn password_reset_mail(to: &str, reset_url_base: &str, token: &str) -> Mail {
-    let link = reset_link(reset_url_base, token, to);
+pub fn password_reset_mail(to: &str, reset_url: &Url, token: &str) -> Mail {
+    let link = reset_link(reset_url, token, to);
     let text = format!(
         "Hello,\n\
          \n\
@@ -332,27 +314,46 @@ mod tests {
         files
     }
 
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
     #[test]
     fn reset_link_appends_query_parameters() {
+        // The default base: byte for byte the link mailed before `Url`.
         assert_eq!(
             reset_link(
-                "http://localhost:3000/reset-password",
+                &url("http://localhost:3000/reset-password"),
                 "abc123",
                 "ann@example.com"
             ),
             "http://localhost:3000/reset-password?token=abc123&email=ann%40example.com"
         );
+        // A base with a query keeps it and gets `&`.
         assert_eq!(
-            reset_link("https://app.example/reset?lang=es", "t", "a+b@example.com"),
+            reset_link(
+                &url("https://app.example/reset?lang=es"),
+                "t",
+                "a+b@example.com"
+            ),
             "https://app.example/reset?lang=es&token=t&email=a%2Bb%40example.com"
         );
         assert_eq!(
-            reset_link("https://app.example/reset?", "t", "a@b.c"),
-            "https://app.example/reset?token=t&email=a%40b.c"
+            reset_link(&url("https://app.example/reset?lang=es&"), "t", "a@b.c"),
+            "https://app.example/reset?lang=es&token=t&email=a%40b.c"
         );
         assert_eq!(
-            reset_link("https://app.example/#/reset", "t/+=", "a@b.c"),
+            reset_link(&url("https://app.example/reset?"), "t", "a@b.c"),
+            "https://app.example/reset?token=t&email=a%40b.c"
+        );
+        // The fragment stays last; reserved characters in values are encoded.
+        assert_eq!(
+            reset_link(&url("https://app.example/#/reset"), "t/+=", "a@b.c"),
             "https://app.example/?token=t%2F%2B%3D&email=a%40b.c#/reset"
+        );
+        assert_eq!(
+            reset_link(&url("https://app.example/r?x=1#/reset"), "t&u#v", "a@b.c"),
+            "https://app.example/r?x=1&token=t%26u%23v&email=a%40b.c#/reset"
         );
     }
 
@@ -360,7 +361,7 @@ mod tests {
     fn reset_mail_holds_link_and_token_line() {
         let mail = password_reset_mail(
             "ann@example.com",
-            "http://localhost:3000/reset-password",
+            &url("http://localhost:3000/reset-password"),
             "tok-123_abc",
         );
         assert_eq!(mail.to, "ann@example.com");
@@ -383,7 +384,7 @@ mod tests {
         let token = "Zx9_q-LONGtokenVALUE0123456789abcdefghijklmnopqrstuvwxyz";
         let mail = password_reset_mail(
             "Ann.Example+tag@example.com",
-            "http://localhost:3000/reset-password",
+            &url("http://localhost:3000/reset-password"),
             token,
         );
         outbox.send(mail).await.unwrap();
@@ -435,7 +436,7 @@ mod tests {
         }
 
         // A second mail is a second file, sorting after the first.
-        let second = password_reset_mail("bob@example.com", "http://x/r", "second");
+        let second = password_reset_mail("bob@example.com", &url("http://x/r"), "second");
         outbox.send(second).await.unwrap();
         let files = eml_files(&dir);
         assert_eq!(files.len(), 2);
@@ -486,7 +487,7 @@ mod tests {
         ));
         let outbox = FileOutbox::new(tmp.path().into());
         let res = outbox
-            .send(password_reset_mail("nobody", "http://x/r", "t"))
+            .send(password_reset_mail("nobody", &url("http://x/r"), "t"))
             .await;
         assert!(matches!(
             res,
@@ -505,7 +506,7 @@ mod tests {
         std::fs::write(&blocker, b"not a directory").unwrap();
         let outbox = FileOutbox::new(blocker.join("outbox"));
         let res = outbox
-            .send(password_reset_mail("a@b.c", "http://x/r", "t"))
+            .send(password_reset_mail("a@b.c", &url("http://x/r"), "t"))
             .await;
         assert!(matches!(res, Err(MailError::Io(_))), "{res:?}");
     }
@@ -608,7 +609,7 @@ mod tests {
         mailer
             .send(password_reset_mail(
                 "ann@example.com",
-                "http://localhost:3000/reset-password",
+                &url("http://localhost:3000/reset-password"),
                 token,
             ))
             .await
@@ -659,7 +660,7 @@ mod tests {
         let mailer =
             SmtpMailer::from_url(&format!("smtp://127.0.0.1:{port}"), "g@example.com").unwrap();
         let res = mailer
-            .send(password_reset_mail("a@b.c", "http://x/r", "t"))
+            .send(password_reset_mail("a@b.c", &url("http://x/r"), "t"))
             .await;
         assert!(matches!(res, Err(MailError::Smtp(_))), "{res:?}");
     }

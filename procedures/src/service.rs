@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
+use ipnet::IpNet;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use crate::db::{fetch_unique, now_ms};
@@ -12,7 +13,7 @@ use crate::db_health::DbHealth;
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::i18n;
-use crate::limits::{self, IpNet};
+use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
@@ -40,7 +41,8 @@ pub struct Settings {
     pub ip_max_failures: u32,
     /// Reset mails per email address per login window.
     pub reset_mails_per_window: u32,
-    pub reset_url: String,
+    /// Base of the link in reset mails, checked at start-up.
+    pub reset_url: url::Url,
     pub trusted_proxies: Vec<IpNet>,
     /// The mail outbox worker.
     pub mail: OutboxSettings,

@@ -88,29 +88,40 @@ pub enum CorsOrigins {
     List(Vec<String>),
 }
 
-impl CorsOrigins {
-    /// Parses the `GATEHOUSE_CORS_ORIGINS` format: empty for none, `*` for
-    /// any, otherwise a comma-separated list of origins.
-    pub fn parse(value: &str) -> Self {
+/// A CORS origin list entry that is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an origin like https://app.example.com")]
+pub struct CorsOriginError(pub String);
+
+/// The one parser of the `GATEHOUSE_CORS_ORIGINS` format, so the framework
+/// and the settings that feed it cannot disagree about what a list means:
+/// empty (or only commas) for none, `*` for any, otherwise comma-separated
+/// `http://` or `https://` origins. A trailing `/` is dropped, as browsers
+/// send `Origin` without one; a path-like rest with `?`, `#` or a space is
+/// refused rather than silently never matching.
+impl std::str::FromStr for CorsOrigins {
+    type Err = CorsOriginError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
         let value = value.trim();
-        if value.is_empty() {
-            return Self::None;
-        }
         if value == "*" {
-            return Self::Any;
+            return Ok(Self::Any);
         }
-        let list: Vec<String> = value
-            .split(',')
-            .map(|s| s.trim().trim_end_matches('/').to_owned())
-            .filter(|s| !s.is_empty())
-            .collect();
-        if list.iter().any(|s| s == "*") {
-            Self::Any
-        } else if list.is_empty() {
+        let mut list = Vec::new();
+        for origin in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let origin_only = origin.trim_end_matches('/');
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin_only.contains(['?', '#', ' ']);
+            if !ok {
+                return Err(CorsOriginError(origin.to_owned()));
+            }
+            list.push(origin_only.to_owned());
+        }
+        Ok(if list.is_empty() {
             Self::None
         } else {
             Self::List(list)
-        }
+        })
     }
 }
 

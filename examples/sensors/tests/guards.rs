@@ -121,7 +121,7 @@ async fn each_role_gets_exactly_its_sensor_procedures() {
         admin_email: Some(ADMIN_EMAIL.to_owned()),
         admin_password: Some(ADMIN_PASSWORD.to_owned()),
         outbox_dir: Some(dir.path().join("outbox")),
-        ..Config::default()
+        ..Config::defaults()
     };
     let registry = gatehouse_sensors::app_router()
         .build()

@@ -59,7 +59,12 @@ pub const MAIL_OUTBOX_PENDING: &str = "gatehouse_mail_outbox_pending";
 /// The longest back-off between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
-/// How the worker behaves; from [`crate::Config`].
+/// A queued mail is given up after this long: the reset token it carries
+/// lives an hour, so a later delivery would only mail a dead link.
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How the worker behaves; from [`crate::Config::outbox`], which holds the
+/// defaults (there is deliberately no `Default` here to repeat them).
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
     /// Encrypts queued bodies; the same on every instance sharing the
@@ -80,20 +85,6 @@ pub struct OutboxSettings {
     /// A mail not sent within this time of being queued is given up (its
     /// link would be dead anyway).
     pub max_age: Duration,
-}
-
-impl Default for OutboxSettings {
-    fn default() -> Self {
-        Self {
-            key: MailKey::random(),
-            worker: true,
-            poll: Duration::from_secs(1),
-            retry_delay: Duration::from_secs(5),
-            max_attempts: 10,
-            send_timeout: Duration::from_secs(30),
-            max_age: Duration::from_secs(3600),
-        }
-    }
 }
 
 impl OutboxSettings {
@@ -339,7 +330,7 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let s = OutboxSettings {
             retry_delay: Duration::from_secs(5),
-            ..OutboxSettings::default()
+            ..crate::Config::defaults().outbox(b"a secret a secret a secret a secret!")
         };
         assert_eq!(s.backoff(1), Duration::from_secs(5));
         assert_eq!(s.backoff(2), Duration::from_secs(10));

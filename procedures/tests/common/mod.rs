@@ -91,7 +91,7 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
         jwt_secret: Some(SECRET.to_owned()),
         bcrypt_cost: 4,
         outbox_dir: Some(dir.join("outbox")),
-        ..Config::default()
+        ..Config::defaults()
     }
 }
 
