@@ -116,7 +116,14 @@ pub(crate) async fn generation_works(
     if row.previous_jti.as_deref() == Some(generation) {
         return Ok(row.rotated_at.is_some_and(|at| now - at <= grace_ms));
     }
-    generations::retired_since(db, &row.id, generation, now - grace_ms).await
+    // Boxed for the same reason as `read`'s fallback: rarely run, large.
+    Box::pin(generations::retired_since(
+        db,
+        &row.id,
+        generation,
+        now - grace_ms,
+    ))
+    .await
 }
 
 /// What a refresh with a token of some generation comes to.

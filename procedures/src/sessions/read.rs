@@ -124,7 +124,10 @@ impl SessionReader {
         if let Some(found) = self.read_fast(sid) {
             return Ok(found);
         }
-        read_pooled(db, sid).await
+        // Boxed: the query builder's future is large, and inline it would
+        // make every guarded call's future (moved and boxed per call) that
+        // much larger, though the SQLite fast path never runs it.
+        Box::pin(read_pooled(db, sid)).await
     }
 
     /// The fast path's answer, or `None` when there is no fast path or it
