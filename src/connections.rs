@@ -62,11 +62,16 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+/// Default seconds a client has to finish a request head.
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Default seconds a kept-alive connection may sit idle.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             max_connections: default_max_connections(),
         }
     }

@@ -188,7 +188,7 @@ pub struct Config {
 
     /// Request body limit in bytes.
     #[arg(long, global = true, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
-          default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+          default_value_t = u64::from(gatehouse::http::DEFAULT_BODY_LIMIT), value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub body_limit: u64,
 
     /// Allowed CORS origins: comma-separated, or `*`; none by default.
@@ -209,24 +209,24 @@ pub struct Config {
 
     /// Most calls one batch request may carry; larger batches are refused.
     #[arg(long, global = true, env = "GATEHOUSE_MAX_BATCH_SIZE", value_name = "GATEHOUSE_MAX_BATCH_SIZE",
-          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+          default_value_t = gatehouse::http::DEFAULT_MAX_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_batch_size: u32,
 
     /// Seconds a request may take before it is answered with TIMEOUT.
     #[arg(long, global = true, env = "GATEHOUSE_REQUEST_TIMEOUT", value_name = "GATEHOUSE_REQUEST_TIMEOUT",
-          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+          default_value_t = gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
 
     /// Seconds a client has to send a request's head (request line and
     /// headers) once it starts; slower heads get 408 and are closed.
     #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
-          default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+          default_value_t = gatehouse::connections::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_timeout: u64,
 
     /// Seconds a kept-alive connection may sit idle (no request in flight,
     /// no bytes moving) before it is closed.
     #[arg(long, global = true, env = "GATEHOUSE_IDLE_TIMEOUT", value_name = "GATEHOUSE_IDLE_TIMEOUT",
-          default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+          default_value_t = gatehouse::connections::DEFAULT_IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub idle_timeout: u64,
 
     /// Most client connections open at once; more are closed as soon as they

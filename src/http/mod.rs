@@ -40,7 +40,16 @@ pub(crate) use wire::request_error;
 /// The path every procedure is served under (`/trpc/<dotted.path>`).
 pub const PREFIX: &str = "/trpc";
 
-/// Adapter settings. `Default` is what a production deployment wants.
+/// Default largest request body, in bytes (1 MiB).
+pub const DEFAULT_BODY_LIMIT: u32 = 1024 * 1024;
+/// Default most calls in one batch.
+pub const DEFAULT_MAX_BATCH_SIZE: u32 = 100;
+/// Default deadline for reading a request and running its calls, seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Adapter settings. `Default` is what a production deployment wants; the
+/// `DEFAULT_*` constants are its values, for settings layers (e.g. clap)
+/// that must show the same defaults.
 #[derive(Debug, Clone)]
 pub struct TrpcConfig {
     /// Largest request body read, in bytes (1 MiB). A call that reads a
@@ -66,12 +75,12 @@ pub struct TrpcConfig {
 impl Default for TrpcConfig {
     fn default() -> Self {
         Self {
-            body_limit: 1024 * 1024,
-            max_batch_size: 100,
+            body_limit: DEFAULT_BODY_LIMIT as usize,
+            max_batch_size: DEFAULT_MAX_BATCH_SIZE as usize,
             allow_batching: true,
             allow_method_override: false,
             cors_origins: CorsOrigins::None,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
         }
     }
 }
