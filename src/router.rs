@@ -43,6 +43,10 @@ pub struct TsSignature {
     pub output: fn(&ts_rs::Config) -> String,
     /// Writes the input and output declarations and all they depend on.
     pub export: fn(&ts_rs::Config) -> Result<(), ts_rs::ExportError>,
+    /// Whether the input may be left out: the input type decodes from an
+    /// absent input (as `Option<…>` or `#[serde(from = "Option<…>")]` do),
+    /// so the client may call `.query()` with no argument.
+    pub optional_input: bool,
 }
 
 impl std::fmt::Debug for TsSignature {
@@ -179,6 +183,8 @@ impl<S: Service> Router<S> {
                 input: <P::Input as ts_rs::TS>::name,
                 output: <P::Output as ts_rs::TS>::name,
                 export: export_pair::<P::Input, P::Output>,
+                optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
+                    && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
             call: erased_call::<S, P>,
             reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),

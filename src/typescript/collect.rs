@@ -46,12 +46,13 @@ pub(super) fn collect_types<S: Service>(
         } else {
             (entry.ts.output)(&cfg)
         };
-        signatures.push((
-            entry.path.to_string(),
-            entry.kind,
-            (entry.ts.input)(&cfg),
-            output,
-        ));
+        // An input that may be left out is `X | undefined`, as tRPC types
+        // an optional input schema, so `.query()` needs no argument.
+        let mut input = (entry.ts.input)(&cfg);
+        if entry.ts.optional_input {
+            input.push_str(" | undefined");
+        }
+        signatures.push((entry.path.to_string(), entry.kind, input, output));
     }
 
     let mut files = RenderedFiles::new();

@@ -323,3 +323,34 @@ fn quotes_keys_that_are_not_identifiers() {
     assert!(!is_ts_identifier("my-proc"));
     assert!(!is_ts_identifier("1x"));
 }
+
+#[test]
+fn an_input_that_may_be_left_out_is_typed_optional() {
+    struct MaybeGreet;
+    impl Procedure<TestService> for MaybeGreet {
+        const PATH: &'static str = "maybe";
+        const KIND: Kind = Kind::Query;
+        const GUARD: Guard = Guard::Public;
+        type Input = Option<GreetInput>;
+        type Output = Ok2;
+        async fn call(_: Ctx<TestService>, _: Option<GreetInput>) -> Result<Ok2, RpcError> {
+            Ok(Ok2 { success: True })
+        }
+    }
+    let registry = Router::new()
+        .procedure::<MaybeGreet>()
+        .procedure::<Greet>()
+        .build()
+        .expect("builds");
+    let files = render_bindings(&registry, &BindingsOptions::default()).expect("renders");
+    let router = &files["AppRouter.ts"];
+    assert!(
+        router.contains("maybe: TRPCQueryProcedure<{ input: GreetInput | null | undefined;"),
+        "{router}"
+    );
+    // A struct input cannot be left out, even if every field has a default.
+    assert!(
+        router.contains("greet: TRPCQueryProcedure<{ input: GreetInput; output"),
+        "{router}"
+    );
+}

@@ -289,6 +289,10 @@ for (const linkName of LINKS) {
       const all = await trpc.users.list.query({ role: "ADMIN" });
       assert.ok(all.items.some((u) => u.email === ADMIN_EMAIL));
       assert.ok(all.items.every((u) => u.role === "ADMIN"));
+      // The input may be left out (typed `ListUsersInput | undefined`): all defaults.
+      const defaults = await trpc.users.list.query();
+      assert.equal(defaults.page, 1);
+      assert.equal(defaults.pageSize, 20);
     });
   });
 }
