@@ -70,7 +70,7 @@ export type AppRouter = TRPCBuiltRouter<
     };
     users: {
       delete: TRPCMutationProcedure<{ input: DeleteUserInput; output: Success; meta: object }>;
-      list: TRPCQueryProcedure<{ input: ListUsersInput; output: ListUsersOutput; meta: object }>;
+      list: TRPCQueryProcedure<{ input: ListUsersInput | undefined; output: ListUsersOutput; meta: object }>;
       setRole: TRPCMutationProcedure<{ input: SetRoleInput; output: UserDetails; meta: object }>;
     };
   }>
