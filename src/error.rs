@@ -5,6 +5,7 @@
 //! into bytes, so the wire shape cannot drift between procedures.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
@@ -180,8 +181,10 @@ impl Issue {
 /// The error every procedure, guard and protocol step produces.
 ///
 /// `message` is what the client sees, so it must never hold internal error
-/// text; use [`RpcError::internal`] for failures whose detail belongs in the
-/// log only.
+/// text; use [`RpcError::internal`] (or [`RpcError::with_cause`]) for
+/// failures whose detail belongs in the log only: the cause is logged once
+/// by the HTTP adapter, with the request id and the procedure path, and
+/// never sent.
 #[derive(Debug, Clone)]
 pub struct RpcError {
     pub code: ErrorCode,
@@ -189,14 +192,16 @@ pub struct RpcError {
     /// Per-field validation failures, sent as `data.issues` when present.
     pub issues: Option<Vec<Issue>>,
     /// Response headers this error asks for (e.g. `Retry-After` on 429).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
     /// The message's stable key (e.g. `batch_too_large`), so a service can
     /// translate it without matching English text; `None` for messages
     /// that have none (an application's own free text).
     pub key: Option<&'static str>,
     /// The values the message was built from (e.g. `("path", "a.b")`), for
     /// translations that must repeat them.
-    pub params: Vec<(&'static str, String)>,
+    pub params: Box<[(&'static str, String)]>,
+    /// What really went wrong (with its `source()` chain), for the log only.
+    pub cause: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl RpcError {
@@ -205,9 +210,10 @@ impl RpcError {
             code,
             message: message.into(),
             issues: None,
-            headers: Vec::new(),
+            headers: Box::default(),
             key: None,
-            params: Vec::new(),
+            params: Box::default(),
+            cause: None,
         }
     }
 
@@ -222,7 +228,9 @@ impl RpcError {
     /// Records a value the message was built from, for translations.
     #[must_use]
     pub fn with_param(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.params.push((name, value.into()));
+        let mut params = std::mem::take(&mut self.params).into_vec();
+        params.push((name, value.into()));
+        self.params = params.into_boxed_slice();
         self
     }
 
@@ -256,11 +264,37 @@ impl RpcError {
         Self::new(ErrorCode::NotFound, message)
     }
 
-    /// A generic 500 whose real cause is logged here, with the current span
-    /// (and so the request id), and never sent to the client.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::internal_error()
+    /// A generic 500 that keeps its real cause for the log (see
+    /// [`RpcError::cause`]); the client sees only `Internal server error`.
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::internal_error().with_cause(cause)
+    }
+
+    /// Keeps `cause` for the log; the message sent stays as it is.
+    #[must_use]
+    pub fn with_cause(
+        mut self,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.cause = Some(Arc::from(cause.into()));
+        self
+    }
+
+    /// The cause and its `source()` chain as one line (`a: b: c`), if any.
+    pub fn cause_chain(&self) -> Option<String> {
+        let cause = self.cause.as_deref()?;
+        let mut line = cause.to_string();
+        let mut next = cause.source();
+        while let Some(source) = next {
+            let text = source.to_string();
+            // thiserror's `#[error("…: {0}")]` already repeats its source.
+            if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            next = source.source();
+        }
+        Some(line)
     }
 
     /// The generic 500 a client sees for any failure of ours.
@@ -292,7 +326,9 @@ impl RpcError {
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        let mut headers = std::mem::take(&mut self.headers).into_vec();
+        headers.push((name, value));
+        self.headers = headers.into_boxed_slice();
         self
     }
 

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use super::TrpcConfig;
 use super::call::{
-    Call, CallEnv, CallResult, OkMetrics, add_call_headers, method_check, run_call, timeout_error,
+    Call, CallEnv, CallResult, OkMetrics, add_call_headers, log_cause, method_check, run_call,
+    timeout_error,
 };
 use super::stream;
 use super::wire::{self, JSON, VARY};
@@ -63,6 +64,7 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
                     message = %error.message,
                     "request rejected"
                 );
+                log_cause(&error, None, &meta.request_id);
                 state.service.finalize_error(&meta, &mut error);
                 wire::request_error(&error)
             }

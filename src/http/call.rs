@@ -126,6 +126,7 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
     };
     let mut outcome = outcome;
     if let Err(error) = &mut outcome {
+        log_cause(error, Some(&path), &env.scope.request.request_id);
         env.scope.service.finalize_error(&env.scope.request, error);
     }
     let result = CallResult {
@@ -149,6 +150,21 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
         cached,
     );
     result
+}
+
+/// Logs the cause an error keeps for the log (see [`RpcError::cause`]),
+/// once, with the request id and the procedure path; the client never sees
+/// it.
+pub(crate) fn log_cause(error: &RpcError, path: Option<&str>, request_id: &str) {
+    if let Some(cause) = error.cause_chain() {
+        tracing::error!(
+            procedure = path.unwrap_or("<request>"),
+            request_id,
+            code = error.code.key(),
+            cause = %cause,
+            "call failed"
+        );
+    }
 }
 
 /// `Err` with the `allow` header's value when the request's method cannot
