@@ -314,8 +314,38 @@ impl<S: Service> RequestScope<S> {
     /// Runs the guard, then the procedure. Returns the output as plain JSON
     /// (the caller wraps it in the envelope and the tRPC result shape).
     pub async fn call(&self, entry: &Entry<S>, input: RawInput) -> Result<Box<RawValue>, RpcError> {
-        let principal = match entry.guard {
-            Guard::Public => None,
+        let principal = self.guard(entry.guard).await?;
+        let ctx = Ctx {
+            service: self.service.clone(),
+            principal,
+            request: self.request.clone(),
+            path: entry.path.clone(),
+        };
+        (entry.call)(ctx, input).await
+    }
+
+    /// Calls procedure `P` from Rust, without HTTP or JSON (tRPC's
+    /// `createCaller`): the same guard as over HTTP, then the handler with
+    /// the typed input, returning the typed output. For tests, jobs and
+    /// server-side rendering; the caller is whoever `request` authenticates
+    /// as. `Ctx::path` is `P::PATH` (the router's namespace is not known
+    /// here).
+    pub async fn invoke<P: Procedure<S>>(&self, input: P::Input) -> Result<P::Output, RpcError> {
+        let principal = self.guard(P::GUARD).await?;
+        let ctx = Ctx {
+            service: self.service.clone(),
+            principal,
+            request: self.request.clone(),
+            path: Arc::from(P::PATH),
+        };
+        P::call(ctx, input).await
+    }
+
+    /// The guard of every call: who the caller is, and whether their role
+    /// suffices.
+    async fn guard(&self, guard: Guard) -> Result<Option<S::Principal>, RpcError> {
+        match guard {
+            Guard::Public => Ok(None),
             Guard::Authenticated | Guard::Role(_) => {
                 let Some(principal) = self.principal().await? else {
                     return Err(RpcError::keyed(
@@ -324,7 +354,7 @@ impl<S: Service> RequestScope<S> {
                         "Authentication required",
                     ));
                 };
-                if let Guard::Role(required) = entry.guard
+                if let Guard::Role(required) = guard
                     && !principal.role().satisfies(required)
                 {
                     return Err(RpcError::keyed(
@@ -334,15 +364,8 @@ impl<S: Service> RequestScope<S> {
                     )
                     .with_param("role", required.as_str()));
                 }
-                Some(principal)
+                Ok(Some(principal))
             }
-        };
-        let ctx = Ctx {
-            service: self.service.clone(),
-            principal,
-            request: self.request.clone(),
-            path: entry.path.clone(),
-        };
-        (entry.call)(ctx, input).await
+        }
     }
 }
