@@ -234,14 +234,6 @@ impl RpcError {
         self
     }
 
-    /// The value of param `name`, if recorded.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// An error whose message is the bare code, as tRPC does when none is
     /// given; the code is also its key.
     pub fn from_code(code: ErrorCode) -> Self {

@@ -214,22 +214,28 @@ fn kind_es(kind: &str) -> &str {
     }
 }
 
-/// The listed key equal to `key`, as a `&'static str` (keys that come
-/// from a validation rule arrive as owned strings).
-pub fn known_key(key: &str) -> Option<&'static str> {
-    MESSAGES.iter().find(|(k, _, _)| *k == key).map(|m| m.0)
+/// The listed `(key, English, Spanish)` entry of `key`.
+fn entry(key: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    MESSAGES.iter().find(|(k, _, _)| *k == key)
+}
+
+/// The listed key equal to `key` as a `&'static str` (keys that come from
+/// a validation rule arrive as owned strings) and its English message with
+/// no params filled in. `None` for an unknown key.
+pub fn known(key: &str) -> Option<(&'static str, &'static str)> {
+    entry(key).map(|(k, en, _)| (*k, *en))
 }
 
 /// The English message of a key with no params (validation issues and the
 /// service's own errors). `None` for an unknown key.
 pub fn english(key: &str) -> Option<&'static str> {
-    MESSAGES.iter().find(|(k, _, _)| *k == key).map(|m| m.1)
+    known(key).map(|(_, en)| en)
 }
 
 /// The message of `key` in `lang` with `params` filled in; `None` when the
 /// key has no message (the caller keeps the original text).
 pub fn message(key: &str, lang: Lang, params: &[(&'static str, String)]) -> Option<String> {
-    let (_, en, es) = MESSAGES.iter().find(|(k, _, _)| *k == key)?;
+    let (_, en, es) = entry(key)?;
     let mut text = match lang {
         Lang::En => (*en).to_owned(),
         Lang::Es => (*es).to_owned(),

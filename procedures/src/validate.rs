@@ -40,8 +40,8 @@ where
         if issues.iter().any(|issue| issue.path == path) {
             continue;
         }
-        let key = i18n::known_key(error.message()).unwrap_or("invalid_input");
-        let message = i18n::english(key).unwrap_or("Invalid input");
+        let (key, message) =
+            i18n::known(error.message()).unwrap_or(("invalid_input", "Invalid input"));
         issues.push(Issue::new(path, message).with_key(key));
     }
     // garde reports fields alphabetically; serde knows the declared order.
@@ -140,17 +140,20 @@ pub fn required(value: &str, _: &()) -> garde::Result {
 /// A required name: sent, not blank, at most 100 characters once trimmed.
 pub fn name(value: &str, ctx: &()) -> garde::Result {
     required(value, ctx)?;
-    optional_name(&Some(value.to_owned()), ctx)
+    sent_name(value)
 }
 
-/// A name that may be left out (`None`); when sent, not blank and at most
-/// 100 characters once trimmed.
+/// A name that may be left out (`None`); when sent, as [`sent_name`].
 pub fn optional_name(value: &Option<String>, _: &()) -> garde::Result {
-    match value.as_deref().map(str::trim) {
-        None => Ok(()),
-        Some("") => fail("blank"),
-        Some(v) if v.chars().count() > MAX_NAME_CHARS => fail("too_long"),
-        Some(_) => Ok(()),
+    value.as_deref().map_or(Ok(()), sent_name)
+}
+
+/// A name that was sent: not blank and at most 100 characters once trimmed.
+fn sent_name(value: &str) -> garde::Result {
+    match value.trim() {
+        "" => fail("blank"),
+        v if v.chars().count() > MAX_NAME_CHARS => fail("too_long"),
+        _ => Ok(()),
     }
 }
 
