@@ -3,11 +3,11 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Statement,
+    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 
 use super::OutboxSettings;
-use crate::db::now_ms;
+use crate::db::{now_ms, sql};
 use crate::entities::mail_outbox::{ActiveModel, Column, Entity};
 use crate::mail::Mail;
 
@@ -97,8 +97,8 @@ pub(super) async fn any_due(db: &DatabaseConnection, now: i64) -> Result<bool, D
 /// Takes up to [`BATCH`] due rows, moving their `due_at` to the end of the
 /// lease and counting the attempt, in one statement. Raw SQL: the
 /// builder has no `FOR UPDATE SKIP LOCKED` inside a CTE nor SQLite's
-/// `UPDATE … RETURNING` over a sub-select. `$N` placeholders are
-/// PostgreSQL's, and sqlx's SQLite driver binds `$N` by number too.
+/// `UPDATE … RETURNING` over a sub-select (see [`sql`] for the
+/// placeholders).
 pub(super) async fn claim(
     db: &DatabaseConnection,
     now: i64,
@@ -130,10 +130,10 @@ pub(super) async fn claim(
              RETURNING id, recipient, subject, body, attempts, created_at"
         )
     };
-    let statement = Statement::from_sql_and_values(
+    let statement = sql(
         backend,
-        text,
-        [now.saturating_add(lease_ms).into(), now.into()],
+        &text,
+        vec![now.saturating_add(lease_ms).into(), now.into()],
     );
     let rows = db.query_all_raw(statement).await?;
     rows.into_iter()
