@@ -52,11 +52,15 @@ pub trait Procedure<S: Service>: Send + Sync + 'static {
     type Input: DeserializeOwned + ts_rs::TS + Send + 'static;
     /// Serialised into the superjson envelope.
     type Output: Serialize + ts_rs::TS + Send + 'static;
+    /// What the handler fails with: usually the app's domain error enum, so
+    /// handlers use `?` on it; the framework turns it into an [`RpcError`]
+    /// (code, message, and a cause that is logged, never sent).
+    type Error: Into<RpcError> + Send + 'static;
 
     fn call(
         ctx: Ctx<S>,
         input: Self::Input,
-    ) -> impl Future<Output = Result<Self::Output, RpcError>> + Send;
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
 }
 
 /// What a handler gets besides its input.

@@ -100,7 +100,7 @@ fn erased_call<S: Service, P: Procedure<S>>(
 ) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>> {
     Box::pin(async move {
         let input = decode_input::<P::Input>(raw)?;
-        let output = P::call(ctx, input).await?;
+        let output = P::call(ctx, input).await.map_err(Into::into)?;
         serde_json::value::to_raw_value(&output).map_err(RpcError::internal)
     })
 }
@@ -338,7 +338,7 @@ impl<S: Service> RequestScope<S> {
             request: self.request.clone(),
             path: Arc::from(P::PATH),
         };
-        P::call(ctx, input).await
+        P::call(ctx, input).await.map_err(Into::into)
     }
 
     /// The guard of every call: who the caller is, and whether their role

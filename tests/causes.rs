@@ -19,6 +19,7 @@ impl Procedure<TestService> for Broken {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, _: NoInput) -> Result<String, RpcError> {
         #[derive(Debug, thiserror::Error)]
         #[error("could not load the sensor")]

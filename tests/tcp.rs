@@ -23,6 +23,7 @@ impl Procedure<TestService> for Parked {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, _: NoInput) -> Result<String, RpcError> {
         STARTED.notify_one();
         RELEASE.notified().await;
@@ -38,6 +39,7 @@ impl Procedure<TestService> for Peer {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(ctx: Ctx<TestService>, _: NoInput) -> Result<String, RpcError> {
         Ok(ctx
             .request

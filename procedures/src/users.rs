@@ -96,6 +96,7 @@ impl Procedure<AuthService> for ListUsers {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = ListUsersInput;
     type Output = ListUsersOutput;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
         validate::check(&input)?;
@@ -203,6 +204,7 @@ impl Procedure<AuthService> for SetRole {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = SetRoleInput;
     type Output = UserDetails;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: SetRoleInput) -> Result<UserDetails, RpcError> {
         let me = ctx.principal()?.clone();
@@ -245,6 +247,7 @@ impl Procedure<AuthService> for DeleteUser {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = DeleteUserInput;
     type Output = Success;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: DeleteUserInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?.clone();

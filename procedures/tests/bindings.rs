@@ -61,6 +61,7 @@ impl Procedure<AuthService> for Probe {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = ProbeOutput;
+    type Error = RpcError;
 
     async fn call(_: Ctx<AuthService>, _: NoInput) -> Result<ProbeOutput, RpcError> {
         Ok(ProbeOutput { probe: 1 })

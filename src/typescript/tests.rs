@@ -53,6 +53,7 @@ impl Procedure<TestService> for Greet {
     const GUARD: Guard = Guard::Public;
     type Input = GreetInput;
     type Output = Greeting;
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, input: GreetInput) -> Result<Greeting, RpcError> {
         Ok(Greeting {
             message: format!("hi {}{:?}", input.first_name, input.title),
@@ -68,6 +69,7 @@ impl Procedure<TestService> for Ping {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = NoInput;
     type Output = Ok2;
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, _: NoInput) -> Result<Ok2, RpcError> {
         Ok(Ok2 { success: True })
     }
@@ -80,6 +82,7 @@ impl Procedure<TestService> for List {
     const GUARD: Guard = Guard::Authenticated;
     type Input = NoInput;
     type Output = Vec<Greeting>;
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, _: NoInput) -> Result<Vec<Greeting>, RpcError> {
         Ok(Vec::new())
     }
@@ -92,6 +95,7 @@ impl Procedure<TestService> for Touch {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = ();
+    type Error = RpcError;
     async fn call(_: Ctx<TestService>, _: NoInput) -> Result<(), RpcError> {
         Ok(())
     }
@@ -256,6 +260,7 @@ fn a_changed_rust_type_makes_bindings_stale() {
         const GUARD: Guard = Guard::Public;
         type Input = GreetInput;
         type Output = OldGreeting;
+        type Error = RpcError;
         async fn call(_: Ctx<TestService>, _: GreetInput) -> Result<OldGreeting, RpcError> {
             Ok(OldGreeting {
                 message: String::new(),
@@ -295,6 +300,7 @@ fn two_types_with_one_typescript_name_are_refused() {
         const GUARD: Guard = Guard::Public;
         type Input = NoInput;
         type Output = OtherGreeting;
+        type Error = RpcError;
         async fn call(_: Ctx<TestService>, _: NoInput) -> Result<OtherGreeting, RpcError> {
             Ok(OtherGreeting { text: 1 })
         }
@@ -333,6 +339,7 @@ fn an_input_that_may_be_left_out_is_typed_optional() {
         const GUARD: Guard = Guard::Public;
         type Input = Option<GreetInput>;
         type Output = Ok2;
+        type Error = RpcError;
         async fn call(_: Ctx<TestService>, _: Option<GreetInput>) -> Result<Ok2, RpcError> {
             Ok(Ok2 { success: True })
         }

@@ -70,6 +70,7 @@ impl Procedure<S> for Hello {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         Ok("hi".to_owned())
     }
@@ -91,6 +92,7 @@ impl Procedure<S> for Greet {
     const GUARD: Guard = Guard::Public;
     type Input = GreetInput;
     type Output = GreetOutput;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, input: GreetInput) -> Result<GreetOutput, RpcError> {
         Ok(GreetOutput {
             msg: format!("hello {}", input.name),
@@ -111,6 +113,7 @@ impl Procedure<S> for Add {
     const GUARD: Guard = Guard::Public;
     type Input = AddInput;
     type Output = i64;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, input: AddInput) -> Result<i64, RpcError> {
         Ok(input.a + input.b)
     }
@@ -124,6 +127,7 @@ impl Procedure<S> for Noop {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = ();
+    type Error = RpcError;
     async fn call(_: Ctx<S>, _: NoInput) -> Result<(), RpcError> {
         Ok(())
     }
@@ -136,6 +140,7 @@ impl Procedure<S> for Fail {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         Err(RpcError::not_found("nope"))
     }
@@ -154,6 +159,7 @@ impl Procedure<S> for Secret {
     const GUARD: Guard = Guard::Role(Role::Operator);
     type Input = SecretInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(ctx: Ctx<S>, input: SecretInput) -> Result<String, RpcError> {
         Ok(format!("{}:{}", ctx.principal()?.0, input.code))
     }
@@ -166,6 +172,7 @@ impl Procedure<S> for Slow {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         Ok("slow".to_owned())
@@ -179,6 +186,7 @@ impl Procedure<S> for Panics {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     #[allow(clippy::unused_async)]
     async fn call(_: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         panic!("boom")
@@ -193,6 +201,7 @@ impl Procedure<S> for Limited {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         Err(
             RpcError::new(ErrorCode::TooManyRequests, "slow down").with_header(
@@ -226,6 +235,7 @@ impl Procedure<S> for Echo {
     const GUARD: Guard = Guard::Public;
     type Input = AnyJson;
     type Output = AnyJson;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, input: AnyJson) -> Result<AnyJson, RpcError> {
         Ok(input)
     }
@@ -243,6 +253,7 @@ impl Procedure<S> for Opt {
     const GUARD: Guard = Guard::Public;
     type Input = OptInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(_: Ctx<S>, input: OptInput) -> Result<String, RpcError> {
         Ok(input.name.unwrap_or_else(|| "<none>".to_owned()))
     }
@@ -256,6 +267,7 @@ impl Procedure<S> for WhoAmI {
     const GUARD: Guard = Guard::Authenticated;
     type Input = NoInput;
     type Output = String;
+    type Error = RpcError;
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<String, RpcError> {
         Ok(ctx.principal()?.0.to_string())
     }

@@ -97,6 +97,7 @@ impl Procedure<AuthService> for ListSensors {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Vec<Sensor>;
+    type Error = RpcError;
 
     async fn call(_: Ctx<AuthService>, _: NoInput) -> Result<Vec<Sensor>, RpcError> {
         SensorStore::global().list()
@@ -112,6 +113,7 @@ impl Procedure<AuthService> for CreateSensor {
     const GUARD: Guard = Guard::Role(Role::Operator);
     type Input = CreateSensorInput;
     type Output = Sensor;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx<AuthService>, input: CreateSensorInput) -> Result<Sensor, RpcError> {
         let mut issues = Vec::new();
@@ -145,6 +147,7 @@ impl Procedure<AuthService> for DeleteSensor {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = DeleteSensorInput;
     type Output = SensorDeleted;
+    type Error = RpcError;
 
     async fn call(
         _: Ctx<AuthService>,

@@ -130,6 +130,7 @@ impl Procedure<AuthService> for RequestPasswordReset {
     const GUARD: Guard = Guard::Public;
     type Input = RequestPasswordResetInput;
     type Output = Success;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: RequestPasswordResetInput) -> Result<Success, RpcError> {
         validate::check(&input)?;
@@ -168,6 +169,7 @@ impl Procedure<AuthService> for ResetPassword {
     const GUARD: Guard = Guard::Public;
     type Input = ResetPasswordInput;
     type Output = Success;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: ResetPasswordInput) -> Result<Success, RpcError> {
         validate::check(&input)?;
@@ -231,6 +233,7 @@ impl Procedure<AuthService> for ChangePassword {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: ChangePasswordInput) -> Result<AuthPayload, RpcError> {
         let me = ctx.principal()?.clone();

@@ -23,6 +23,7 @@ impl Procedure<AuthService> for Me {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = UserDetails;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<UserDetails, RpcError> {
         // Read in the same query that authenticated the call.
@@ -58,6 +59,7 @@ impl Procedure<AuthService> for UpdateProfile {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = UpdateProfileInput;
     type Output = UserDetails;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: UpdateProfileInput) -> Result<UserDetails, RpcError> {
         let me = ctx.principal()?.clone();

@@ -51,6 +51,7 @@ impl Procedure<AuthService> for Register {
     const GUARD: Guard = Guard::Public;
     type Input = RegisterInput;
     type Output = AuthPayload;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: RegisterInput) -> Result<AuthPayload, RpcError> {
         validate::check(&input)?;
@@ -155,6 +156,7 @@ impl Procedure<AuthService> for Login {
     const GUARD: Guard = Guard::Public;
     type Input = LoginInput;
     type Output = AuthPayload;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: LoginInput) -> Result<AuthPayload, RpcError> {
         validate::check(&input)?;

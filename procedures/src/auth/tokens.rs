@@ -26,6 +26,7 @@ impl Procedure<AuthService> for RefreshToken {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = AuthPayload;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<AuthPayload, RpcError> {
         let svc = &ctx.service;
@@ -88,6 +89,7 @@ impl Procedure<AuthService> for Logout {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = LogoutResult;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<LogoutResult, RpcError> {
         let svc = &ctx.service;
@@ -116,6 +118,7 @@ impl Procedure<AuthService> for Sessions {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Vec<SessionInfo>;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
         let me = ctx.principal()?;
@@ -157,6 +160,7 @@ impl Procedure<AuthService> for RevokeSession {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = RevokeSessionInput;
     type Output = Success;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, input: RevokeSessionInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?;
@@ -183,6 +187,7 @@ impl Procedure<AuthService> for LogoutAll {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Success;
+    type Error = RpcError;
 
     async fn call(ctx: Ctx_, _: NoInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?;
