@@ -30,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::shutdown::Shutdown;
+
 /// Counter of connections closed by the server before their client was done,
 /// labelled `reason`: `limit` (over [`ConnectionLimits::max_connections`]),
 /// `header_timeout`, `idle`.
@@ -214,8 +216,10 @@ impl Connection {
             replacing: None,
         };
         let (app, peer, in_flight) = (self.app.clone(), self.peer, activity.clone());
+        let shutdown = Shutdown::new(self.stop.clone());
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(shutdown.clone());
             let app = app.clone();
             let guard = InFlight::enter(&in_flight);
             async move {

@@ -17,11 +17,12 @@ pub mod role;
 pub mod router;
 pub mod server;
 pub mod service;
+pub mod shutdown;
 mod type_export;
 pub mod typescript;
 
 pub use error::{ErrorCode, Issue, RpcError};
-pub use procedure::{Ctx, Guard, Kind, NoInput, Procedure, True};
+pub use procedure::{Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Subscription, True};
 pub use role::Role;
 pub use router::{RawInput, Registry, RequestScope, Router, RouterError};
 pub use service::{Principal, RequestMeta, Service};

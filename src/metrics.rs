@@ -13,6 +13,9 @@ pub const REQUESTS_TOTAL: &str = "gatehouse_requests_total";
 /// Histogram of procedure call durations, labelled like [`REQUESTS_TOTAL`].
 pub const REQUEST_DURATION: &str = "gatehouse_request_duration_seconds";
 
+/// Gauge of open subscription streams (server-sent events).
+pub const SUBSCRIPTIONS_OPEN: &str = "gatehouse_subscriptions_open";
+
 const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];

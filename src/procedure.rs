@@ -11,11 +11,13 @@ use crate::error::{ErrorCode, RpcError};
 use crate::role::Role;
 use crate::service::{RequestMeta, Service};
 
-/// Whether a procedure is read (`query`, GET) or write (`mutation`, POST).
+/// Whether a procedure is read (`query`, GET), write (`mutation`, POST) or
+/// a live stream of events (`subscription`, GET answered with SSE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Query,
     Mutation,
+    Subscription,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
         match self {
             Kind::Query => "query",
             Kind::Mutation => "mutation",
+            Kind::Subscription => "subscription",
         }
     }
 }
@@ -61,6 +64,68 @@ pub trait Procedure<S: Service>: Send + Sync + 'static {
         ctx: Ctx<S>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// A typed subscription: a procedure whose handler returns a stream of
+/// events, served to `httpSubscriptionLink` as server-sent events (see
+/// `docs/protocol.md`, "Subscriptions"). Register it with
+/// [`crate::Router::subscription`].
+///
+/// The stream ends the subscription when it ends (the client gets
+/// `return` and does not reconnect) or yields an error (sent as
+/// `serialized-error`; the client reconnects only after an
+/// INTERNAL_SERVER_ERROR). It is dropped as soon as the client goes away or
+/// the server shuts down, so whatever it holds (a channel receiver, a
+/// database listener) is released then.
+pub trait Subscription<S: Service>: Send + Sync + 'static {
+    /// Path inside the router it is registered on, as for [`Procedure`].
+    const PATH: &'static str;
+    const GUARD: Guard;
+    /// Whether every event carries an id (tRPC's `tracked(id, data)`). The
+    /// client then receives `{ id, data }` for each event, and on
+    /// reconnecting sends the last id back, which the framework puts into
+    /// the input's `lastEventId` field so the handler can resume after it.
+    const TRACKED: bool;
+
+    /// Decoded from the superjson envelope, with `lastEventId` merged in.
+    type Input: DeserializeOwned + ts_rs::TS + Send + 'static;
+    /// The data of one event.
+    type Output: Serialize + ts_rs::TS + Send + 'static;
+    type Error: Into<RpcError> + Send + 'static;
+
+    /// Starts the subscription. An `Err` here (e.g. a resource that does
+    /// not exist) is sent as the stream's only event.
+    fn subscribe(
+        ctx: Ctx<S>,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<EventStream<Self::Output, Self::Error>, Self::Error>> + Send;
+}
+
+/// What a subscription handler returns: its events, in order.
+pub type EventStream<T, E> = futures::stream::BoxStream<'static, Result<Event<T>, E>>;
+
+/// One event of a subscription: its data and, for a tracked subscription,
+/// the id a reconnecting client resumes after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<T> {
+    pub id: Option<String>,
+    pub data: T,
+}
+
+impl<T> Event<T> {
+    /// An event without an id, for subscriptions that are not tracked.
+    pub fn new(data: T) -> Self {
+        Self { id: None, data }
+    }
+
+    /// An event with an id (tRPC's `tracked(id, data)`). Ids should grow
+    /// with time so that "after this id" means something to the handler.
+    pub fn tracked(id: impl Into<String>, data: T) -> Self {
+        Self {
+            id: Some(id.into()),
+            data,
+        }
+    }
 }
 
 /// What a handler gets besides its input.

@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 
 use crate::envelope;
 use crate::error::{ErrorCode, Issue, RpcError};
-use crate::procedure::{Ctx, Guard, Kind, NoInput, Procedure};
+use crate::procedure::{Ctx, Event, Guard, Kind, NoInput, Procedure, Subscription};
 use crate::service::{Principal, RequestMeta, Service};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -61,7 +61,7 @@ pub struct Entry<S: Service> {
     pub kind: Kind,
     pub guard: Guard,
     pub ts: TsSignature,
-    call: ErasedCall<S>,
+    handler: Handler<S>,
     /// Whether the input type is [`NoInput`]: such a procedure never reads
     /// its input, so the adapter need not parse it.
     reads_input: bool,
@@ -83,6 +83,26 @@ impl<S: Service> Entry<S> {
 }
 
 type ErasedCall<S> = fn(Ctx<S>, RawInput) -> BoxFuture<'static, Result<Box<RawValue>, RpcError>>;
+type ErasedSubscribe<S> = fn(Ctx<S>, RawInput) -> BoxFuture<'static, Result<RawEvents, RpcError>>;
+
+/// A procedure's handler with its types erased: one answer, or a stream.
+enum Handler<S: Service> {
+    Call(ErasedCall<S>),
+    Subscribe {
+        subscribe: ErasedSubscribe<S>,
+        tracked: bool,
+    },
+}
+
+/// One event of a subscription, its data already plain JSON.
+#[derive(Debug)]
+pub struct RawEvent {
+    pub id: Option<String>,
+    pub data: Box<RawValue>,
+}
+
+/// A subscription's events, types erased; an `Err` ends the stream.
+pub type RawEvents = futures::stream::BoxStream<'static, Result<RawEvent, RpcError>>;
 
 impl<S: Service> std::fmt::Debug for Entry<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +112,23 @@ impl<S: Service> std::fmt::Debug for Entry<S> {
             .field("guard", &self.guard)
             .finish_non_exhaustive()
     }
+}
+
+fn erased_subscribe<S: Service, P: Subscription<S>>(
+    ctx: Ctx<S>,
+    raw: RawInput,
+) -> BoxFuture<'static, Result<RawEvents, RpcError>> {
+    use futures::StreamExt;
+    Box::pin(async move {
+        let input = decode_input::<P::Input>(raw)?;
+        let events = P::subscribe(ctx, input).await.map_err(Into::into)?;
+        let events = events.map(|event| {
+            let Event { id, data } = event.map_err(Into::into)?;
+            let data = serde_json::value::to_raw_value(&data).map_err(RpcError::internal)?;
+            Ok(RawEvent { id, data })
+        });
+        Ok(events.boxed())
+    })
 }
 
 fn erased_call<S: Service, P: Procedure<S>>(
@@ -186,10 +223,37 @@ impl<S: Service> Router<S> {
                 optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
                     && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
-            call: erased_call::<S, P>,
+            handler: Handler::Call(erased_call::<S, P>),
             reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
             void_output: TypeId::of::<P::Output>() == TypeId::of::<()>()
                 || TypeId::of::<P::Output>() == TypeId::of::<NoInput>(),
+        });
+        self
+    }
+
+    /// Registers subscription `P` at `P::PATH`.
+    pub fn subscription<P: Subscription<S>>(mut self) -> Self {
+        self.entries.push(Entry {
+            path: Arc::from(P::PATH),
+            kind: Kind::Subscription,
+            guard: P::GUARD,
+            ts: TsSignature {
+                input: <P::Input as ts_rs::TS>::name,
+                output: if P::TRACKED {
+                    tracked_name::<P::Output>
+                } else {
+                    <P::Output as ts_rs::TS>::name
+                },
+                export: export_pair::<P::Input, P::Output>,
+                optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
+                    && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
+            },
+            handler: Handler::Subscribe {
+                subscribe: erased_subscribe::<S, P>,
+                tracked: P::TRACKED,
+            },
+            reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
+            void_output: false,
         });
         self
     }
@@ -223,6 +287,11 @@ impl<S: Service> Router<S> {
             {
                 return Err(RouterError::InvalidPath(path.to_string()));
             }
+            if entry.kind == Kind::Subscription
+                && !matches!(entry.handler, Handler::Subscribe { .. })
+            {
+                return Err(RouterError::SubscriptionAsProcedure(path.to_string()));
+            }
             if map.contains_key(&path) {
                 return Err(RouterError::DuplicatePath(path.to_string()));
             }
@@ -244,6 +313,12 @@ impl<S: Service> Router<S> {
     }
 }
 
+/// What the client's `onData` receives from a tracked subscription:
+/// `httpSubscriptionLink` hands over `{ id, data }` for events with an id.
+fn tracked_name<T: ts_rs::TS>(cfg: &ts_rs::Config) -> String {
+    format!("{{ id: string; data: {} }}", T::name(cfg))
+}
+
 fn export_pair<I: ts_rs::TS + 'static, O: ts_rs::TS + 'static>(
     cfg: &ts_rs::Config,
 ) -> Result<(), ts_rs::ExportError> {
@@ -258,6 +333,10 @@ pub enum RouterError {
     DuplicatePath(String),
     #[error("procedure path {0:?} is not a dotted name (empty segment, ',' or '/')")]
     InvalidPath(String),
+    #[error(
+        "procedure {0:?} has KIND = Subscription but a one-answer handler; implement Subscription and register it with Router::subscription"
+    )]
+    SubscriptionAsProcedure(String),
     #[error("procedure path {path:?} is also the namespace of {child:?}")]
     PathIsNamespace { path: String, child: String },
 }
@@ -285,6 +364,30 @@ impl<S: Service> Registry<S> {
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+}
+
+/// tRPC's per-call refusal of a subscription inside a batch.
+pub fn cannot_batch_subscriptions() -> RpcError {
+    RpcError::keyed(
+        ErrorCode::BadRequest,
+        "subscription_in_batch",
+        "Cannot batch subscription calls",
+    )
+}
+
+/// A tracked subscription promised an id on every event; one without ends
+/// the stream with an internal error rather than reach a client whose
+/// types say `{ id, data }`.
+fn require_ids(events: RawEvents, path: Arc<str>) -> RawEvents {
+    use futures::StreamExt;
+    events
+        .map(move |event| match event {
+            Ok(RawEvent { id: None, .. }) => Err(RpcError::internal(format!(
+                "tracked subscription {path} yielded an event without an id"
+            ))),
+            other => other,
+        })
+        .boxed()
 }
 
 /// Per-HTTP-request state shared by the calls of one batch: the request's
@@ -315,13 +418,44 @@ impl<S: Service> RequestScope<S> {
     /// (the caller wraps it in the envelope and the tRPC result shape).
     pub async fn call(&self, entry: &Entry<S>, input: RawInput) -> Result<Box<RawValue>, RpcError> {
         let principal = self.guard(entry.guard).await?;
-        let ctx = Ctx {
+        let Handler::Call(call) = entry.handler else {
+            // Transports send subscriptions to `subscribe`; inside a batch
+            // they are refused before getting here.
+            return Err(cannot_batch_subscriptions());
+        };
+        call(self.ctx(entry, principal), input).await
+    }
+
+    /// Runs the guard and starts subscription `entry`. `admit` is asked
+    /// between the guard and the handler, with the authenticated caller,
+    /// so limits apply before the handler allocates anything.
+    pub async fn subscribe<T>(
+        &self,
+        entry: &Entry<S>,
+        input: RawInput,
+        admit: impl FnOnce(Option<&S::Principal>) -> Result<T, RpcError>,
+    ) -> Result<(T, RawEvents), RpcError> {
+        let principal = self.guard(entry.guard).await?;
+        let admitted = admit(principal.as_ref())?;
+        let Handler::Subscribe { subscribe, tracked } = entry.handler else {
+            return Err(RpcError::internal_error());
+        };
+        let events = subscribe(self.ctx(entry, principal), input).await?;
+        let events = if tracked {
+            require_ids(events, entry.path.clone())
+        } else {
+            events
+        };
+        Ok((admitted, events))
+    }
+
+    fn ctx(&self, entry: &Entry<S>, principal: Option<S::Principal>) -> Ctx<S> {
+        Ctx {
             service: self.service.clone(),
             principal,
             request: self.request.clone(),
             path: entry.path.clone(),
-        };
-        (entry.call)(ctx, input).await
+        }
     }
 
     /// Calls procedure `P` from Rust, without HTTP or JSON (tRPC's

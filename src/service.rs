@@ -13,6 +13,13 @@ use crate::role::Role;
 /// Who is calling, as far as guards care.
 pub trait Principal: Send + Sync + Clone + 'static {
     fn role(&self) -> Role;
+
+    /// A stable id of the caller (e.g. the user id), so that limits on
+    /// open subscriptions count per caller rather than per address. `None`
+    /// counts the caller by its network address instead.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The application behind a router: its state plus its authenticator.
@@ -54,12 +61,24 @@ pub struct RequestMeta {
     pub peer: Option<SocketAddr>,
     /// The id in the `x-request-id` response header and every log line.
     pub request_id: String,
+    /// tRPC's `connectionParams`: string values a client sends beside the
+    /// request (in the URL for `httpSubscriptionLink`, since a browser's
+    /// `EventSource` cannot set headers), e.g. a token.
+    pub connection_params: Vec<(String, String)>,
 }
 
 impl RequestMeta {
     /// A header as UTF-8 text, if present and valid.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A value of [`RequestMeta::connection_params`].
+    pub fn connection_param(&self, name: &str) -> Option<&str> {
+        self.connection_params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     /// The token of an `Authorization: Bearer <token>` header.

@@ -19,6 +19,7 @@ fn scope(authorization: Option<&'static str>) -> RequestScope<TestService> {
         headers,
         peer: None,
         request_id: "in-process".to_owned(),
+        connection_params: Vec::new(),
     };
     RequestScope::new(Arc::new(TestService::default()), Arc::new(meta))
 }

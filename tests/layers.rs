@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules of `src/`, lowest layer first. Modules on one line
 /// share a layer and may not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["error", "role"],
+    &["error", "role", "shutdown"],
     &["envelope"],
     &["service"],
     &["procedure"],
@@ -27,7 +27,7 @@ const HTTP_LAYERS: &[&[&str]] = &[
     &["json_parse_error"],
     &["wire"],
     &["call"],
-    &["stream"],
+    &["stream", "sse"],
     &["adapter"],
     &["mod"],
 ];

@@ -196,6 +196,7 @@ mod tests {
             headers,
             peer: Some(peer.parse().expect("addr")),
             request_id: "t".into(),
+            connection_params: Vec::new(),
         }
     }
 

@@ -38,6 +38,7 @@ fn bindings_cover_every_procedure() {
         let wrapper = match entry.kind {
             Kind::Query => "TRPCQueryProcedure",
             Kind::Mutation => "TRPCMutationProcedure",
+            Kind::Subscription => "TRPCSubscriptionProcedure",
         };
         assert!(
             router.contains(&format!("{leaf}: {wrapper}<")),

@@ -19,12 +19,14 @@ use super::call::{
     Call, CallEnv, CallResult, OkMetrics, add_call_headers, log_cause, method_check, run_call,
     timeout_error,
 };
+use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
 use super::wire::{self, JSON, VARY};
 use crate::error::{ErrorCode, RpcError};
 use crate::procedure::Kind;
 use crate::router::{Entry, RawInput, Registry, RequestScope};
 use crate::service::{RequestMeta, Service};
+use crate::shutdown::Shutdown;
 
 pub(crate) struct Trpc<S: Service> {
     pub registry: Arc<Registry<S>>,
@@ -32,6 +34,8 @@ pub(crate) struct Trpc<S: Service> {
     pub config: TrpcConfig,
     /// Metric handles for successful calls, resolved once per procedure.
     pub ok_metrics: Arc<OkMetrics>,
+    /// Open subscriptions, in all and per caller.
+    pub subscriptions: Arc<SubscriptionGate>,
 }
 
 /// How the client wants the answer.
@@ -57,7 +61,12 @@ pub(crate) async fn handle<S: Service>(state: Arc<Trpc<S>>, req: Request) -> Res
             Err(mut error) => {
                 // A request-level error: the service still gets its last look
                 // (e.g. to translate the message).
-                let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
+                let meta = request_meta(
+                    &parts.method,
+                    &mut parts.headers,
+                    &parts.extensions,
+                    Vec::new(),
+                );
                 tracing::info!(
                     code = error.code.key(),
                     status = error.http_status().as_u16(),
@@ -106,12 +115,14 @@ fn request_meta(
     method: &Method,
     headers: &mut HeaderMap,
     extensions: &http::Extensions,
+    connection_params: Vec<(String, String)>,
 ) -> RequestMeta {
     RequestMeta {
         method: method.clone(),
         request_id: request_id(headers),
         peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
         headers: std::mem::take(headers),
+        connection_params,
     }
 }
 
@@ -124,9 +135,19 @@ async fn dispatch<S: Service>(
     body: &mut Option<Body>,
 ) -> Result<Response, RpcError> {
     let deadline = Instant::now() + state.config.request_timeout;
-    let request = parse(state, &parts.method, &parts.uri, &parts.headers)?;
+    let mut request = parse(state, &parts.method, &parts.uri, &parts.headers)?;
     let source = read_input(&state.config, &request, &parts.method, body, deadline).await?;
-    let meta = request_meta(&parts.method, &mut parts.headers, &parts.extensions);
+    let sse = SseRequest {
+        last_event_id: last_event_id(&parts.headers, &request.query),
+        shutdown: parts.extensions.get::<Shutdown>().cloned(),
+    };
+    let connection_params = std::mem::take(&mut request.connection_params);
+    let meta = request_meta(
+        &parts.method,
+        &mut parts.headers,
+        &parts.extensions,
+        connection_params,
+    );
     let env = CallEnv {
         scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
         method: parts.method.clone(),
@@ -135,8 +156,30 @@ async fn dispatch<S: Service>(
         ok_metrics: state.ok_metrics.clone(),
     };
     let (mode, is_batch) = (request.mode, request.is_batch);
-    let calls = plan(request, source);
+    let mut calls = plan(request, source);
+    if mode == Mode::Plain && !is_batch && is_subscription(&calls) {
+        let Some(call) = calls.pop() else {
+            return Err(RpcError::from_code(ErrorCode::InternalServerError));
+        };
+        let config = &state.config.subscriptions;
+        return Ok(sse::respond(env, call, sse, config, &state.subscriptions).await);
+    }
     respond(env, calls, mode, is_batch).await
+}
+
+/// Whether the one call of a request names a subscription: answered as
+/// server-sent events whatever the method (a wrong one arrives in-stream).
+fn is_subscription<S: Service>(calls: &[Call<S>]) -> bool {
+    matches!(calls, [Call { entry: Some(entry), .. }] if entry.kind == Kind::Subscription)
+}
+
+/// A subscription's resume point: the `Last-Event-ID` header an
+/// `EventSource` sends on reconnecting, else the URL's.
+fn last_event_id(headers: &HeaderMap, query: &wire::Query<'_>) -> Option<String> {
+    match headers.get("last-event-id") {
+        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        None => query.last_event_id().map(|id| id.into_owned()),
+    }
 }
 
 /// One call's path (the registered one when it exists) and procedure.
@@ -148,6 +191,8 @@ struct Parsed<'a, S: Service> {
     is_batch: bool,
     mode: Mode,
     query: wire::Query<'a>,
+    /// `connectionParams`, checked.
+    connection_params: Vec<(String, String)>,
 }
 
 /// The request-level checks, in tRPC's order: path encoding, content type,
@@ -192,9 +237,10 @@ fn parse<'a, S: Service>(
     if let Some(error) = mixed_kinds(targets.iter().filter_map(|(_, e)| e.as_deref())) {
         return Err(error);
     }
-    if let Some(params) = query.connection_params() {
-        check_connection_params(&params)?;
-    }
+    let connection_params = match query.connection_params() {
+        Some(params) => connection_params(&params)?,
+        None => Vec::new(),
+    };
     if is_batch && !config.allow_batching {
         return Err(RpcError::keyed(
             ErrorCode::BadRequest,
@@ -216,6 +262,7 @@ fn parse<'a, S: Service>(
         is_batch,
         mode,
         query,
+        connection_params,
     })
 }
 
@@ -388,12 +435,18 @@ fn mixed_kinds<'a, S: Service + 'a>(
 }
 
 /// `connectionParams` must be a JSON object of strings (or `null`).
-fn check_connection_params(text: &str) -> Result<(), RpcError> {
+fn connection_params(text: &str) -> Result<Vec<(String, String)>, RpcError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|_| RpcError::new(ErrorCode::ParseError, "Not JSON-parsable query params"))?;
     match value {
-        Value::Null => Ok(()),
-        Value::Object(map) if map.values().all(Value::is_string) => Ok(()),
+        Value::Null => Ok(Vec::new()),
+        Value::Object(map) if map.values().all(Value::is_string) => Ok(map
+            .into_iter()
+            .filter_map(|(key, value)| match value {
+                Value::String(text) => Some((key, text)),
+                _ => None,
+            })
+            .collect()),
         _ => Err(RpcError::new(
             ErrorCode::ParseError,
             "Invalid connection params shape",

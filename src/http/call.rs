@@ -102,6 +102,11 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
         ),
         Some(entry) => match method_check(env, entry) {
             Err(allow) => (Err(method_error(&env.method, entry)), Some(allow)),
+            // Only a batch gets here with a subscription: a single one is
+            // answered as server-sent events (`http::sse`).
+            Ok(()) if entry.kind == Kind::Subscription => {
+                (Err(crate::router::cannot_batch_subscriptions()), None)
+            }
             Ok(()) => {
                 let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
                 let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
@@ -182,12 +187,17 @@ pub(crate) fn method_check<S: Service>(
         ),
         Kind::Query => (*method == Method::GET, "GET"),
         Kind::Mutation => (*method == Method::POST, "POST"),
+        Kind::Subscription if env.allow_method_override => (
+            *method == Method::GET || *method == Method::POST,
+            "GET, POST",
+        ),
+        Kind::Subscription => (*method == Method::GET, "GET"),
     };
     if allowed { Ok(()) } else { Err(allow) }
 }
 
 /// The 405 of a call whose method does not fit its procedure.
-fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> RpcError {
+pub(crate) fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> RpcError {
     RpcError::keyed(
         ErrorCode::MethodNotSupported,
         "method_not_supported",

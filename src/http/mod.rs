@@ -18,11 +18,15 @@
 //!   order than Node's microtask queue would pick (clients route by id);
 //! - input validation messages are serde's (tRPC: the validator's), with
 //!   `data.issues` naming each failing field;
-//! - subscriptions (SSE), FormData and binary inputs are not supported.
+//! - a tracked subscription must give every event an id (tRPC also allows
+//!   untracked events in between, announced with `restore-id`);
+//! - open subscriptions are capped, in all and per caller;
+//! - FormData and binary inputs are not supported.
 
 mod adapter;
 mod call;
 mod json_parse_error;
+mod sse;
 mod stream;
 mod wire;
 
@@ -68,8 +72,61 @@ pub struct TrpcConfig {
     /// Origins allowed to call from browsers (CORS); none by default.
     pub cors_origins: CorsOrigins,
     /// Deadline for reading the request and running its calls (30 s); a
-    /// call still running then fails with TIMEOUT (408).
+    /// call still running then fails with TIMEOUT (408). For a
+    /// subscription it covers starting it, not the stream.
     pub request_timeout: Duration,
+    /// Server-sent events of subscriptions.
+    pub subscriptions: SubscriptionConfig,
+}
+
+/// Default most open subscriptions in all.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: u32 = 10_000;
+/// Default most open subscriptions of one caller (user, or address when
+/// anonymous).
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER: u32 = 16;
+/// Default interval of `ping` events on an idle stream, in milliseconds.
+pub const DEFAULT_SSE_PING_MS: u64 = 10_000;
+
+/// How subscriptions are streamed and how many may be open.
+///
+/// HTTP/1.1 carries one stream per connection, so the connection cap
+/// ([`crate::connections::ConnectionLimits`]) bounds them too; these caps
+/// keep one user (who may open many connections) from taking them all.
+#[derive(Debug, Clone)]
+pub struct SubscriptionConfig {
+    /// `event: ping` after this long without an event (10 s), so proxies
+    /// and clients see a live stream; `None` sends none (tRPC's default).
+    pub ping_interval: Option<Duration>,
+    /// Sent to the client in `connected`: it reconnects when nothing (not
+    /// even a ping) arrived for this long. Must exceed the ping interval.
+    pub reconnect_after_inactivity: Option<Duration>,
+    /// Most open subscriptions in all (10 000); more get TOO_MANY_REQUESTS.
+    pub max_open: usize,
+    /// Most open subscriptions of one caller (16).
+    pub max_per_caller: usize,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Some(Duration::from_millis(DEFAULT_SSE_PING_MS)),
+            reconnect_after_inactivity: None,
+            max_open: DEFAULT_MAX_SUBSCRIPTIONS as usize,
+            max_per_caller: DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER as usize,
+        }
+    }
+}
+
+impl SubscriptionConfig {
+    /// Whether the ping interval is shorter than the client's reconnect
+    /// delay (tRPC refuses to start otherwise: every idle stream would be
+    /// reconnected needlessly).
+    pub fn is_consistent(&self) -> bool {
+        match (self.ping_interval, self.reconnect_after_inactivity) {
+            (Some(ping), Some(reconnect)) => ping < reconnect,
+            _ => true,
+        }
+    }
 }
 
 impl Default for TrpcConfig {
@@ -81,6 +138,7 @@ impl Default for TrpcConfig {
             allow_method_override: false,
             cors_origins: CorsOrigins::None,
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
+            subscriptions: SubscriptionConfig::default(),
         }
     }
 }
@@ -149,6 +207,7 @@ pub fn trpc_router<S: Service>(
     let state = Arc::new(adapter::Trpc {
         registry,
         service,
+        subscriptions: sse::SubscriptionGate::new(&config.subscriptions),
         config,
         ok_metrics: Arc::new(ok_metrics),
     });

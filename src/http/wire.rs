@@ -48,6 +48,8 @@ pub(crate) struct Query<'a> {
     batch: Option<&'a str>,
     input: Option<&'a str>,
     connection_params: Option<&'a str>,
+    last_event_id: Option<&'a str>,
+    last_event_id_dashed: Option<&'a str>,
 }
 
 impl<'a> Query<'a> {
@@ -62,6 +64,8 @@ impl<'a> Query<'a> {
                 "batch" => &mut q.batch,
                 "input" => &mut q.input,
                 "connectionParams" => &mut q.connection_params,
+                "lastEventId" => &mut q.last_event_id,
+                "Last-Event-Id" => &mut q.last_event_id_dashed,
                 _ => continue,
             };
             if slot.is_none() {
@@ -81,6 +85,15 @@ impl<'a> Query<'a> {
 
     pub fn connection_params(&self) -> Option<Cow<'a, str>> {
         self.connection_params.map(search_param)
+    }
+
+    /// A subscription's resume point in the URL: `lastEventId`, else
+    /// `Last-Event-Id` (the `Last-Event-ID` header goes first, see
+    /// `http::sse`).
+    pub fn last_event_id(&self) -> Option<Cow<'a, str>> {
+        self.last_event_id
+            .or(self.last_event_id_dashed)
+            .map(search_param)
     }
 }
 

@@ -70,9 +70,15 @@ fn render_app_router(
                 used.entry(module.clone()).or_default().insert(ident);
             }
         }
-        let wrapper = match kind {
-            Kind::Query => "TRPCQueryProcedure",
-            Kind::Mutation => "TRPCMutationProcedure",
+        let (wrapper, output) = match kind {
+            Kind::Query => ("TRPCQueryProcedure", output.clone()),
+            Kind::Mutation => ("TRPCMutationProcedure", output.clone()),
+            // What `.subscription(async function* …)` infers: the values
+            // the client's `onData` receives.
+            Kind::Subscription => (
+                "TRPCSubscriptionProcedure",
+                format!("AsyncIterable<{output}, void, any>"),
+            ),
         };
         let mut node = &mut root;
         for segment in path.split('.') {
@@ -84,8 +90,18 @@ fn render_app_router(
     }
 
     let mut out = String::from(header);
-    out.push_str(
-        "import type {\n  TRPCBuiltRouter,\n  TRPCDecorateCreateRouterOptions,\n  TRPCMutationProcedure,\n  TRPCQueryProcedure,\n  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n} from \"@trpc/server\";\n",
+    // Only the wrappers in use: an unused import fails `noUnusedLocals`.
+    let subscriptions = if signatures
+        .iter()
+        .any(|(_, kind, ..)| *kind == Kind::Subscription)
+    {
+        "  TRPCSubscriptionProcedure,\n"
+    } else {
+        ""
+    };
+    let _ = write!(
+        out,
+        "import type {{\n  TRPCBuiltRouter,\n  TRPCDecorateCreateRouterOptions,\n  TRPCMutationProcedure,\n  TRPCQueryProcedure,\n{subscriptions}  TRPC_ERROR_CODE_KEY,\n  TRPC_ERROR_CODE_NUMBER,\n}} from \"@trpc/server\";\n",
     );
     for (module, names) in &used {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
