@@ -13,12 +13,10 @@ use ts_rs::TS;
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
-use crate::service::AuthService;
+use crate::service::{AuthService, HasAuth};
 use crate::types::{Success, UserDetails, parse_role};
 use crate::validate;
 use garde::Validate;
-
-type Ctx_ = Ctx<AuthService>;
 
 /// `users.list` input; every field optional, and the whole input may be
 /// left out (`undefined`/`null` mean "all defaults").
@@ -90,7 +88,7 @@ fn like_escape(s: &str) -> String {
 /// names (case-insensitive), oldest first.
 pub struct ListUsers;
 
-impl Procedure<AuthService> for ListUsers {
+impl<S: HasAuth> Procedure<S> for ListUsers {
     const PATH: &'static str = "list";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Admin);
@@ -98,7 +96,7 @@ impl Procedure<AuthService> for ListUsers {
     type Output = ListUsersOutput;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
         validate::check(&input)?;
         let page = u64::try_from(input.page.unwrap_or(1)).unwrap_or(1);
         let page_size = u64::try_from(input.page_size.unwrap_or(20)).unwrap_or(20);
@@ -125,7 +123,7 @@ impl Procedure<AuthService> for ListUsers {
                     .add(like(user::Column::LastName)),
             );
         }
-        let db = &ctx.service.db;
+        let db = &ctx.service.auth().db;
         let paginator = query
             .order_by_asc(user::Column::CreatedAt)
             .order_by_asc(user::Column::Id)
@@ -198,7 +196,7 @@ pub struct SetRoleInput {
 /// effect at once.
 pub struct SetRole;
 
-impl Procedure<AuthService> for SetRole {
+impl<S: HasAuth> Procedure<S> for SetRole {
     const PATH: &'static str = "setRole";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
@@ -206,9 +204,9 @@ impl Procedure<AuthService> for SetRole {
     type Output = UserDetails;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: SetRoleInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, input: SetRoleInput) -> Result<UserDetails, RpcError> {
         let me = ctx.principal()?.clone();
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         let old_role = parse_role(&target.role)?;
         if old_role == input.role {
@@ -241,7 +239,7 @@ pub struct DeleteUserInput {
 /// Deletes a user; its tokens stop working at once.
 pub struct DeleteUser;
 
-impl Procedure<AuthService> for DeleteUser {
+impl<S: HasAuth> Procedure<S> for DeleteUser {
     const PATH: &'static str = "delete";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
@@ -249,9 +247,9 @@ impl Procedure<AuthService> for DeleteUser {
     type Output = Success;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: DeleteUserInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: DeleteUserInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?.clone();
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin.into());

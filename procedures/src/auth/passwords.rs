@@ -3,7 +3,7 @@
 //! current one.
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -14,13 +14,13 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{Ctx_, MAX_PASSWORD_BYTES, rpc};
+use super::{MAX_PASSWORD_BYTES, rpc};
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::limits;
 use crate::mail::password_reset_mail;
-use crate::service::AuthService;
+use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{AuthPayload, Success, text};
 use crate::validate::{self, normalize_email};
@@ -124,7 +124,7 @@ impl RequestPasswordReset {
     }
 }
 
-impl Procedure<AuthService> for RequestPasswordReset {
+impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
     const PATH: &'static str = "requestPasswordReset";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -132,15 +132,15 @@ impl Procedure<AuthService> for RequestPasswordReset {
     type Output = Success;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: RequestPasswordResetInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, RpcError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         // `success` means the token and its mail are committed (the outbox
         // worker sends it shortly). A failure is an error, the same one for
         // known and unknown addresses: the account lookup is the first query,
         // so an unreachable database fails there either way.
-        ctx.service.db_up()?;
-        RequestPasswordReset::run(&ctx.service, &email, &ctx.request.request_id).await?;
+        ctx.service.auth().db_up()?;
+        RequestPasswordReset::run(ctx.service.auth(), &email, &ctx.request.request_id).await?;
         Ok(Success::default())
     }
 }
@@ -163,7 +163,7 @@ pub struct ResetPasswordInput {
 /// Sets a new password with a mailed token; ends every session.
 pub struct ResetPassword;
 
-impl Procedure<AuthService> for ResetPassword {
+impl<S: HasAuth> Procedure<S> for ResetPassword {
     const PATH: &'static str = "resetPassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -171,13 +171,13 @@ impl Procedure<AuthService> for ResetPassword {
     type Output = Success;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: ResetPasswordInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, RpcError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let token = input.token.trim();
         let password = input.password;
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
         let user = svc
             .find_user_by_email(&email)
@@ -227,7 +227,7 @@ pub struct ChangePasswordInput {
 /// token.
 pub struct ChangePassword;
 
-impl Procedure<AuthService> for ChangePassword {
+impl<S: HasAuth> Procedure<S> for ChangePassword {
     const PATH: &'static str = "changePassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
@@ -235,13 +235,13 @@ impl Procedure<AuthService> for ChangePassword {
     type Output = AuthPayload;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: ChangePasswordInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, RpcError> {
         let me = ctx.principal()?.clone();
         validate::check(&input)?;
         let current = input.current_password;
         let new_password = input.new_password;
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let user = me.user.clone();
         let ok = current.len() <= MAX_PASSWORD_BYTES
             && svc

@@ -3,19 +3,19 @@
 use std::time::Duration;
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{Ctx_, MAX_PASSWORD_BYTES, client_ip_string, rpc};
+use super::{MAX_PASSWORD_BYTES, client_ip_string, rpc};
 use crate::db::{begin_write, is_unique_violation, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::limits;
-use crate::service::AuthService;
+use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
 use crate::validate::{self, normalize_email, phone_value};
 
@@ -45,7 +45,7 @@ pub struct RegisterInput {
 /// Creates a VIEWER account and opens its first session.
 pub struct Register;
 
-impl Procedure<AuthService> for Register {
+impl<S: HasAuth> Procedure<S> for Register {
     const PATH: &'static str = "register";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -53,7 +53,7 @@ impl Procedure<AuthService> for Register {
     type Output = AuthPayload;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: RegisterInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, RpcError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let password = input.password;
@@ -61,7 +61,7 @@ impl Procedure<AuthService> for Register {
         let last_name = input.last_name.trim().to_owned();
         let phone = phone_value(input.phone.as_deref());
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
         let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
         let now = now_ms();
@@ -114,13 +114,13 @@ pub struct Login;
 impl Login {
     /// Counts a failure against the account and the address, and slows the
     /// answer down a little once failures pile up.
-    async fn record_failure(
-        ctx: &Ctx_,
+    async fn record_failure<S: HasAuth>(
+        ctx: &Ctx<S>,
         account_key: &str,
         ip_key: &str,
         user_id: Option<&str>,
     ) -> Result<(), AuthError> {
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let now = now_ms();
         let window_ms =
             i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
@@ -150,7 +150,7 @@ impl Login {
     }
 }
 
-impl Procedure<AuthService> for Login {
+impl<S: HasAuth> Procedure<S> for Login {
     const PATH: &'static str = "login";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -158,11 +158,11 @@ impl Procedure<AuthService> for Login {
     type Output = AuthPayload;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: LoginInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, RpcError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let password = input.password;
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
 
         let account_key = format!("login:account:{email}");

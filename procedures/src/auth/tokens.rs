@@ -3,14 +3,14 @@
 //! sessions. The rules they follow are [`crate::sessions`]'.
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, NoInput, Procedure, Role, RpcError, True};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, RpcError, True};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::{Ctx_, client_ip_string, rpc};
+use super::{client_ip_string, rpc};
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
-use crate::service::AuthService;
+use crate::service::HasAuth;
 use crate::sessions;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
@@ -20,7 +20,7 @@ use crate::validate;
 /// the session's absolute refresh window.
 pub struct RefreshToken;
 
-impl Procedure<AuthService> for RefreshToken {
+impl<S: HasAuth> Procedure<S> for RefreshToken {
     const PATH: &'static str = "refreshToken";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -28,8 +28,8 @@ impl Procedure<AuthService> for RefreshToken {
     type Output = AuthPayload;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<AuthPayload, RpcError> {
-        let svc = &ctx.service;
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, RpcError> {
+        let svc = ctx.service.auth();
         let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
         svc.db_up()?;
         let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
@@ -83,7 +83,7 @@ impl Procedure<AuthService> for RefreshToken {
 /// when it could not be.
 pub struct Logout;
 
-impl Procedure<AuthService> for Logout {
+impl<S: HasAuth> Procedure<S> for Logout {
     const PATH: &'static str = "logout";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
@@ -91,8 +91,8 @@ impl Procedure<AuthService> for Logout {
     type Output = LogoutResult;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<LogoutResult, RpcError> {
-        let svc = &ctx.service;
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, RpcError> {
+        let svc = ctx.service.auth();
         if let Some(claims) = ctx
             .request
             .bearer_token()
@@ -112,7 +112,7 @@ impl Procedure<AuthService> for Logout {
 /// The caller's live sessions, newest first.
 pub struct Sessions;
 
-impl Procedure<AuthService> for Sessions {
+impl<S: HasAuth> Procedure<S> for Sessions {
     const PATH: &'static str = "sessions";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Viewer);
@@ -120,9 +120,9 @@ impl Procedure<AuthService> for Sessions {
     type Output = Vec<SessionInfo>;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
         let me = ctx.principal()?;
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let ttl_ms = i64::try_from(svc.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let horizon = now_ms().saturating_sub(ttl_ms);
         let rows = sessions::live(&svc.db, &me.user_id, horizon)
@@ -154,7 +154,7 @@ pub struct RevokeSessionInput {
 /// Ends one of the caller's sessions.
 pub struct RevokeSession;
 
-impl Procedure<AuthService> for RevokeSession {
+impl<S: HasAuth> Procedure<S> for RevokeSession {
     const PATH: &'static str = "revokeSession";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
@@ -162,11 +162,11 @@ impl Procedure<AuthService> for RevokeSession {
     type Output = Success;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, input: RevokeSessionInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RevokeSessionInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?;
         validate::check(&input)?;
         let id = input.id.trim();
-        let revoked = sessions::revoke(&ctx.service.db, id, Some(&me.user_id), now_ms())
+        let revoked = sessions::revoke(&ctx.service.auth().db, id, Some(&me.user_id), now_ms())
             .await
             .map_err(AuthError::from)?;
         if !revoked {
@@ -181,7 +181,7 @@ impl Procedure<AuthService> for RevokeSession {
 /// Ends every session of the caller, the current one included.
 pub struct LogoutAll;
 
-impl Procedure<AuthService> for LogoutAll {
+impl<S: HasAuth> Procedure<S> for LogoutAll {
     const PATH: &'static str = "logoutAll";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
@@ -189,12 +189,10 @@ impl Procedure<AuthService> for LogoutAll {
     type Output = Success;
     type Error = RpcError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Success, RpcError> {
         let me = ctx.principal()?;
-        let n = ctx
-            .service
-            .revoke_sessions(&ctx.service.db, &me.user_id, None)
-            .await?;
+        let svc = ctx.service.auth();
+        let n = svc.revoke_sessions(&svc.db, &me.user_id, None).await?;
         tracing::info!(target: "audit", event = "logout.all", user_id = %me.user_id,
             sessions = n, request_id = %ctx.request.request_id);
         Ok(Success { success: True })
