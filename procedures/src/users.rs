@@ -1,6 +1,6 @@
 //! The `users.*` procedures (ADMIN only).
 
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
@@ -94,9 +94,9 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = ListUsersInput;
     type Output = ListUsersOutput;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ListUsersInput) -> Result<ListUsersOutput, AuthError> {
         validate::check(&input)?;
         let page = u64::try_from(input.page.unwrap_or(1)).unwrap_or(1);
         let page_size = u64::try_from(input.page_size.unwrap_or(20)).unwrap_or(20);
@@ -128,11 +128,8 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
             .order_by_asc(user::Column::CreatedAt)
             .order_by_asc(user::Column::Id)
             .paginate(db, page_size);
-        let total = paginator.num_items().await.map_err(AuthError::from)?;
-        let rows = paginator
-            .fetch_page(page - 1)
-            .await
-            .map_err(AuthError::from)?;
+        let total = paginator.num_items().await?;
+        let rows = paginator.fetch_page(page - 1).await?;
         let items = rows
             .iter()
             .map(UserDetails::try_from)
@@ -202,30 +199,30 @@ impl<S: HasAuth> Procedure<S> for SetRole {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = SetRoleInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: SetRoleInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, input: SetRoleInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();
         let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         let old_role = parse_role(&target.role)?;
         if old_role == input.role {
-            txn.commit().await.map_err(AuthError::from)?;
-            return Ok(UserDetails::try_from(&target)?);
+            txn.commit().await?;
+            return UserDetails::try_from(&target);
         }
         if old_role == Role::Admin && admin_count(&txn).await? <= 1 {
-            return Err(AuthError::LastAdmin.into());
+            return Err(AuthError::LastAdmin);
         }
         let mut model: user::ActiveModel = target.into();
         model.role = Set(input.role.as_str().to_owned());
         model.updated_at = Set(now_ms());
-        let updated = model.update(&txn).await.map_err(AuthError::from)?;
+        let updated = model.update(&txn).await?;
         svc.revoke_sessions(&txn, &updated.id, None).await?;
-        txn.commit().await.map_err(AuthError::from)?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "user.role_changed", user_id = %updated.id,
             actor_id = %me.user_id, from = %old_role, to = %input.role,
             request_id = %ctx.request.request_id);
-        Ok(UserDetails::try_from(&updated)?)
+        UserDetails::try_from(&updated)
     }
 }
 
@@ -245,25 +242,23 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = DeleteUserInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: DeleteUserInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: DeleteUserInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?.clone();
         let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
-            return Err(AuthError::LastAdmin.into());
+            return Err(AuthError::LastAdmin);
         }
         password_reset::Entity::delete_many()
             .filter(password_reset::Column::UserId.eq(target.id.clone()))
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
+            .await?;
         user::Entity::delete_by_id(target.id.clone())
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
-        txn.commit().await.map_err(AuthError::from)?;
+            .await?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "user.deleted", user_id = %target.id,
             actor_id = %me.user_id, request_id = %ctx.request.request_id);
         Ok(Success::default())

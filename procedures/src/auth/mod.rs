@@ -14,9 +14,8 @@ mod profile;
 mod signin;
 mod tokens;
 
-use gatehouse::{Ctx, RpcError};
+use gatehouse::Ctx;
 
-use crate::error::AuthError;
 use crate::service::HasAuth;
 
 pub use passwords::{
@@ -29,11 +28,6 @@ pub use tokens::{Logout, LogoutAll, RefreshToken, RevokeSession, RevokeSessionIn
 
 /// bcrypt never sees more than this; longer passwords are refused, not cut.
 const MAX_PASSWORD_BYTES: usize = 72;
-
-/// Shorthand for turning a domain error into the wire error.
-fn rpc(e: AuthError) -> RpcError {
-    e.into()
-}
 
 /// The caller's address as logged in audit events.
 fn client_ip_string<S: HasAuth>(ctx: &Ctx<S>) -> String {

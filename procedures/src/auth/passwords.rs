@@ -3,7 +3,7 @@
 //! current one.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{MAX_PASSWORD_BYTES, rpc};
+use super::MAX_PASSWORD_BYTES;
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
@@ -130,9 +130,9 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
     const GUARD: Guard = Guard::Public;
     type Input = RequestPasswordResetInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         // `success` means the token and its mail are committed (the outbox
@@ -169,9 +169,9 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
     const GUARD: Guard = Guard::Public;
     type Input = ResetPasswordInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let token = input.token.trim();
@@ -183,9 +183,9 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
             .find_user_by_email(&email)
             .await?
             .ok_or(AuthError::InvalidResetToken)?;
-        let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
+        let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
         // Consumed atomically: of two concurrent uses only one matches.
         let consumed = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
@@ -194,17 +194,14 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
             .filter(password_reset::Column::UsedAt.is_null())
             .filter(password_reset::Column::ExpiresAt.gt(now))
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
+            .await?;
         if consumed.rows_affected != 1 {
-            return Err(rpc(AuthError::InvalidResetToken));
+            return Err(AuthError::InvalidResetToken);
         }
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, None).await?;
-        limits::clear(&txn, &format!("login:account:{email}"))
-            .await
-            .map_err(AuthError::from)?;
-        txn.commit().await.map_err(AuthError::from)?;
+        limits::clear(&txn, &format!("login:account:{email}")).await?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "reset.completed", user_id = %user.id,
             request_id = %ctx.request.request_id);
         Ok(Success::default())
@@ -233,9 +230,9 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, AuthError> {
         let me = ctx.principal()?.clone();
         validate::check(&input)?;
         let current = input.current_password;
@@ -247,33 +244,27 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
             && svc
                 .hasher
                 .verify(&current, &user.password_hash)
-                .await
-                .map_err(AuthError::from)?
+                .await?
                 .matches;
         if !ok {
             tracing::warn!(target: "audit", event = "password.change_failed", user_id = %user.id,
                 request_id = %ctx.request.request_id);
-            return Err(rpc(AuthError::WrongCurrentPassword));
+            return Err(AuthError::WrongCurrentPassword);
         }
-        let hash = svc
-            .hasher
-            .hash(&new_password)
-            .await
-            .map_err(AuthError::from)?;
+        let hash = svc.hasher.hash(&new_password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, Some(&me.session_id))
             .await?;
         // The presented token stops working too, and so do tokens of
         // generations refreshed away moments ago: only the new one is valid.
         let new_generation = sessions::restart(&txn, &me.session_id, now)
-            .await
-            .map_err(AuthError::from)?
+            .await?
             .ok_or(AuthError::SessionRevoked)?;
-        txn.commit().await.map_err(AuthError::from)?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
             session_id = %me.session_id, request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &me.session_id, &new_generation)?)
+        svc.issue(&user, &me.session_id, &new_generation)
     }
 }

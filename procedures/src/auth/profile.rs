@@ -1,7 +1,7 @@
 //! `auth.me` and `auth.updateProfile`: the caller's own account.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
@@ -22,11 +22,11 @@ impl<S: HasAuth> Procedure<S> for Me {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<UserDetails, AuthError> {
         // Read in the same query that authenticated the call.
-        Ok(UserDetails::try_from(&ctx.principal()?.user)?)
+        UserDetails::try_from(&ctx.principal()?.user)
     }
 }
 
@@ -58,9 +58,9 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = UpdateProfileInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: UpdateProfileInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, input: UpdateProfileInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();
         validate::check(&input)?;
         let first_name = input.first_name.as_deref().map(|v| v.trim().to_owned());
@@ -80,7 +80,7 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
             model.phone = Set(v);
         }
         model.updated_at = Set(now_ms());
-        let user = model.update(&svc.db).await.map_err(AuthError::from)?;
-        Ok(UserDetails::try_from(&user)?)
+        let user = model.update(&svc.db).await?;
+        UserDetails::try_from(&user)
     }
 }

@@ -3,11 +3,11 @@
 //! sessions. The rules they follow are [`crate::sessions`]'.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, RpcError, True};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, True};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::{client_ip_string, rpc};
+use super::client_ip_string;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
 use crate::service::HasAuth;
@@ -26,9 +26,9 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
         let svc = ctx.service.auth();
         let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
         svc.db_up()?;
@@ -38,40 +38,36 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         })?;
         let now = now_ms();
         let session = sessions::find(&svc.db, &claims.sid)
-            .await
-            .map_err(AuthError::from)?
+            .await?
             .ok_or(AuthError::SessionRevoked)?;
         if session.revoked_at.is_some() || session.user_id != claims.sub || now > session.expires_at
         {
-            return Err(rpc(AuthError::SessionRevoked));
+            return Err(AuthError::SessionRevoked);
         }
         let user = svc
             .find_user(&svc.db, &claims.sub)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         if parse_role(&user.role)? != claims.role {
-            return Err(rpc(AuthError::SessionRevoked));
+            return Err(AuthError::SessionRevoked);
         }
         let generation = crate::token::generation(&claims.jti);
         let sid = session.id.clone();
         let grace = svc.settings.refresh_grace_ms;
-        match sessions::refresh(&svc.db, grace, session, generation, now)
-            .await
-            .map_err(AuthError::from)?
-        {
+        match sessions::refresh(&svc.db, grace, session, generation, now).await? {
             sessions::Refresh::Rotated(next) => {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
                     session_id = %sid, request_id = %ctx.request.request_id);
-                Ok(svc.issue(&user, &sid, &next)?)
+                svc.issue(&user, &sid, &next)
             }
             // Another tab refreshed first: its generation, not a logout.
-            sessions::Refresh::AlreadyRotated(current) => Ok(svc.issue(&user, &sid, &current)?),
+            sessions::Refresh::AlreadyRotated(current) => svc.issue(&user, &sid, &current),
             sessions::Refresh::Reused => {
                 tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = %user.id,
                     session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
-                Err(rpc(AuthError::SessionRevoked))
+                Err(AuthError::SessionRevoked)
             }
-            sessions::Refresh::Revoked => Err(rpc(AuthError::SessionRevoked)),
+            sessions::Refresh::Revoked => Err(AuthError::SessionRevoked),
         }
     }
 }
@@ -89,9 +85,9 @@ impl<S: HasAuth> Procedure<S> for Logout {
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = LogoutResult;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
         let svc = ctx.service.auth();
         if let Some(claims) = ctx
             .request
@@ -99,9 +95,7 @@ impl<S: HasAuth> Procedure<S> for Logout {
             .and_then(|t| svc.keys.verify_allow_expired(t).ok())
         {
             svc.db_up()?;
-            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms())
-                .await
-                .map_err(AuthError::from)?;
+            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms()).await?;
             tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
                 session_id = %claims.sid, request_id = %ctx.request.request_id);
         }
@@ -118,16 +112,14 @@ impl<S: HasAuth> Procedure<S> for Sessions {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Vec<SessionInfo>;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Vec<SessionInfo>, AuthError> {
         let me = ctx.principal()?;
         let svc = ctx.service.auth();
         let ttl_ms = i64::try_from(svc.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let horizon = now_ms().saturating_sub(ttl_ms);
-        let rows = sessions::live(&svc.db, &me.user_id, horizon)
-            .await
-            .map_err(AuthError::from)?;
+        let rows = sessions::live(&svc.db, &me.user_id, horizon).await?;
         Ok(rows
             .into_iter()
             .map(|s| SessionInfo {
@@ -160,17 +152,16 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = RevokeSessionInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, input: RevokeSessionInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RevokeSessionInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
         validate::check(&input)?;
         let id = input.id.trim();
-        let revoked = sessions::revoke(&ctx.service.auth().db, id, Some(&me.user_id), now_ms())
-            .await
-            .map_err(AuthError::from)?;
+        let revoked =
+            sessions::revoke(&ctx.service.auth().db, id, Some(&me.user_id), now_ms()).await?;
         if !revoked {
-            return Err(rpc(AuthError::SessionNotFound));
+            return Err(AuthError::SessionNotFound);
         }
         tracing::info!(target: "audit", event = "session.revoked", user_id = %me.user_id,
             session_id = %id, request_id = %ctx.request.request_id);
@@ -187,9 +178,9 @@ impl<S: HasAuth> Procedure<S> for LogoutAll {
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
         let svc = ctx.service.auth();
         let n = svc.revoke_sessions(&svc.db, &me.user_id, None).await?;
