@@ -44,6 +44,7 @@ pub(crate) fn account_events(
         session_id: who.session_id,
         after: who.after,
         buffer: VecDeque::new(),
+        caught_up: false,
         phase: Phase::Open,
     };
     futures::stream::unfold(reader, |mut reader| async move {
@@ -81,6 +82,9 @@ struct Reader {
     session_id: String,
     after: i64,
     buffer: VecDeque<Model>,
+    /// The last read returned a short page: nothing more until a wake-up,
+    /// so the next one is not spent on a read that finds nothing.
+    caught_up: bool,
     phase: Phase,
 }
 
@@ -98,22 +102,28 @@ impl Reader {
             if let Some(row) = self.buffer.pop_front() {
                 return Some(self.deliver(row));
             }
-            match self.read().await {
-                Ok(rows) if !rows.is_empty() => {
-                    self.buffer.extend(rows);
-                    continue;
+            if !self.caught_up {
+                match self.read().await {
+                    Ok(rows) => {
+                        self.caught_up = (rows.len() as u64) < PAGE;
+                        if !rows.is_empty() {
+                            self.buffer.extend(rows);
+                            continue;
+                        }
+                    }
+                    Err(error) => {
+                        // Sent as INTERNAL_SERVER_ERROR, which the client
+                        // answers by reconnecting from its last id.
+                        self.phase = Phase::Done;
+                        return Some(Err(error.into()));
+                    }
                 }
-                Ok(_) => {}
-                Err(error) => {
-                    // Sent as INTERNAL_SERVER_ERROR, which the client answers
-                    // by reconnecting from its last id.
-                    self.phase = Phase::Done;
-                    return Some(Err(error.into()));
-                }
+                continue;
             }
             if !self.wait().await {
                 return None;
             }
+            self.caught_up = false;
         }
     }
 
