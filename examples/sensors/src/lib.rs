@@ -11,6 +11,10 @@
 //! [`SensorStore`] it owns. A real application would use the same database
 //! through [`AuthService::db`].
 
+pub mod entities;
+pub mod error;
+pub mod migrations;
+
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
 
