@@ -4,12 +4,15 @@ import type {
   TRPCDecorateCreateRouterOptions,
   TRPCMutationProcedure,
   TRPCQueryProcedure,
+  TRPCSubscriptionProcedure,
   TRPC_ERROR_CODE_KEY,
   TRPC_ERROR_CODE_NUMBER,
 } from "@trpc/server";
+import type { AccountEvent } from "./AccountEvent";
 import type { AuthPayload } from "./AuthPayload";
 import type { ChangePasswordInput } from "./ChangePasswordInput";
 import type { DeleteUserInput } from "./DeleteUserInput";
+import type { EventsInput } from "./EventsInput";
 import type { ListUsersInput } from "./ListUsersInput";
 import type { ListUsersOutput } from "./ListUsersOutput";
 import type { LoginInput } from "./LoginInput";
@@ -47,6 +50,7 @@ export type AppRouter = TRPCBuiltRouter<
   TRPCDecorateCreateRouterOptions<{
     auth: {
       changePassword: TRPCMutationProcedure<{ input: ChangePasswordInput; output: AuthPayload; meta: object }>;
+      events: TRPCSubscriptionProcedure<{ input: EventsInput | undefined; output: AsyncIterable<{ id: string; data: AccountEvent }, void, any>; meta: object }>;
       login: TRPCMutationProcedure<{ input: LoginInput; output: AuthPayload; meta: object }>;
       logout: TRPCMutationProcedure<{ input: void; output: LogoutResult; meta: object }>;
       logoutAll: TRPCMutationProcedure<{ input: void; output: Success; meta: object }>;

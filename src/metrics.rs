@@ -39,6 +39,10 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
                         REQUESTS_TOTAL,
                         "Procedure calls by procedure and result code"
                     );
+                    metrics::describe_gauge!(
+                        SUBSCRIPTIONS_OPEN,
+                        "Open subscription streams (server-sent events)"
+                    );
                     metrics::describe_histogram!(
                         REQUEST_DURATION,
                         metrics::Unit::Seconds,

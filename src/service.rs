@@ -61,9 +61,9 @@ pub struct RequestMeta {
     pub peer: Option<SocketAddr>,
     /// The id in the `x-request-id` response header and every log line.
     pub request_id: String,
-    /// tRPC's `connectionParams`: string values a client sends beside the
-    /// request (in the URL for `httpSubscriptionLink`, since a browser's
-    /// `EventSource` cannot set headers), e.g. a token.
+    /// tRPC's `connectionParams` of a subscription request: string values
+    /// `httpSubscriptionLink` sends in the URL (a browser's `EventSource`
+    /// cannot set headers), e.g. a token. Empty for every other request.
     pub connection_params: Vec<(String, String)>,
 }
 

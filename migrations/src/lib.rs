@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20260101_000001_init;
 mod m20261128_000001_session_generations;
 mod m20261128_000002_mail_outbox;
+mod m20261129_000001_account_events;
 
 /// Every migration, oldest first; `gatehouse migrate` and the server start
 /// both run [`MigratorTrait::up`] on it.
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_init::Migration),
             Box::new(m20261128_000001_session_generations::Migration),
             Box::new(m20261128_000002_mail_outbox::Migration),
+            Box::new(m20261129_000001_account_events::Migration),
         ]
     }
 }

@@ -217,6 +217,23 @@ pub struct Config {
           default_value_t = gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
 
+    /// Milliseconds without an event after which a subscription stream gets
+    /// a `ping` event, so proxies and clients see it is alive; 0 sends none.
+    #[arg(long, global = true, env = "GATEHOUSE_SSE_PING_MS", value_name = "GATEHOUSE_SSE_PING_MS",
+          default_value_t = gatehouse::http::DEFAULT_SSE_PING_MS, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub sse_ping_ms: u64,
+
+    /// Most subscription streams (e.g. `auth.events`) open at once.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS",
+          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_subscriptions: u32,
+
+    /// Most subscription streams one user (or, signed out, one address) may
+    /// hold open at once.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER",
+          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_subscriptions_per_user: u32,
+
     /// Seconds a client has to send a request's head (request line and
     /// headers) once it starts; slower heads get 408 and are closed.
     #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
@@ -431,6 +448,14 @@ impl Config {
             allow_method_override: self.allow_method_override,
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout),
+            subscriptions: gatehouse::http::SubscriptionConfig {
+                ping_interval: (self.sse_ping_ms > 0)
+                    .then(|| Duration::from_millis(self.sse_ping_ms)),
+                reconnect_after_inactivity: None,
+                max_open: usize::try_from(self.max_subscriptions).unwrap_or(usize::MAX),
+                max_per_caller: usize::try_from(self.max_subscriptions_per_user)
+                    .unwrap_or(usize::MAX),
+            },
             ..Default::default()
         })
     }

@@ -166,3 +166,28 @@ pub mod mail_outbox {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// What happened to an account and its sessions, for `auth.events` (see
+/// `crate::events`). `payload` is the event as clients receive it (JSON).
+pub mod account_event {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "account_events")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub user_id: String,
+        /// Set for `session.revoked`: the session that ended.
+        pub session_id: Option<String>,
+        /// The event's `type`, e.g. `session.revoked`.
+        pub kind: String,
+        pub payload: String,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -42,6 +42,8 @@ pub enum AuthError {
     WrongCurrentPassword,
     #[error("Session not found")]
     SessionNotFound,
+    #[error("lastEventId must be the id of an earlier event")]
+    InvalidEventId,
     #[error("The last administrator cannot be demoted or deleted")]
     LastAdmin,
     #[error("The service is temporarily unavailable, try again shortly")]
@@ -70,6 +72,7 @@ impl AuthError {
             AuthError::InvalidResetToken => "invalid_reset_token",
             AuthError::WrongCurrentPassword => "wrong_current_password",
             AuthError::SessionNotFound => "session_not_found",
+            AuthError::InvalidEventId => "invalid_event_id",
             AuthError::LastAdmin => "last_admin",
             AuthError::Unavailable => "unavailable",
             AuthError::Db(_) | AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
@@ -93,7 +96,7 @@ impl From<AuthError> for RpcError {
                 return RpcError::keyed(ErrorCode::TooManyRequests, "throttled", e.to_string())
                     .with_header(HeaderName::from_static("retry-after"), value);
             }
-            AuthError::InvalidResetToken => ErrorCode::BadRequest,
+            AuthError::InvalidResetToken | AuthError::InvalidEventId => ErrorCode::BadRequest,
             AuthError::LastAdmin => ErrorCode::PreconditionFailed,
             AuthError::Unavailable => {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
@@ -137,6 +140,7 @@ mod tests {
             AuthError::InvalidResetToken,
             AuthError::WrongCurrentPassword,
             AuthError::SessionNotFound,
+            AuthError::InvalidEventId,
             AuthError::LastAdmin,
             AuthError::Unavailable,
         ];

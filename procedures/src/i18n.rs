@@ -100,6 +100,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Sesión no encontrada",
     ),
     (
+        "invalid_event_id",
+        "lastEventId must be the id of an earlier event",
+        "lastEventId debe ser el id de un evento anterior",
+    ),
+    (
         "last_admin",
         "The last administrator cannot be demoted or deleted",
         "No se puede degradar ni eliminar al último administrador",

@@ -9,6 +9,7 @@ pub mod db;
 pub mod db_health;
 pub mod entities;
 pub mod error;
+pub mod events;
 pub mod i18n;
 pub mod limits;
 pub mod mail;
@@ -56,7 +57,8 @@ pub fn app_router() -> Router<AuthService> {
         .procedure::<auth::UpdateProfile>()
         .procedure::<auth::Sessions>()
         .procedure::<auth::RevokeSession>()
-        .procedure::<auth::LogoutAll>();
+        .procedure::<auth::LogoutAll>()
+        .subscription::<auth::Events>();
     let users = Router::new()
         .procedure::<users::ListUsers>()
         .procedure::<users::SetRole>()

@@ -2,16 +2,19 @@
 //! authenticator the framework calls for guarded procedures.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
 use ipnet::IpNet;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
 
 use crate::db::{fetch_unique, now_ms};
 use crate::db_health::DbHealth;
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
+use crate::events::{EventHub, RevokeReason};
 use crate::i18n;
 use crate::limits;
 use crate::mail::Mailer;
@@ -57,6 +60,8 @@ pub struct AuthService {
     pub(crate) settings: Settings,
     sessions: SessionReader,
     health: Arc<DbHealth>,
+    /// Wakes `auth.events` subscribers; started with the first one.
+    events: OnceLock<Arc<EventHub>>,
 }
 
 /// The authenticated caller: the token's user and session.
@@ -75,6 +80,10 @@ pub struct AuthUser {
 impl Principal for AuthUser {
     fn role(&self) -> Role {
         self.role
+    }
+
+    fn subject(&self) -> Option<&str> {
+        Some(&self.user_id)
     }
 }
 
@@ -97,6 +106,7 @@ impl AuthService {
             settings,
             sessions: SessionReader::pooled(),
             health: DbHealth::new(),
+            events: OnceLock::new(),
         }
     }
 
@@ -193,14 +203,28 @@ impl AuthService {
         Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }
 
+    /// The wake-up channel of `auth.events` in this process, started (with
+    /// its poller and, on PostgreSQL, its listener) on first use.
+    pub(crate) fn events(&self) -> &Arc<EventHub> {
+        self.events.get_or_init(|| EventHub::start(self.db.clone()))
+    }
+
+    /// Whether session `sid` exists and is not revoked.
+    pub(crate) async fn session_is_live(&self, sid: &str) -> Result<bool, AuthError> {
+        Ok(sessions::find(&self.db, sid)
+            .await?
+            .is_some_and(|s| s.revoked_at.is_none()))
+    }
+
     /// Revokes every live session of a user, optionally sparing one.
     pub(crate) async fn revoke_sessions(
         &self,
-        db: &impl ConnectionTrait,
+        db: &(impl ConnectionTrait + TransactionTrait),
         user_id: &str,
         except: Option<&str>,
+        reason: RevokeReason,
     ) -> Result<u64, AuthError> {
-        Ok(sessions::revoke_all(db, user_id, except, now_ms()).await?)
+        Ok(sessions::revoke_all(db, user_id, except, now_ms(), reason).await?)
     }
 
     /// Checks a token against its session and user in one query.
@@ -272,6 +296,7 @@ impl AuthService {
             .await?;
         limits::prune(&self.db, now.saturating_sub(window_ms), now).await?;
         crate::outbox::housekeeping(&self.db, now).await?;
+        crate::events::prune(&self.db, now.saturating_sub(crate::events::RETENTION_MS)).await?;
         Ok(())
     }
 
@@ -298,7 +323,12 @@ impl Service for AuthService {
     type Principal = AuthUser;
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
-        let Some(token) = request.bearer_token() else {
+        // A browser's EventSource cannot set headers, so `httpSubscriptionLink`
+        // clients pass the token in `connectionParams` instead.
+        let token = request
+            .bearer_token()
+            .or_else(|| request.connection_param("token").map(str::trim));
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(None);
         };
         self.db_up()?;

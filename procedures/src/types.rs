@@ -21,7 +21,7 @@ pub struct User {
 }
 
 /// A user with profile details and timestamps (`auth.me`, `users.*`).
-#[derive(Debug, Clone, Serialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDetails {
     pub id: String,

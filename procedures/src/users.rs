@@ -13,7 +13,9 @@ use ts_rs::TS;
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
+use crate::events::{self, AccountEvent, RevokeReason};
 use crate::service::AuthService;
+use crate::sessions;
 use crate::types::{Success, UserDetails, parse_role};
 use crate::validate;
 use garde::Validate;
@@ -222,7 +224,12 @@ impl Procedure<AuthService> for SetRole {
         model.role = Set(input.role.as_str().to_owned());
         model.updated_at = Set(now_ms());
         let updated = model.update(&txn).await.map_err(AuthError::from)?;
-        svc.revoke_sessions(&txn, &updated.id, None).await?;
+        let changed = AccountEvent::RoleChanged { role: input.role };
+        events::record(&txn, &updated.id, &changed)
+            .await
+            .map_err(AuthError::from)?;
+        svc.revoke_sessions(&txn, &updated.id, None, RevokeReason::RoleChanged)
+            .await?;
         txn.commit().await.map_err(AuthError::from)?;
         tracing::info!(target: "audit", event = "user.role_changed", user_id = %updated.id,
             actor_id = %me.user_id, from = %old_role, to = %input.role,
@@ -256,6 +263,11 @@ impl Procedure<AuthService> for DeleteUser {
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin.into());
         }
+        // The sessions stay as they are (a token of a deleted user answers
+        // NOT_FOUND, not UNAUTHORIZED); their subscribers hear they ended.
+        sessions::announce_end(&txn, &target.id, RevokeReason::Deleted)
+            .await
+            .map_err(AuthError::from)?;
         password_reset::Entity::delete_many()
             .filter(password_reset::Column::UserId.eq(target.id.clone()))
             .exec(&txn)

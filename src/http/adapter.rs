@@ -141,7 +141,16 @@ async fn dispatch<S: Service>(
         last_event_id: last_event_id(&parts.headers, &request.query),
         shutdown: parts.extensions.get::<Shutdown>().cloned(),
     };
-    let connection_params = std::mem::take(&mut request.connection_params);
+    // Only `httpSubscriptionLink` (and `wsLink`) send them; handing them to
+    // the service for subscriptions only keeps credentials in URLs (the only
+    // way an EventSource can send any) to the one place they are needed.
+    let subscription = !request.is_batch
+        && matches!(request.targets.as_slice(), [(_, Some(e))] if e.kind == Kind::Subscription);
+    let connection_params = if subscription {
+        std::mem::take(&mut request.connection_params)
+    } else {
+        Vec::new()
+    };
     let meta = request_meta(
         &parts.method,
         &mut parts.headers,

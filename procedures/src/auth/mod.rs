@@ -5,10 +5,12 @@
 //!   [`crate::sessions`]);
 //! - [`passwords`]: `requestPasswordReset`, `resetPassword`,
 //!   `changePassword`;
-//! - [`profile`]: `me`, `updateProfile`.
+//! - [`profile`]: `me`, `updateProfile`;
+//! - [`events`]: the `events` subscription.
 //!
 //! Each procedure's input, output and errors are in `docs/api.md`.
 
+mod events;
 mod passwords;
 mod profile;
 mod signin;
@@ -19,6 +21,7 @@ use gatehouse::{Ctx, RpcError};
 use crate::error::AuthError;
 use crate::service::AuthService;
 
+pub use events::{Events, EventsInput};
 pub use passwords::{
     ChangePassword, ChangePasswordInput, RequestPasswordReset, RequestPasswordResetInput,
     ResetPassword, ResetPasswordInput,

@@ -18,6 +18,7 @@ use super::{Ctx_, MAX_PASSWORD_BYTES, rpc};
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
+use crate::events::RevokeReason;
 use crate::limits;
 use crate::mail::password_reset_mail;
 use crate::service::AuthService;
@@ -200,7 +201,8 @@ impl Procedure<AuthService> for ResetPassword {
             return Err(rpc(AuthError::InvalidResetToken));
         }
         store_password(&txn, &user.id, hash, now).await?;
-        svc.revoke_sessions(&txn, &user.id, None).await?;
+        svc.revoke_sessions(&txn, &user.id, None, RevokeReason::PasswordReset)
+            .await?;
         limits::clear(&txn, &format!("login:account:{email}"))
             .await
             .map_err(AuthError::from)?;
@@ -263,8 +265,13 @@ impl Procedure<AuthService> for ChangePassword {
         let now = now_ms();
         let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
         store_password(&txn, &user.id, hash, now).await?;
-        svc.revoke_sessions(&txn, &user.id, Some(&me.session_id))
-            .await?;
+        svc.revoke_sessions(
+            &txn,
+            &user.id,
+            Some(&me.session_id),
+            RevokeReason::PasswordChanged,
+        )
+        .await?;
         // The presented token stops working too, and so do tokens of
         // generations refreshed away moments ago: only the new one is valid.
         let new_generation = sessions::restart(&txn, &me.session_id, now)

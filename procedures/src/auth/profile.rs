@@ -7,9 +7,10 @@ use serde::Deserialize;
 use ts_rs::TS;
 
 use super::Ctx_;
-use crate::db::now_ms;
+use crate::db::{begin_write, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
+use crate::events::{self, AccountEvent};
 use crate::service::AuthService;
 use crate::types::{UserDetails, double_option};
 use crate::validate::{self, phone_value};
@@ -81,7 +82,16 @@ impl Procedure<AuthService> for UpdateProfile {
             model.phone = Set(v);
         }
         model.updated_at = Set(now_ms());
-        let user = model.update(&svc.db).await.map_err(AuthError::from)?;
-        Ok(UserDetails::try_from(&user)?)
+        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let user = model.update(&txn).await.map_err(AuthError::from)?;
+        let details = UserDetails::try_from(&user)?;
+        let event = AccountEvent::ProfileUpdated {
+            user: details.clone(),
+        };
+        events::record(&txn, &user.id, &event)
+            .await
+            .map_err(AuthError::from)?;
+        txn.commit().await.map_err(AuthError::from)?;
+        Ok(details)
     }
 }

@@ -10,6 +10,7 @@ use ts_rs::TS;
 use super::{Ctx_, client_ip_string, rpc};
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
+use crate::events::RevokeReason;
 use crate::service::AuthService;
 use crate::sessions;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
@@ -99,7 +100,8 @@ impl Procedure<AuthService> for Logout {
             .and_then(|t| svc.keys.verify_allow_expired(t).ok())
         {
             svc.db_up()?;
-            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms())
+            let reason = RevokeReason::Logout;
+            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason)
                 .await
                 .map_err(AuthError::from)?;
             tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
@@ -166,7 +168,8 @@ impl Procedure<AuthService> for RevokeSession {
         let me = ctx.principal()?;
         validate::check(&input)?;
         let id = input.id.trim();
-        let revoked = sessions::revoke(&ctx.service.db, id, Some(&me.user_id), now_ms())
+        let reason = RevokeReason::Revoked;
+        let revoked = sessions::revoke(&ctx.service.db, id, Some(&me.user_id), now_ms(), reason)
             .await
             .map_err(AuthError::from)?;
         if !revoked {
@@ -193,7 +196,7 @@ impl Procedure<AuthService> for LogoutAll {
         let me = ctx.principal()?;
         let n = ctx
             .service
-            .revoke_sessions(&ctx.service.db, &me.user_id, None)
+            .revoke_sessions(&ctx.service.db, &me.user_id, None, RevokeReason::LogoutAll)
             .await?;
         tracing::info!(target: "audit", event = "logout.all", user_id = %me.user_id,
             sessions = n, request_id = %ctx.request.request_id);

@@ -25,12 +25,14 @@ pub(crate) mod read;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionSession,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::db::{begin_write, fetch_unique};
 use crate::entities::session::{ActiveModel, Column, Entity, Model};
+use crate::events::{self, AccountEvent, RevokeReason};
 
 pub(crate) use read::{SessionReader, SessionRow};
 
@@ -180,7 +182,7 @@ pub(crate) async fn refresh(
     if generation_works(db, grace_ms, &row, generation, now).await? {
         return Ok(Refresh::AlreadyRotated(current.current_jti));
     }
-    revoke(db, &current.id, None, now).await?;
+    revoke(db, &current.id, None, now, RevokeReason::Reused).await?;
     Ok(Refresh::Reused)
 }
 
@@ -210,12 +212,14 @@ pub(crate) async fn restart(
 }
 
 /// Ends session `sid` (only if it belongs to `owner`, when given); whether
-/// a live session was ended.
+/// a live session was ended. Its `session.revoked` event is written in the
+/// same transaction.
 pub(crate) async fn revoke(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + TransactionTrait),
     sid: &str,
     owner: Option<&str>,
     now: i64,
+    reason: RevokeReason,
 ) -> Result<bool, DbErr> {
     let mut update = Entity::update_many()
         .col_expr(Column::RevokedAt, Expr::value(now))
@@ -224,16 +228,17 @@ pub(crate) async fn revoke(
     if let Some(owner) = owner {
         update = update.filter(Column::UserId.eq(owner));
     }
-    Ok(update.exec(db).await?.rows_affected > 0)
+    Ok(revoke_where(db, update, reason).await? > 0)
 }
 
 /// Ends every live session of `user_id`, optionally sparing one; how many
-/// ended.
+/// ended. Each gets its `session.revoked` event in the same transaction.
 pub(crate) async fn revoke_all(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + TransactionTrait),
     user_id: &str,
     except: Option<&str>,
     now: i64,
+    reason: RevokeReason,
 ) -> Result<u64, DbErr> {
     let mut update = Entity::update_many()
         .col_expr(Column::RevokedAt, Expr::value(now))
@@ -242,7 +247,50 @@ pub(crate) async fn revoke_all(
     if let Some(keep) = except {
         update = update.filter(Column::Id.ne(keep));
     }
-    Ok(update.exec(db).await?.rows_affected)
+    revoke_where(db, update, reason).await
+}
+
+/// Records `session.revoked` for every live session of `user_id` without
+/// touching the sessions (a deleted account's rows go with it).
+pub(crate) async fn announce_end(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    reason: RevokeReason,
+) -> Result<(), DbErr> {
+    let live = Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::RevokedAt.is_null())
+        .all(db)
+        .await?;
+    for session in live {
+        let event = AccountEvent::SessionRevoked {
+            session_id: session.id,
+            reason,
+        };
+        events::record(db, user_id, &event).await?;
+    }
+    Ok(())
+}
+
+/// Runs a revoking update and records an event per session it ended, in
+/// one transaction (a savepoint inside the caller's, if any), so no
+/// session ends without its subscribers hearing of it.
+async fn revoke_where(
+    db: &(impl ConnectionTrait + TransactionTrait),
+    update: sea_orm::UpdateMany<Entity>,
+    reason: RevokeReason,
+) -> Result<u64, DbErr> {
+    let txn = db.begin().await?;
+    let ended = update.exec_with_returning(&txn).await?;
+    for session in &ended {
+        let event = AccountEvent::SessionRevoked {
+            session_id: session.id.clone(),
+            reason,
+        };
+        events::record(&txn, &session.user_id, &event).await?;
+    }
+    txn.commit().await?;
+    Ok(ended.len() as u64)
 }
 
 /// Records that session `sid` was used at `now` (throttled by the caller).

@@ -376,6 +376,17 @@ fn encode_component(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
+/// `value` as a URL query value: in the superjson envelope for `?input=`
+/// when `envelope`, as plain JSON otherwise (`?connectionParams=`).
+pub fn url_json(value: &Value, envelope: bool) -> String {
+    let text = if envelope {
+        json!({ "json": value }).to_string()
+    } else {
+        value.to_string()
+    };
+    encode_component(&text)
+}
+
 impl Client {
     pub fn new(addr: SocketAddr) -> Self {
         let http = reqwest::Client::builder()

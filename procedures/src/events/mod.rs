@@ -1,0 +1,130 @@
+//! Account events for `auth.events`: a user's own session ending, their
+//! role changing, their profile changing (see `docs/api.md#authevents`).
+//!
+//! Every event is a row of `account_events`, written by [`record`] in the
+//! same transaction as the change it reports, so it exists exactly when the
+//! change does. Subscribers read their user's rows after the last id they
+//! saw ([`stream`]); the [`hub`] only tells them *when* to read: at once
+//! for writes of this process, through `LISTEN/NOTIFY` on PostgreSQL for
+//! writes of other instances, and by polling the table on SQLite for other
+//! processes on the same file. A subscriber that reconnects with its last
+//! id reads what it missed from the same table.
+
+pub(crate) mod hub;
+pub(crate) mod stream;
+
+use gatehouse::Role;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, DbErr};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use crate::db::{now_ms, sql};
+use crate::entities::account_event;
+use crate::types::UserDetails;
+
+pub use hub::EventHub;
+
+/// How long events are kept for clients that reconnect (a day).
+pub(crate) const RETENTION_MS: i64 = 86_400_000;
+
+/// The PostgreSQL channel that carries "user X has new events".
+pub(crate) const CHANNEL: &str = "gatehouse_account_events";
+
+/// One event of `auth.events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "type")]
+pub enum AccountEvent {
+    /// The subscriber's own session ended; the stream then ends with
+    /// UNAUTHORIZED, and the client should forget its tokens.
+    #[serde(rename = "session.revoked")]
+    SessionRevoked {
+        #[serde(rename = "sessionId")]
+        session_id: String,
+        reason: RevokeReason,
+    },
+    /// An admin changed the user's role (which also ends its sessions).
+    #[serde(rename = "role.changed")]
+    RoleChanged { role: Role },
+    /// The profile changed (from this or another session).
+    #[serde(rename = "profile.updated")]
+    ProfileUpdated { user: UserDetails },
+}
+
+impl AccountEvent {
+    /// The `type` of the event, also stored in its own column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::SessionRevoked { .. } => "session.revoked",
+            Self::RoleChanged { .. } => "role.changed",
+            Self::ProfileUpdated { .. } => "profile.updated",
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub enum RevokeReason {
+    /// `auth.logout` with this session's refresh token.
+    Logout,
+    /// `auth.logoutAll` from any of the user's sessions.
+    LogoutAll,
+    /// `auth.revokeSession` from another of the user's sessions.
+    Revoked,
+    /// A refresh token was used twice: the session was taken as stolen.
+    Reused,
+    /// `auth.changePassword` from another session.
+    PasswordChanged,
+    /// `auth.resetPassword`.
+    PasswordReset,
+    /// `users.setRole`.
+    RoleChanged,
+    /// `users.delete`.
+    Deleted,
+}
+
+/// Writes `event` for `user_id` (inside the caller's transaction, when it
+/// has one) and, on PostgreSQL, notifies the other instances; the
+/// notification is sent when the transaction commits, never before.
+pub(crate) async fn record(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    event: &AccountEvent,
+) -> Result<(), DbErr> {
+    let session_id = match event {
+        AccountEvent::SessionRevoked { session_id, .. } => Some(session_id.clone()),
+        _ => None,
+    };
+    let payload =
+        serde_json::to_string(event).map_err(|e| DbErr::Custom(format!("event payload: {e}")))?;
+    account_event::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        session_id: Set(session_id),
+        kind: Set(event.kind().to_owned()),
+        payload: Set(payload),
+        created_at: Set(now_ms()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_raw(sql(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            vec![CHANNEL.into(), user_id.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Deletes events older than `horizon` (ms); a client that reconnects
+/// after longer than that resumes from what remains.
+pub(crate) async fn prune(db: &impl ConnectionTrait, horizon: i64) -> Result<u64, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    Ok(account_event::Entity::delete_many()
+        .filter(account_event::Column::CreatedAt.lt(horizon))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
