@@ -20,8 +20,10 @@ fn unavailable() -> RpcError {
     )
 }
 
-/// Everything an auth procedure can fail with. Messages are English; the
-/// service translates them per request ([`crate::i18n`]).
+/// Everything an auth procedure can fail with (its `Procedure::Error`), so
+/// handlers use `?` on domain, database, hashing and framework errors alike.
+/// Messages are English; the service translates them per request
+/// ([`crate::i18n`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("Invalid email or password")]
@@ -56,6 +58,10 @@ pub enum AuthError {
     Sign(#[from] crate::token::TokenError),
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// An error the framework or a shared helper already made for the wire
+    /// (`ctx.principal()?`, `validate::check(&input)?`); answered unchanged.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
 }
 
 impl AuthError {
@@ -75,6 +81,7 @@ impl AuthError {
             AuthError::InvalidEventId => "invalid_event_id",
             AuthError::LastAdmin => "last_admin",
             AuthError::Unavailable => "unavailable",
+            AuthError::Rpc(e) => return e.key,
             AuthError::Db(_) | AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
                 return None;
             }
@@ -84,7 +91,8 @@ impl AuthError {
 
 impl From<AuthError> for RpcError {
     fn from(e: AuthError) -> Self {
-        let code = match &e {
+        let code = match e {
+            AuthError::Rpc(rpc) => return rpc,
             AuthError::InvalidCredentials
             | AuthError::InvalidToken
             | AuthError::SessionRevoked
@@ -92,7 +100,7 @@ impl From<AuthError> for RpcError {
             AuthError::UserNotFound | AuthError::SessionNotFound => ErrorCode::NotFound,
             AuthError::EmailTaken => ErrorCode::Conflict,
             AuthError::Throttled { retry_after } => {
-                let value = HeaderValue::from(*retry_after);
+                let value = HeaderValue::from(retry_after);
                 return RpcError::keyed(ErrorCode::TooManyRequests, "throttled", e.to_string())
                     .with_header(HeaderName::from_static("retry-after"), value);
             }
@@ -102,7 +110,7 @@ impl From<AuthError> for RpcError {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
                 return unavailable();
             }
-            AuthError::Db(db) if is_unavailable(db) => {
+            AuthError::Db(ref db) if is_unavailable(db) => {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
                 tracing::error!(error = %db, "database unavailable");
                 return unavailable();
@@ -153,5 +161,31 @@ mod tests {
             );
             assert_eq!(RpcError::from(error).key, Some(key));
         }
+    }
+
+    /// A framework error passed through `?` in a handler reaches the client
+    /// exactly as it was made: code, message, key, issues, headers, cause.
+    #[test]
+    fn a_framework_error_is_answered_unchanged() {
+        let made = RpcError::validation(vec![
+            gatehouse::Issue::new(["email"], "Required").with_key("required"),
+        ])
+        .with_header(
+            HeaderName::from_static("retry-after"),
+            HeaderValue::from(7u64),
+        )
+        .with_cause(std::io::Error::other("disk full"));
+        let wrapped = AuthError::from(made.clone());
+        assert_eq!(wrapped.key(), Some("required"));
+        let answered = RpcError::from(wrapped);
+        assert_eq!(answered.code, made.code);
+        assert_eq!(answered.message, made.message);
+        assert_eq!(answered.key, made.key);
+        assert_eq!(answered.issues, made.issues);
+        assert_eq!(answered.headers, made.headers);
+        assert!(matches!(
+            (&answered.cause, &made.cause),
+            (Some(a), Some(b)) if std::sync::Arc::ptr_eq(a, b)
+        ));
     }
 }

@@ -1,7 +1,8 @@
 //! The Gatehouse authentication service: every procedure of `docs/api.md`
 //! (`auth.*`, `users.*`), its storage, tokens, limits and the server start-up
 //! shared by the `gatehouse` binary and apps that mount their own routers
-//! beside it (see [`run`]).
+//! beside it, on the auth service or on a state of their own that contains it
+//! (see [`run`], [`run_app`] and [`HasAuth`]).
 
 pub mod auth;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod types;
 pub mod users;
 pub mod validate;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 pub use config::{Config, ConfigError};
-pub use service::{AuthService, AuthUser, Settings};
+pub use service::{AuthService, AuthUser, HasAuth, Settings};
 
 use crate::db_health::DbHealth;
 use crate::entities::user;
@@ -42,9 +44,11 @@ use crate::mail::{FileOutbox, Mailer, SmtpMailer};
 use crate::password::PasswordHasher;
 use crate::token::TokenKeys;
 
-/// Every auth and users procedure. Needs no database, so the bindings
-/// emitter and apps adding their own routers can build it anywhere.
-pub fn app_router() -> Router<AuthService> {
+/// Every auth and users procedure, on any state that contains the auth
+/// service (`app_router::<AuthService>()` for the service alone). Needs no
+/// database, so the bindings emitter and apps adding their own routers can
+/// build it anywhere.
+pub fn app_router<S: HasAuth>() -> Router<S> {
     let auth = Router::new()
         .procedure::<auth::Register>()
         .procedure::<auth::Login>()
@@ -89,6 +93,16 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The app's own start-up failed (see [`run_app`] and [`StartError::app`]).
+    #[error("could not start the app: {0}")]
+    App(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StartError {
+    /// A failure of the app's own start-up, e.g. opening its tables.
+    pub fn app(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StartError::App(error.into())
+    }
 }
 
 /// Opens the database of `config` and applies migrations.
@@ -144,12 +158,31 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
 /// merged with an app's own procedures) until SIGTERM/SIGINT. Prints the
 /// agreed `gatehouse listening on http://<ip>:<port>` line on stdout.
 pub async fn run(config: Config, router: Router<AuthService>) -> Result<(), StartError> {
+    run_app(config, router, |service| async move { Ok(service) }).await
+}
+
+/// [`run`] for an app with a state of its own: builds the auth service as
+/// [`run`] does (database migrated, keys, hasher, mailer, first admin), hands
+/// it to `make_state`, which builds the app's state around it (it may open
+/// its own tables in the same database through [`AuthService::db`] first,
+/// and fail with [`StartError::app`]), then runs housekeeping and the mail
+/// worker on the auth service inside it and serves `router` on that state.
+pub async fn run_app<S, F, Fut>(
+    config: Config,
+    router: Router<S>,
+    make_state: F,
+) -> Result<(), StartError>
+where
+    S: HasAuth,
+    F: FnOnce(AuthService) -> Fut,
+    Fut: Future<Output = Result<S, StartError>>,
+{
     let registry = router.build()?;
-    let service = Arc::new(build_service(&config).await?);
-    spawn_housekeeping(service.clone());
+    let state = Arc::new(make_state(build_service(&config).await?).await?);
+    spawn_housekeeping(state.clone());
     // The app first: it installs the metrics recorder the worker reports to.
-    let app = gatehouse::server::app(registry, service.clone(), config.trpc()?);
-    let mail_worker = spawn_mail_worker(&service);
+    let app = gatehouse::server::app(registry, state.clone(), config.trpc()?);
+    let mail_worker = spawn_mail_worker(state.auth());
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|source| StartError::Listen {
@@ -197,14 +230,15 @@ pub fn spawn_mail_worker(service: &AuthService) -> Option<outbox::MailWorker> {
         .then(|| outbox::spawn_worker(service.outbox().clone()))
 }
 
-/// Runs [`AuthService::housekeeping`] every ten minutes for the life of
-/// the process, so expired sessions and counters do not pile up.
-pub fn spawn_housekeeping(service: Arc<AuthService>) {
+/// Runs [`AuthService::housekeeping`] (of the auth service in `state`)
+/// every ten minutes for the life of the process, so expired sessions and
+/// counters do not pile up.
+pub fn spawn_housekeeping<S: HasAuth>(state: Arc<S>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             every.tick().await;
-            if let Err(e) = service.housekeeping().await {
+            if let Err(e) = state.auth().housekeeping().await {
                 tracing::warn!(error = %e, "housekeeping failed");
             }
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gatehouse::Role;
-use gatehouse_auth::{Config, StartError};
+use gatehouse_auth::{AuthService, Config, StartError};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: allocation and free were ~17 % of the
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
                 let out = out.unwrap_or_else(|| {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings"))
                 });
-                gatehouse_auth::app_router()
+                gatehouse_auth::app_router::<AuthService>()
                     .build()
                     .map_err(|e| e.to_string())
                     .and_then(|registry| {

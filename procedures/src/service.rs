@@ -352,3 +352,55 @@ impl Service for AuthService {
         i18n::localize(error, i18n::negotiate(request.header("accept-language")));
     }
 }
+
+/// An application state that contains the auth service, so every `auth.*`
+/// and `users.*` procedure runs on it (the idea of axum's `FromRef`): the
+/// procedures are `impl<S: HasAuth> Procedure<S>` and reach the service with
+/// `ctx.service.auth()`. [`AuthService`] is one itself; an app with its own
+/// state implements [`Service`] by handing each method to the auth service
+/// (a blanket impl is not possible: `Service` is the framework's trait), and
+/// serves it with [`crate::run_app`]:
+///
+/// ```
+/// use gatehouse::{RequestMeta, RpcError, Service};
+/// use gatehouse_auth::{AuthService, AuthUser, HasAuth};
+///
+/// pub struct App {
+///     auth: AuthService,
+///     sensors: sea_orm::DatabaseConnection,
+/// }
+///
+/// impl Service for App {
+///     type Principal = AuthUser;
+///
+///     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
+///         self.auth.authenticate(request).await
+///     }
+///
+///     async fn ready(&self) -> bool {
+///         self.auth.ready().await
+///     }
+///
+///     fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {
+///         self.auth.finalize_error(request, error);
+///     }
+/// }
+///
+/// impl HasAuth for App {
+///     fn auth(&self) -> &AuthService {
+///         &self.auth
+///     }
+/// }
+///
+/// // Every auth.* and users.* procedure, on the app's state:
+/// let router = gatehouse_auth::app_router::<App>();
+/// ```
+pub trait HasAuth: Service<Principal = AuthUser> {
+    fn auth(&self) -> &AuthService;
+}
+
+impl HasAuth for AuthService {
+    fn auth(&self) -> &AuthService {
+        self
+    }
+}

@@ -1,6 +1,6 @@
 //! The `users.*` procedures (ADMIN only).
 
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
@@ -14,13 +14,11 @@ use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent, RevokeReason};
-use crate::service::AuthService;
+use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{Success, UserDetails, parse_role};
 use crate::validate;
 use garde::Validate;
-
-type Ctx_ = Ctx<AuthService>;
 
 /// `users.list` input; every field optional, and the whole input may be
 /// left out (`undefined`/`null` mean "all defaults").
@@ -92,15 +90,15 @@ fn like_escape(s: &str) -> String {
 /// names (case-insensitive), oldest first.
 pub struct ListUsers;
 
-impl Procedure<AuthService> for ListUsers {
+impl<S: HasAuth> Procedure<S> for ListUsers {
     const PATH: &'static str = "list";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = ListUsersInput;
     type Output = ListUsersOutput;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: ListUsersInput) -> Result<ListUsersOutput, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ListUsersInput) -> Result<ListUsersOutput, AuthError> {
         validate::check(&input)?;
         let page = u64::try_from(input.page.unwrap_or(1)).unwrap_or(1);
         let page_size = u64::try_from(input.page_size.unwrap_or(20)).unwrap_or(20);
@@ -127,16 +125,13 @@ impl Procedure<AuthService> for ListUsers {
                     .add(like(user::Column::LastName)),
             );
         }
-        let db = &ctx.service.db;
+        let db = &ctx.service.auth().db;
         let paginator = query
             .order_by_asc(user::Column::CreatedAt)
             .order_by_asc(user::Column::Id)
             .paginate(db, page_size);
-        let total = paginator.num_items().await.map_err(AuthError::from)?;
-        let rows = paginator
-            .fetch_page(page - 1)
-            .await
-            .map_err(AuthError::from)?;
+        let total = paginator.num_items().await?;
+        let rows = paginator.fetch_page(page - 1).await?;
         let items = rows
             .iter()
             .map(UserDetails::try_from)
@@ -200,41 +195,39 @@ pub struct SetRoleInput {
 /// effect at once.
 pub struct SetRole;
 
-impl Procedure<AuthService> for SetRole {
+impl<S: HasAuth> Procedure<S> for SetRole {
     const PATH: &'static str = "setRole";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = SetRoleInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: SetRoleInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, input: SetRoleInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         let old_role = parse_role(&target.role)?;
         if old_role == input.role {
-            txn.commit().await.map_err(AuthError::from)?;
-            return Ok(UserDetails::try_from(&target)?);
+            txn.commit().await?;
+            return UserDetails::try_from(&target);
         }
         if old_role == Role::Admin && admin_count(&txn).await? <= 1 {
-            return Err(AuthError::LastAdmin.into());
+            return Err(AuthError::LastAdmin);
         }
         let mut model: user::ActiveModel = target.into();
         model.role = Set(input.role.as_str().to_owned());
         model.updated_at = Set(now_ms());
-        let updated = model.update(&txn).await.map_err(AuthError::from)?;
+        let updated = model.update(&txn).await?;
         let changed = AccountEvent::RoleChanged { role: input.role };
-        events::record(&txn, &updated.id, &changed)
-            .await
-            .map_err(AuthError::from)?;
+        events::record(&txn, &updated.id, &changed).await?;
         svc.revoke_sessions(&txn, &updated.id, None, RevokeReason::RoleChanged)
             .await?;
-        txn.commit().await.map_err(AuthError::from)?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "user.role_changed", user_id = %updated.id,
             actor_id = %me.user_id, from = %old_role, to = %input.role,
             request_id = %ctx.request.request_id);
-        Ok(UserDetails::try_from(&updated)?)
+        UserDetails::try_from(&updated)
     }
 }
 
@@ -248,36 +241,32 @@ pub struct DeleteUserInput {
 /// Deletes a user; its tokens stop working at once.
 pub struct DeleteUser;
 
-impl Procedure<AuthService> for DeleteUser {
+impl<S: HasAuth> Procedure<S> for DeleteUser {
     const PATH: &'static str = "delete";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
     type Input = DeleteUserInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: DeleteUserInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: DeleteUserInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?.clone();
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
         if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
-            return Err(AuthError::LastAdmin.into());
+            return Err(AuthError::LastAdmin);
         }
         // The sessions stay as they are (a token of a deleted user answers
         // NOT_FOUND, not UNAUTHORIZED); their subscribers hear they ended.
-        sessions::announce_end(&txn, &target.id, RevokeReason::Deleted)
-            .await
-            .map_err(AuthError::from)?;
+        sessions::announce_end(&txn, &target.id, RevokeReason::Deleted).await?;
         password_reset::Entity::delete_many()
             .filter(password_reset::Column::UserId.eq(target.id.clone()))
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
+            .await?;
         user::Entity::delete_by_id(target.id.clone())
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
-        txn.commit().await.map_err(AuthError::from)?;
+            .await?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "user.deleted", user_id = %target.id,
             actor_id = %me.user_id, request_id = %ctx.request.request_id);
         Ok(Success::default())

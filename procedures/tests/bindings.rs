@@ -16,7 +16,7 @@ fn committed_dir() -> PathBuf {
 
 #[test]
 fn committed_bindings_are_up_to_date() {
-    let registry = gatehouse_auth::app_router()
+    let registry = gatehouse_auth::app_router::<AuthService>()
         .build()
         .expect("the auth router builds");
     match check_bindings(&registry, &committed_dir(), &BindingsOptions::default()) {
@@ -28,7 +28,7 @@ fn committed_bindings_are_up_to_date() {
 
 #[test]
 fn bindings_cover_every_procedure() {
-    let registry = gatehouse_auth::app_router()
+    let registry = gatehouse_auth::app_router::<AuthService>()
         .build()
         .expect("the auth router builds");
     let files = render_bindings(&registry, &BindingsOptions::default()).expect("renders");
@@ -92,7 +92,7 @@ fn a_changed_api_makes_the_committed_bindings_stale() {
 
 #[test]
 fn an_edited_type_file_is_reported_with_a_diff() {
-    let registry = gatehouse_auth::app_router()
+    let registry = gatehouse_auth::app_router::<AuthService>()
         .build()
         .expect("the auth router builds");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,15 +1,14 @@
 //! `auth.events`: the caller's account events as they happen, over
 //! server-sent events (see `docs/api.md#authevents`).
 
-use gatehouse::{EventStream, Guard, Role, Subscription};
+use gatehouse::{Ctx, EventStream, Guard, Role, Subscription};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::Ctx_;
 use crate::error::AuthError;
 use crate::events::AccountEvent;
 use crate::events::stream::{Subscriber, account_events, latest_id};
-use crate::service::AuthService;
+use crate::service::HasAuth;
 
 /// `auth.events` input; may be left out. `lastEventId` is filled in by the
 /// client (and from `Last-Event-ID`) when it reconnects.
@@ -40,7 +39,7 @@ impl From<Option<EventsFields>> for EventsInput {
 /// updated. Each carries an id; reconnecting with the last one resumes.
 pub struct Events;
 
-impl Subscription<AuthService> for Events {
+impl<S: HasAuth> Subscription<S> for Events {
     const PATH: &'static str = "events";
     const GUARD: Guard = Guard::Role(Role::Viewer);
     const TRACKED: bool = true;
@@ -49,11 +48,11 @@ impl Subscription<AuthService> for Events {
     type Error = AuthError;
 
     async fn subscribe(
-        ctx: Ctx_,
+        ctx: Ctx<S>,
         input: EventsInput,
     ) -> Result<EventStream<AccountEvent, AuthError>, AuthError> {
-        let me = ctx.principal.clone().ok_or(AuthError::SessionRevoked)?;
-        let svc = &ctx.service;
+        let me = ctx.principal()?.clone();
+        let svc = ctx.service.auth();
         svc.db_up()?;
         // Listen first, then decide where to start, so nothing committed
         // in between is missed.

@@ -16,10 +16,9 @@ mod profile;
 mod signin;
 mod tokens;
 
-use gatehouse::{Ctx, RpcError};
+use gatehouse::Ctx;
 
-use crate::error::AuthError;
-use crate::service::AuthService;
+use crate::service::HasAuth;
 
 pub use events::{Events, EventsInput};
 pub use passwords::{
@@ -33,16 +32,10 @@ pub use tokens::{Logout, LogoutAll, RefreshToken, RevokeSession, RevokeSessionIn
 /// bcrypt never sees more than this; longer passwords are refused, not cut.
 const MAX_PASSWORD_BYTES: usize = 72;
 
-type Ctx_ = Ctx<AuthService>;
-
-/// Shorthand for turning a domain error into the wire error.
-fn rpc(e: AuthError) -> RpcError {
-    e.into()
-}
-
 /// The caller's address as logged in audit events.
-fn client_ip_string(ctx: &Ctx_) -> String {
+fn client_ip_string<S: HasAuth>(ctx: &Ctx<S>) -> String {
     ctx.service
+        .auth()
         .client_ip(&ctx.request)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }

@@ -3,7 +3,7 @@
 //! current one.
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -14,14 +14,14 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{Ctx_, MAX_PASSWORD_BYTES, rpc};
+use super::MAX_PASSWORD_BYTES;
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::events::RevokeReason;
 use crate::limits;
 use crate::mail::password_reset_mail;
-use crate::service::AuthService;
+use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{AuthPayload, Success, text};
 use crate::validate::{self, normalize_email};
@@ -125,23 +125,23 @@ impl RequestPasswordReset {
     }
 }
 
-impl Procedure<AuthService> for RequestPasswordReset {
+impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
     const PATH: &'static str = "requestPasswordReset";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = RequestPasswordResetInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: RequestPasswordResetInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         // `success` means the token and its mail are committed (the outbox
         // worker sends it shortly). A failure is an error, the same one for
         // known and unknown addresses: the account lookup is the first query,
         // so an unreachable database fails there either way.
-        ctx.service.db_up()?;
-        RequestPasswordReset::run(&ctx.service, &email, &ctx.request.request_id).await?;
+        ctx.service.auth().db_up()?;
+        RequestPasswordReset::run(ctx.service.auth(), &email, &ctx.request.request_id).await?;
         Ok(Success::default())
     }
 }
@@ -164,29 +164,29 @@ pub struct ResetPasswordInput {
 /// Sets a new password with a mailed token; ends every session.
 pub struct ResetPassword;
 
-impl Procedure<AuthService> for ResetPassword {
+impl<S: HasAuth> Procedure<S> for ResetPassword {
     const PATH: &'static str = "resetPassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = ResetPasswordInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: ResetPasswordInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let token = input.token.trim();
         let password = input.password;
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
         let user = svc
             .find_user_by_email(&email)
             .await?
             .ok_or(AuthError::InvalidResetToken)?;
-        let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
+        let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
         // Consumed atomically: of two concurrent uses only one matches.
         let consumed = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
@@ -195,18 +195,15 @@ impl Procedure<AuthService> for ResetPassword {
             .filter(password_reset::Column::UsedAt.is_null())
             .filter(password_reset::Column::ExpiresAt.gt(now))
             .exec(&txn)
-            .await
-            .map_err(AuthError::from)?;
+            .await?;
         if consumed.rows_affected != 1 {
-            return Err(rpc(AuthError::InvalidResetToken));
+            return Err(AuthError::InvalidResetToken);
         }
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, None, RevokeReason::PasswordReset)
             .await?;
-        limits::clear(&txn, &format!("login:account:{email}"))
-            .await
-            .map_err(AuthError::from)?;
-        txn.commit().await.map_err(AuthError::from)?;
+        limits::clear(&txn, &format!("login:account:{email}")).await?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "reset.completed", user_id = %user.id,
             request_id = %ctx.request.request_id);
         Ok(Success::default())
@@ -229,41 +226,36 @@ pub struct ChangePasswordInput {
 /// token.
 pub struct ChangePassword;
 
-impl Procedure<AuthService> for ChangePassword {
+impl<S: HasAuth> Procedure<S> for ChangePassword {
     const PATH: &'static str = "changePassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: ChangePasswordInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, AuthError> {
         let me = ctx.principal()?.clone();
         validate::check(&input)?;
         let current = input.current_password;
         let new_password = input.new_password;
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let user = me.user.clone();
         let ok = current.len() <= MAX_PASSWORD_BYTES
             && svc
                 .hasher
                 .verify(&current, &user.password_hash)
-                .await
-                .map_err(AuthError::from)?
+                .await?
                 .matches;
         if !ok {
             tracing::warn!(target: "audit", event = "password.change_failed", user_id = %user.id,
                 request_id = %ctx.request.request_id);
-            return Err(rpc(AuthError::WrongCurrentPassword));
+            return Err(AuthError::WrongCurrentPassword);
         }
-        let hash = svc
-            .hasher
-            .hash(&new_password)
-            .await
-            .map_err(AuthError::from)?;
+        let hash = svc.hasher.hash(&new_password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(
             &txn,
@@ -275,12 +267,11 @@ impl Procedure<AuthService> for ChangePassword {
         // The presented token stops working too, and so do tokens of
         // generations refreshed away moments ago: only the new one is valid.
         let new_generation = sessions::restart(&txn, &me.session_id, now)
-            .await
-            .map_err(AuthError::from)?
+            .await?
             .ok_or(AuthError::SessionRevoked)?;
-        txn.commit().await.map_err(AuthError::from)?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
             session_id = %me.session_id, request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &me.session_id, &new_generation)?)
+        svc.issue(&user, &me.session_id, &new_generation)
     }
 }

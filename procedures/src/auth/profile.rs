@@ -1,34 +1,33 @@
 //! `auth.me` and `auth.updateProfile`: the caller's own account.
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, NoInput, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::Ctx_;
 use crate::db::{begin_write, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent};
-use crate::service::AuthService;
+use crate::service::HasAuth;
 use crate::types::{UserDetails, double_option};
 use crate::validate::{self, phone_value};
 
 /// The caller's own account.
 pub struct Me;
 
-impl Procedure<AuthService> for Me {
+impl<S: HasAuth> Procedure<S> for Me {
     const PATH: &'static str = "me";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<UserDetails, AuthError> {
         // Read in the same query that authenticated the call.
-        Ok(UserDetails::try_from(&ctx.principal()?.user)?)
+        UserDetails::try_from(&ctx.principal()?.user)
     }
 }
 
@@ -54,22 +53,22 @@ pub struct UpdateProfileInput {
 /// Updates the caller's names and phone number.
 pub struct UpdateProfile;
 
-impl Procedure<AuthService> for UpdateProfile {
+impl<S: HasAuth> Procedure<S> for UpdateProfile {
     const PATH: &'static str = "updateProfile";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = UpdateProfileInput;
     type Output = UserDetails;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: UpdateProfileInput) -> Result<UserDetails, RpcError> {
+    async fn call(ctx: Ctx<S>, input: UpdateProfileInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();
         validate::check(&input)?;
         let first_name = input.first_name.as_deref().map(|v| v.trim().to_owned());
         let last_name = input.last_name.as_deref().map(|v| v.trim().to_owned());
         let phone = input.phone.as_ref().map(|p| phone_value(p.as_deref()));
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let user = me.user.clone();
         let mut model: user::ActiveModel = user.into();
         if let Some(v) = first_name {
@@ -82,16 +81,14 @@ impl Procedure<AuthService> for UpdateProfile {
             model.phone = Set(v);
         }
         model.updated_at = Set(now_ms());
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
-        let user = model.update(&txn).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
+        let user = model.update(&txn).await?;
         let details = UserDetails::try_from(&user)?;
         let event = AccountEvent::ProfileUpdated {
             user: details.clone(),
         };
-        events::record(&txn, &user.id, &event)
-            .await
-            .map_err(AuthError::from)?;
-        txn.commit().await.map_err(AuthError::from)?;
+        events::record(&txn, &user.id, &event).await?;
+        txn.commit().await?;
         Ok(details)
     }
 }

@@ -3,19 +3,19 @@
 use std::time::Duration;
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, Procedure, Role, RpcError};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{Ctx_, MAX_PASSWORD_BYTES, client_ip_string, rpc};
+use super::{MAX_PASSWORD_BYTES, client_ip_string};
 use crate::db::{begin_write, is_unique_violation, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::limits;
-use crate::service::AuthService;
+use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
 use crate::validate::{self, normalize_email, phone_value};
 
@@ -45,15 +45,15 @@ pub struct RegisterInput {
 /// Creates a VIEWER account and opens its first session.
 pub struct Register;
 
-impl Procedure<AuthService> for Register {
+impl<S: HasAuth> Procedure<S> for Register {
     const PATH: &'static str = "register";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = RegisterInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: RegisterInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let password = input.password;
@@ -61,9 +61,9 @@ impl Procedure<AuthService> for Register {
         let last_name = input.last_name.trim().to_owned();
         let phone = phone_value(input.phone.as_deref());
 
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
-        let hash = svc.hasher.hash(&password).await.map_err(AuthError::from)?;
+        let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
         let model = user::ActiveModel {
             id: Set(Uuid::now_v7().to_string()),
@@ -76,11 +76,11 @@ impl Procedure<AuthService> for Register {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let txn = begin_write(&svc.db).await.map_err(AuthError::from)?;
+        let txn = begin_write(&svc.db).await?;
         let user = match model.insert(&txn).await {
             Ok(u) => u,
-            Err(e) if is_unique_violation(&e) => return Err(rpc(AuthError::EmailTaken)),
-            Err(e) => return Err(rpc(e.into())),
+            Err(e) if is_unique_violation(&e) => return Err(AuthError::EmailTaken),
+            Err(e) => return Err(e.into()),
         };
         let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
         txn.commit().await.map_err(|e| {
@@ -92,7 +92,7 @@ impl Procedure<AuthService> for Register {
         })?;
         tracing::info!(target: "audit", event = "register", user_id = %user.id,
             session_id = %sid, request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &sid, &generation)?)
+        svc.issue(&user, &sid, &generation)
     }
 }
 
@@ -114,13 +114,13 @@ pub struct Login;
 impl Login {
     /// Counts a failure against the account and the address, and slows the
     /// answer down a little once failures pile up.
-    async fn record_failure(
-        ctx: &Ctx_,
+    async fn record_failure<S: HasAuth>(
+        ctx: &Ctx<S>,
         account_key: &str,
         ip_key: &str,
         user_id: Option<&str>,
     ) -> Result<(), AuthError> {
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let now = now_ms();
         let window_ms =
             i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
@@ -150,30 +150,29 @@ impl Login {
     }
 }
 
-impl Procedure<AuthService> for Login {
+impl<S: HasAuth> Procedure<S> for Login {
     const PATH: &'static str = "login";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = LoginInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: LoginInput) -> Result<AuthPayload, RpcError> {
+    async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
         let email = normalize_email(&input.email);
         let password = input.password;
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         svc.db_up()?;
 
         let account_key = format!("login:account:{email}");
         let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
-        if let Some(retry_after) = limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms())
-            .await
-            .map_err(AuthError::from)?
+        if let Some(retry_after) =
+            limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms()).await?
         {
             tracing::warn!(target: "audit", event = "login.throttled", ip = %client_ip_string(&ctx),
                 request_id = %ctx.request.request_id);
-            return Err(rpc(AuthError::Throttled { retry_after }));
+            return Err(AuthError::Throttled { retry_after });
         }
 
         let user = svc.find_user_by_email(&email).await?;
@@ -181,20 +180,14 @@ impl Procedure<AuthService> for Login {
             // Same work and the same answer as a wrong password.
             svc.hasher.verify_dummy(&password).await;
             Login::record_failure(&ctx, &account_key, &ip_key, None).await?;
-            return Err(rpc(AuthError::InvalidCredentials));
+            return Err(AuthError::InvalidCredentials);
         };
-        let verdict = svc
-            .hasher
-            .verify(&password, &user.password_hash)
-            .await
-            .map_err(AuthError::from)?;
+        let verdict = svc.hasher.verify(&password, &user.password_hash).await?;
         if !verdict.matches {
             Login::record_failure(&ctx, &account_key, &ip_key, Some(&user.id)).await?;
-            return Err(rpc(AuthError::InvalidCredentials));
+            return Err(AuthError::InvalidCredentials);
         }
-        limits::clear(&svc.db, &account_key)
-            .await
-            .map_err(AuthError::from)?;
+        limits::clear(&svc.db, &account_key).await?;
 
         if verdict.needs_rehash {
             match svc.hasher.hash(&password).await {
@@ -219,6 +212,6 @@ impl Procedure<AuthService> for Login {
         let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
         tracing::info!(target: "audit", event = "login.success", user_id = %user.id,
             session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
-        Ok(svc.issue(&user, &sid, &generation)?)
+        svc.issue(&user, &sid, &generation)
     }
 }

@@ -3,15 +3,15 @@
 //! sessions. The rules they follow are [`crate::sessions`]'.
 
 use garde::Validate;
-use gatehouse::{Guard, Kind, NoInput, Procedure, Role, RpcError, True};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, True};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::{Ctx_, client_ip_string, rpc};
+use super::client_ip_string;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
 use crate::events::RevokeReason;
-use crate::service::AuthService;
+use crate::service::HasAuth;
 use crate::sessions;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
@@ -21,16 +21,16 @@ use crate::validate;
 /// the session's absolute refresh window.
 pub struct RefreshToken;
 
-impl Procedure<AuthService> for RefreshToken {
+impl<S: HasAuth> Procedure<S> for RefreshToken {
     const PATH: &'static str = "refreshToken";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = AuthPayload;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<AuthPayload, RpcError> {
-        let svc = &ctx.service;
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
+        let svc = ctx.service.auth();
         let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
         svc.db_up()?;
         let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
@@ -39,40 +39,36 @@ impl Procedure<AuthService> for RefreshToken {
         })?;
         let now = now_ms();
         let session = sessions::find(&svc.db, &claims.sid)
-            .await
-            .map_err(AuthError::from)?
+            .await?
             .ok_or(AuthError::SessionRevoked)?;
         if session.revoked_at.is_some() || session.user_id != claims.sub || now > session.expires_at
         {
-            return Err(rpc(AuthError::SessionRevoked));
+            return Err(AuthError::SessionRevoked);
         }
         let user = svc
             .find_user(&svc.db, &claims.sub)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         if parse_role(&user.role)? != claims.role {
-            return Err(rpc(AuthError::SessionRevoked));
+            return Err(AuthError::SessionRevoked);
         }
         let generation = crate::token::generation(&claims.jti);
         let sid = session.id.clone();
         let grace = svc.settings.refresh_grace_ms;
-        match sessions::refresh(&svc.db, grace, session, generation, now)
-            .await
-            .map_err(AuthError::from)?
-        {
+        match sessions::refresh(&svc.db, grace, session, generation, now).await? {
             sessions::Refresh::Rotated(next) => {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
                     session_id = %sid, request_id = %ctx.request.request_id);
-                Ok(svc.issue(&user, &sid, &next)?)
+                svc.issue(&user, &sid, &next)
             }
             // Another tab refreshed first: its generation, not a logout.
-            sessions::Refresh::AlreadyRotated(current) => Ok(svc.issue(&user, &sid, &current)?),
+            sessions::Refresh::AlreadyRotated(current) => svc.issue(&user, &sid, &current),
             sessions::Refresh::Reused => {
                 tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = %user.id,
                     session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
-                Err(rpc(AuthError::SessionRevoked))
+                Err(AuthError::SessionRevoked)
             }
-            sessions::Refresh::Revoked => Err(rpc(AuthError::SessionRevoked)),
+            sessions::Refresh::Revoked => Err(AuthError::SessionRevoked),
         }
     }
 }
@@ -84,16 +80,16 @@ impl Procedure<AuthService> for RefreshToken {
 /// when it could not be.
 pub struct Logout;
 
-impl Procedure<AuthService> for Logout {
+impl<S: HasAuth> Procedure<S> for Logout {
     const PATH: &'static str = "logout";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
     type Input = NoInput;
     type Output = LogoutResult;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<LogoutResult, RpcError> {
-        let svc = &ctx.service;
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
+        let svc = ctx.service.auth();
         if let Some(claims) = ctx
             .request
             .bearer_token()
@@ -101,9 +97,7 @@ impl Procedure<AuthService> for Logout {
         {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
-            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason)
-                .await
-                .map_err(AuthError::from)?;
+            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;
             tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
                 session_id = %claims.sid, request_id = %ctx.request.request_id);
         }
@@ -114,22 +108,20 @@ impl Procedure<AuthService> for Logout {
 /// The caller's live sessions, newest first.
 pub struct Sessions;
 
-impl Procedure<AuthService> for Sessions {
+impl<S: HasAuth> Procedure<S> for Sessions {
     const PATH: &'static str = "sessions";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Vec<SessionInfo>;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<Vec<SessionInfo>, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Vec<SessionInfo>, AuthError> {
         let me = ctx.principal()?;
-        let svc = &ctx.service;
+        let svc = ctx.service.auth();
         let ttl_ms = i64::try_from(svc.keys.ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
         let horizon = now_ms().saturating_sub(ttl_ms);
-        let rows = sessions::live(&svc.db, &me.user_id, horizon)
-            .await
-            .map_err(AuthError::from)?;
+        let rows = sessions::live(&svc.db, &me.user_id, horizon).await?;
         Ok(rows
             .into_iter()
             .map(|s| SessionInfo {
@@ -156,24 +148,22 @@ pub struct RevokeSessionInput {
 /// Ends one of the caller's sessions.
 pub struct RevokeSession;
 
-impl Procedure<AuthService> for RevokeSession {
+impl<S: HasAuth> Procedure<S> for RevokeSession {
     const PATH: &'static str = "revokeSession";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = RevokeSessionInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, input: RevokeSessionInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, input: RevokeSessionInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
         validate::check(&input)?;
         let id = input.id.trim();
-        let reason = RevokeReason::Revoked;
-        let revoked = sessions::revoke(&ctx.service.db, id, Some(&me.user_id), now_ms(), reason)
-            .await
-            .map_err(AuthError::from)?;
+        let (db, reason) = (&ctx.service.auth().db, RevokeReason::Revoked);
+        let revoked = sessions::revoke(db, id, Some(&me.user_id), now_ms(), reason).await?;
         if !revoked {
-            return Err(rpc(AuthError::SessionNotFound));
+            return Err(AuthError::SessionNotFound);
         }
         tracing::info!(target: "audit", event = "session.revoked", user_id = %me.user_id,
             session_id = %id, request_id = %ctx.request.request_id);
@@ -184,19 +174,19 @@ impl Procedure<AuthService> for RevokeSession {
 /// Ends every session of the caller, the current one included.
 pub struct LogoutAll;
 
-impl Procedure<AuthService> for LogoutAll {
+impl<S: HasAuth> Procedure<S> for LogoutAll {
     const PATH: &'static str = "logoutAll";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
     type Input = NoInput;
     type Output = Success;
-    type Error = RpcError;
+    type Error = AuthError;
 
-    async fn call(ctx: Ctx_, _: NoInput) -> Result<Success, RpcError> {
+    async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
-        let n = ctx
-            .service
-            .revoke_sessions(&ctx.service.db, &me.user_id, None, RevokeReason::LogoutAll)
+        let svc = ctx.service.auth();
+        let n = svc
+            .revoke_sessions(&svc.db, &me.user_id, None, RevokeReason::LogoutAll)
             .await?;
         tracing::info!(target: "audit", event = "logout.all", user_id = %me.user_id,
             sessions = n, request_id = %ctx.request.request_id);

@@ -147,24 +147,8 @@ impl Server {
                 .await
                 .expect("service starts"),
         );
-        let registry = gatehouse_auth::app_router().build().expect("router builds");
-        let app = gatehouse::server::app(
-            registry,
-            service.clone(),
-            config.trpc().expect("trpc config"),
-        );
+        let (addr, tx, task) = serve(&config, gatehouse_auth::app_router(), service.clone()).await;
         let mail_worker = gatehouse_auth::spawn_mail_worker(&service);
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = gatehouse::server::serve_with_shutdown(listener, app, async move {
-                let _ = rx.await;
-            })
-            .await;
-        });
         Server {
             addr,
             config,
@@ -233,6 +217,33 @@ impl Server {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Serves `router` on `state` at `config.addr` until the returned sender is
+/// used or dropped; returns the address it listens on and the serving task.
+pub async fn serve<S: gatehouse::Service>(
+    config: &Config,
+    router: gatehouse::Router<S>,
+    state: Arc<S>,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let registry = router.build().expect("router builds");
+    let app = gatehouse::server::app(registry, state, config.trpc().expect("trpc config"));
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = gatehouse::server::serve_with_shutdown(listener, app, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (addr, tx, task)
 }
 
 /// Waits (10 s at most) until the outbox folder `dir` holds at least `n`
