@@ -19,6 +19,10 @@ import type { ListUsersInput } from "./ListUsersInput";
 import type { ListUsersOutput } from "./ListUsersOutput";
 import type { LoginInput } from "./LoginInput";
 import type { LogoutResult } from "./LogoutResult";
+import type { OnReadingInput } from "./OnReadingInput";
+import type { Reading } from "./Reading";
+import type { ReadingsInput } from "./ReadingsInput";
+import type { RecordReadingInput } from "./RecordReadingInput";
 import type { RegisterInput } from "./RegisterInput";
 import type { RequestPasswordResetInput } from "./RequestPasswordResetInput";
 import type { ResetPasswordInput } from "./ResetPasswordInput";
@@ -71,6 +75,9 @@ export type AppRouter = TRPCBuiltRouter<
       create: TRPCMutationProcedure<{ input: CreateSensorInput; output: Sensor; meta: object }>;
       delete: TRPCMutationProcedure<{ input: DeleteSensorInput; output: SensorDeleted; meta: object }>;
       list: TRPCQueryProcedure<{ input: void; output: Array<Sensor>; meta: object }>;
+      onReading: TRPCSubscriptionProcedure<{ input: OnReadingInput | undefined; output: AsyncIterable<{ id: string; data: Reading }, void, any>; meta: object }>;
+      readings: TRPCQueryProcedure<{ input: ReadingsInput; output: Array<Reading>; meta: object }>;
+      record: TRPCMutationProcedure<{ input: RecordReadingInput; output: Reading; meta: object }>;
     };
     users: {
       delete: TRPCMutationProcedure<{ input: DeleteUserInput; output: Success; meta: object }>;

@@ -11,4 +11,8 @@ unit: string,
 /**
  * Email of the user who created it.
  */
-createdBy: string, };
+createdBy: string, 
+/**
+ * RFC 3339, UTC.
+ */
+createdAt: string, };

@@ -1,176 +1,181 @@
-//! Example: an application adding its own router beside Gatehouse's `auth.*`
-//! and `users.*` procedures.
+//! Example: an application with its own state, tables and procedures beside
+//! Gatehouse's `auth.*` and `users.*`.
 //!
-//! Three procedures, each guarded by a different role:
-//! - `sensors.list` (query, VIEWER and up),
-//! - `sensors.create` (mutation, OPERATOR and up),
-//! - `sensors.delete` (mutation, ADMIN).
+//! - [`SensorsApp`] is the application state: the auth service (which says
+//!   who is calling), the database it shares with it, and the in-process
+//!   feed of new readings. It is the router's [`gatehouse::Service`].
+//! - [`migrations`] creates the example's tables (`sensor`,
+//!   `sensor_reading`) beside the auth ones; [`entities`] reads them.
+//! - [`procedures`] holds one type per procedure and [`on_reading`] the
+//!   `sensors.onReading` subscription; all fail with [`SensorsError`].
 //!
-//! Procedures run against [`AuthService`] (the service whose authenticator
-//! decides who is calling), so the example keeps its own data in a
-//! [`SensorStore`] it owns. A real application would use the same database
-//! through [`AuthService::db`].
+//! | procedure | kind | guard |
+//! |---|---|---|
+//! | `sensors.list` | query | VIEWER |
+//! | `sensors.create` | mutation | OPERATOR |
+//! | `sensors.delete` | mutation | ADMIN |
+//! | `sensors.record` | mutation | OPERATOR |
+//! | `sensors.readings` | query | VIEWER |
+//! | `sensors.onReading` | subscription (tracked) | VIEWER |
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+pub mod entities;
+pub mod error;
+pub mod migrations;
+pub mod on_reading;
+pub mod procedures;
 
-use gatehouse::{Ctx, ErrorCode, Guard, Issue, Kind, NoInput, Procedure, Role, RpcError, True};
-use gatehouse_auth::AuthService;
-use serde::{Deserialize, Serialize};
-use ts_rs::TS;
+use gatehouse::{RequestMeta, RpcError, Service};
+use gatehouse_auth::{AuthService, AuthUser, HasAuth};
+use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, DatabaseConnection, DbErr};
+use tokio::sync::{Mutex, broadcast};
+
+use crate::entities::sensor_reading;
+pub use crate::error::SensorsError;
+pub use crate::on_reading::{OnReading, OnReadingInput};
+pub use crate::procedures::{
+    CreateSensor, CreateSensorInput, DeleteSensor, DeleteSensorInput, ListReadings, ListSensors,
+    Reading, ReadingsInput, RecordReading, RecordReadingInput, Sensor, SensorDeleted,
+};
 
 /// The command that regenerates `examples/sensors/bindings/`.
 pub const REGENERATE_COMMAND: &str = "cargo run -p gatehouse-sensors -- bindings";
 
-/// A sensor as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "camelCase")]
-pub struct Sensor {
-    pub id: String,
-    pub name: String,
-    /// Unit of the readings, e.g. `°C`.
-    pub unit: String,
-    /// Email of the user who created it.
-    pub created_by: String,
+/// How many new readings a `sensors.onReading` stream may fall behind by
+/// before it catches up from the table instead (see [`SensorsApp::with_live_capacity`]).
+pub const LIVE_CAPACITY: usize = 1024;
+
+/// The example's application state, shared by every request.
+pub struct SensorsApp {
+    auth: AuthService,
+    db: DatabaseConnection,
+    readings: LiveReadings,
 }
 
-/// Input of `sensors.create`.
-#[derive(Debug, Clone, Deserialize, TS)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateSensorInput {
-    pub name: String,
-    pub unit: String,
+/// Readings recorded by this process, sent to every open
+/// `sensors.onReading` as they are stored.
+struct LiveReadings {
+    sender: broadcast::Sender<sensor_reading::Model>,
+    /// Held from a reading's insert until it is sent, so readings are
+    /// stored and sent in the order of their ids: a stream that skips what
+    /// it has already read from the table then never skips a newer one.
+    order: Mutex<()>,
 }
 
-/// Input of `sensors.delete`.
-#[derive(Debug, Clone, Deserialize, TS)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteSensorInput {
-    pub id: String,
-}
-
-/// `{ success: true }`.
-#[derive(Debug, Clone, Copy, Serialize, TS)]
-pub struct SensorDeleted {
-    pub success: True,
-}
-
-/// The example's in-memory sensor table, in creation order.
-#[derive(Debug, Default)]
-pub struct SensorStore {
-    sensors: Mutex<BTreeMap<String, Sensor>>,
-}
-
-impl SensorStore {
-    /// The process-wide store the procedures use.
-    pub fn global() -> &'static SensorStore {
-        static STORE: OnceLock<SensorStore> = OnceLock::new();
-        STORE.get_or_init(SensorStore::default)
-    }
-
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Sensor>>, RpcError> {
-        self.sensors
-            .lock()
-            .map_err(|_| RpcError::internal("sensor store poisoned"))
-    }
-
-    pub fn list(&self) -> Result<Vec<Sensor>, RpcError> {
-        Ok(self.lock()?.values().cloned().collect())
-    }
-
-    pub fn insert(&self, sensor: Sensor) -> Result<(), RpcError> {
-        self.lock()?.insert(sensor.id.clone(), sensor);
-        Ok(())
-    }
-
-    pub fn remove(&self, id: &str) -> Result<Option<Sensor>, RpcError> {
-        Ok(self.lock()?.remove(id))
-    }
-}
-
-/// `sensors.list`: every sensor; any signed-in user.
-pub struct ListSensors;
-
-impl Procedure<AuthService> for ListSensors {
-    const PATH: &'static str = "list";
-    const KIND: Kind = Kind::Query;
-    const GUARD: Guard = Guard::Role(Role::Viewer);
-    type Input = NoInput;
-    type Output = Vec<Sensor>;
-    type Error = RpcError;
-
-    async fn call(_: Ctx<AuthService>, _: NoInput) -> Result<Vec<Sensor>, RpcError> {
-        SensorStore::global().list()
-    }
-}
-
-/// `sensors.create`: adds a sensor; operators and admins.
-pub struct CreateSensor;
-
-impl Procedure<AuthService> for CreateSensor {
-    const PATH: &'static str = "create";
-    const KIND: Kind = Kind::Mutation;
-    const GUARD: Guard = Guard::Role(Role::Operator);
-    type Input = CreateSensorInput;
-    type Output = Sensor;
-    type Error = RpcError;
-
-    async fn call(ctx: Ctx<AuthService>, input: CreateSensorInput) -> Result<Sensor, RpcError> {
-        let mut issues = Vec::new();
-        for (field, value) in [("name", &input.name), ("unit", &input.unit)] {
-            let len = value.trim().chars().count();
-            if len == 0 || len > 100 {
-                issues.push(Issue::new([field], "Must be 1 to 100 characters"));
-            }
+impl LiveReadings {
+    fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity.max(1)).0,
+            order: Mutex::new(()),
         }
-        if !issues.is_empty() {
-            return Err(RpcError::validation(issues));
+    }
+}
+
+impl SensorsApp {
+    /// The app on the auth service's database, whose tables must already
+    /// exist (see [`SensorsApp::open`]).
+    pub fn new(auth: AuthService) -> Self {
+        Self {
+            db: auth.db().clone(),
+            auth,
+            readings: LiveReadings::new(LIVE_CAPACITY),
         }
-        let sensor = Sensor {
-            id: uuid::Uuid::now_v7().to_string(),
-            name: input.name.trim().to_owned(),
-            unit: input.unit.trim().to_owned(),
-            created_by: ctx.principal()?.email.clone(),
+    }
+
+    /// Applies the example's migrations to the auth service's database,
+    /// then builds the app.
+    pub async fn open(auth: AuthService) -> Result<Self, DbErr> {
+        migrations::migrate(auth.db()).await?;
+        Ok(Self::new(auth))
+    }
+
+    /// How far a live stream may fall behind before it re-reads the table
+    /// (default [`LIVE_CAPACITY`]; at least 1).
+    #[must_use]
+    pub fn with_live_capacity(mut self, capacity: usize) -> Self {
+        self.readings = LiveReadings::new(capacity);
+        self
+    }
+
+    /// The database, shared with the auth service.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Stores a reading of sensor `sensor_id` and sends it to every open
+    /// `sensors.onReading`. A non-finite `value` is refused; an unknown
+    /// sensor is [`SensorsError::SensorNotFound`].
+    pub async fn record(
+        &self,
+        sensor_id: &str,
+        value: f64,
+    ) -> Result<sensor_reading::Model, SensorsError> {
+        if !value.is_finite() {
+            return Err(SensorsError::invalid("value", "Must be a finite number"));
+        }
+        let _in_order = self.readings.order.lock().await;
+        let row = sensor_reading::ActiveModel {
+            id: NotSet,
+            sensor_id: Set(sensor_id.to_owned()),
+            value: Set(value),
+            recorded_at: Set(gatehouse_auth::db::now_ms()),
         };
-        SensorStore::global().insert(sensor.clone())?;
-        tracing::info!(sensor = %sensor.id, "sensor created");
-        Ok(sensor)
+        // The foreign key finds an unknown sensor in the same statement.
+        let stored = row.insert(&self.db).await.map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => SensorsError::SensorNotFound,
+            _ => SensorsError::Db(e),
+        })?;
+        // No open stream is not an error.
+        let _ = self.readings.sender.send(stored.clone());
+        Ok(stored)
+    }
+
+    /// A receiver of every reading [`SensorsApp::record`] stores from now on.
+    pub fn live_readings(&self) -> broadcast::Receiver<sensor_reading::Model> {
+        self.readings.sender.subscribe()
     }
 }
 
-/// `sensors.delete`: removes a sensor; admins only.
-pub struct DeleteSensor;
+/// Callers are whoever the auth service says they are; readiness and
+/// error translation are the auth service's too.
+impl Service for SensorsApp {
+    type Principal = AuthUser;
 
-impl Procedure<AuthService> for DeleteSensor {
-    const PATH: &'static str = "delete";
-    const KIND: Kind = Kind::Mutation;
-    const GUARD: Guard = Guard::Role(Role::Admin);
-    type Input = DeleteSensorInput;
-    type Output = SensorDeleted;
-    type Error = RpcError;
+    async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
+        self.auth.authenticate(request).await
+    }
 
-    async fn call(
-        _: Ctx<AuthService>,
-        input: DeleteSensorInput,
-    ) -> Result<SensorDeleted, RpcError> {
-        match SensorStore::global().remove(&input.id)? {
-            Some(_) => Ok(SensorDeleted { success: True }),
-            None => Err(RpcError::new(ErrorCode::NotFound, "Sensor not found")),
-        }
+    async fn ready(&self) -> bool {
+        self.auth.ready().await
+    }
+
+    fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {
+        self.auth.finalize_error(request, error);
     }
 }
 
-/// The example's own router, before mounting.
-pub fn sensors_router() -> gatehouse::Router<AuthService> {
+/// The auth service inside the app, so every `auth.*` and `users.*`
+/// procedure runs on the app's state.
+impl HasAuth for SensorsApp {
+    fn auth(&self) -> &AuthService {
+        &self.auth
+    }
+}
+
+/// The example's own router, before mounting under `sensors`.
+pub fn sensors_router() -> gatehouse::Router<SensorsApp> {
     gatehouse::Router::new()
         .procedure::<ListSensors>()
         .procedure::<CreateSensor>()
         .procedure::<DeleteSensor>()
+        .procedure::<RecordReading>()
+        .procedure::<ListReadings>()
+        .subscription::<OnReading>()
 }
 
-/// Everything the example serves: `auth.*`, `users.*` and `sensors.*`.
-pub fn app_router() -> gatehouse::Router<AuthService> {
-    gatehouse_auth::app_router().nest("sensors", sensors_router())
+/// Everything the example serves: `auth.*` and `users.*` on the app's
+/// state, and `sensors.*`.
+pub fn app_router() -> gatehouse::Router<SensorsApp> {
+    gatehouse_auth::app_router::<SensorsApp>().nest("sensors", sensors_router())
 }
 
 /// Bindings options for `examples/sensors/bindings/`.

@@ -1,5 +1,7 @@
 //! `gatehouse-sensors`: the Gatehouse auth service plus the example's
-//! `sensors` router, on the same settings as the `gatehouse` binary.
+//! `sensors` router on its own state, with the same settings as the
+//! `gatehouse` binary. At start-up both migrators run: the auth one, then
+//! the example's (`sensors_migrations`).
 //!
 //!   cargo run -p gatehouse-sensors               # serve (GATEHOUSE_ADDR, DATABASE_URL, …)
 //!   cargo run -p gatehouse-sensors -- bindings   # regenerate examples/sensors/bindings/
@@ -8,7 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gatehouse_auth::Config;
+use gatehouse_auth::{Config, StartError};
+use gatehouse_sensors::SensorsApp;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -49,9 +52,12 @@ fn main() -> ExitCode {
         Command::Serve => tokio::runtime::Runtime::new()
             .map_err(|e| format!("cannot start the async runtime: {e}"))
             .and_then(|rt| {
-                rt.block_on(gatehouse_auth::run(
+                rt.block_on(gatehouse_auth::run_app(
                     cli.config,
                     gatehouse_sensors::app_router(),
+                    // The auth service is built (and its tables migrated)
+                    // first; the app adds its own tables beside them.
+                    |auth| async move { SensorsApp::open(auth).await.map_err(StartError::app) },
                 ))
                 .map_err(|e| e.to_string())
             }),

@@ -19,7 +19,7 @@ fn committed_bindings_are_up_to_date() {
 }
 
 #[test]
-fn the_router_has_auth_users_and_sensors() {
+fn the_router_has_auth_users_and_sensors_on_the_app_state() {
     let registry = gatehouse_sensors::app_router().build().expect("builds");
     for path in [
         "auth.login",
@@ -27,7 +27,19 @@ fn the_router_has_auth_users_and_sensors() {
         "sensors.list",
         "sensors.create",
         "sensors.delete",
+        "sensors.record",
+        "sensors.readings",
+        "sensors.onReading",
     ] {
         assert!(registry.get(path).is_some(), "{path} missing");
     }
+}
+
+#[test]
+fn on_reading_is_a_tracked_subscription_in_the_app_router_type() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bindings");
+    let router = std::fs::read_to_string(dir.join("AppRouter.ts")).expect("AppRouter.ts");
+    let line = "onReading: TRPCSubscriptionProcedure<{ input: OnReadingInput | undefined; \
+                output: AsyncIterable<{ id: string; data: Reading }, void, any>; meta: object }>;";
+    assert!(router.contains(line), "{router}");
 }

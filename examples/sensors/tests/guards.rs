@@ -1,158 +1,48 @@
-//! The sensors router's guards over real HTTP: a VIEWER can list but not
-//! create, an OPERATOR can create but not delete, an ADMIN can delete; an
-//! anonymous caller can do nothing.
+//! The sensors router's guards over real HTTP, beside the auth procedures
+//! on the same app: a VIEWER can list, read and follow readings but not
+//! create or record, an OPERATOR can create and record but not delete, an
+//! ADMIN can delete; an anonymous caller can do nothing.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
 
-use gatehouse_auth::Config;
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const ADMIN_EMAIL: &str = "admin@sensors.test";
-const ADMIN_PASSWORD: &str = "Sensors-Admin-Passw0rd";
-const PASSWORD: &str = "Sensors-User-Passw0rd";
-
-/// One HTTP/1.0 exchange (the server closes the connection after it, so
-/// the body is everything after the headers). Returns status and JSON body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!("{method} {target} HTTP/1.0\r\nhost: {addr}\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("authorization: Bearer {token}\r\n"));
-    }
-    if method == "POST" {
-        request.push_str(&format!(
-            "content-type: application/json\r\ncontent-length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("headers end");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-/// A mutation with `{"json": input}`; returns status and `result.data.json` or the error's `data.code`.
-async fn mutation(addr: SocketAddr, path: &str, input: Value, token: Option<&str>) -> (u16, Value) {
-    let (status, body) = http(
-        addr,
-        "POST",
-        &format!("/trpc/{path}"),
-        token,
-        Some(&json!({ "json": input })),
-    )
-    .await;
-    (status, unwrap(body))
-}
-
-/// A query without input (GET).
-async fn query(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Value) {
-    let (status, body) = http(addr, "GET", &format!("/trpc/{path}"), token, None).await;
-    (status, unwrap(body))
-}
-
-fn unwrap(body: Value) -> Value {
-    if let Some(data) = body.pointer("/result/data/json") {
-        data.clone()
-    } else if let Some(code) = body.pointer("/error/json/data/code") {
-        code.clone()
-    } else {
-        body
-    }
-}
-
-async fn login(addr: SocketAddr, email: &str, password: &str) -> String {
-    let (status, out) = mutation(
-        addr,
-        "auth.login",
-        json!({ "email": email, "password": password }),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "login {email}: {out}");
-    out["token"].as_str().expect("token").to_owned()
-}
-
-async fn register(addr: SocketAddr, email: &str) -> (String, String) {
-    let (status, out) = mutation(
-        addr,
-        "auth.register",
-        json!({ "email": email, "password": PASSWORD, "firstName": "S", "lastName": "T" }),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "register {email}: {out}");
-    (
-        out["token"].as_str().expect("token").to_owned(),
-        out["user"]["id"].as_str().expect("id").to_owned(),
-    )
-}
+use common::*;
+use gatehouse::Role;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_gets_exactly_its_sensor_procedures() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        database_url: Some(format!(
-            "sqlite://{}",
-            dir.path().join("sensors.db").display()
-        )),
-        data_dir: dir.path().to_path_buf(),
-        jwt_secret: Some("sensors-secret-sensors-secret-sensors-secret".to_owned()),
-        bcrypt_cost: 4,
-        admin_email: Some(ADMIN_EMAIL.to_owned()),
-        admin_password: Some(ADMIN_PASSWORD.to_owned()),
-        outbox_dir: Some(dir.path().join("outbox")),
-        ..Config::defaults()
-    };
-    let registry = gatehouse_sensors::app_router()
-        .build()
-        .expect("router builds");
-    let service = gatehouse_auth::build_service(&config)
-        .await
-        .expect("service starts");
-    let app = gatehouse::server::app(
-        registry,
-        Arc::new(service),
-        config.trpc().expect("trpc config"),
-    );
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let server = tokio::spawn(gatehouse::server::serve_with_shutdown(
-        listener,
-        app,
-        std::future::pending(),
-    ));
+    let db = TestDb::sqlite();
+    let app = db.open().await;
+    let admin = user(&app, "admin@sensors.test", Role::Admin).await;
+    let server = Server::start(&db, app).await;
+    let addr = server.addr;
 
-    // Anonymous: nothing.
+    // Anonymous: nothing, not even the stream.
     assert_eq!(
-        query(addr, "sensors.list", None).await,
+        query(addr, "sensors.list", json!(null), None).await,
         (401, json!("UNAUTHORIZED"))
     );
+    let mut anonymous = EventSource::open(addr, "/trpc/sensors.onReading", &[]).await;
+    anonymous.until("\"code\":\"UNAUTHORIZED\"").await;
 
-    let (viewer, _) = register(addr, "viewer@sensors.test").await;
-    let (_, operator_id) = register(addr, "operator@sensors.test").await;
-    let admin = login(addr, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    // auth.* and users.* are served by the same app.
+    let (status, registered) = mutation(
+        addr,
+        "auth.register",
+        json!({ "email": "viewer@sensors.test", "password": PASSWORD, "firstName": "V", "lastName": "S" }),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{registered}");
+    let viewer = registered["token"].as_str().expect("token").to_owned();
+    let (_, registered) = mutation(
+        addr,
+        "auth.register",
+        json!({ "email": "operator@sensors.test", "password": PASSWORD, "firstName": "O", "lastName": "S" }),
+        None,
+    )
+    .await;
+    let operator_id = registered["user"]["id"].as_str().expect("id").to_owned();
     let (status, out) = mutation(
         addr,
         "users.setRole",
@@ -162,35 +52,34 @@ async fn each_role_gets_exactly_its_sensor_procedures() {
     .await;
     assert_eq!((status, &out["role"]), (200, &json!("OPERATOR")), "{out}");
     // A role change revokes the old token: log in again as OPERATOR.
-    let operator = login(addr, "operator@sensors.test", PASSWORD).await;
+    let (status, out) = mutation(
+        addr,
+        "auth.login",
+        json!({ "email": "operator@sensors.test", "password": PASSWORD }),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let operator = out["token"].as_str().expect("token").to_owned();
 
     // VIEWER: can list, cannot create.
-    let (status, listed) = query(addr, "sensors.list", Some(&viewer)).await;
-    assert_eq!(status, 200, "{listed}");
-    assert!(listed.is_array());
+    let (status, listed) = query(addr, "sensors.list", json!(null), Some(&viewer)).await;
+    assert_eq!((status, listed), (200, json!([])));
     let new_sensor = json!({ "name": "Boiler room", "unit": "°C" });
     assert_eq!(
         mutation(addr, "sensors.create", new_sensor.clone(), Some(&viewer)).await,
         (403, json!("FORBIDDEN"))
     );
 
-    // OPERATOR: can create (and list), cannot delete.
+    // OPERATOR: can create and record, cannot delete.
     let (status, created) = mutation(addr, "sensors.create", new_sensor, Some(&operator)).await;
     assert_eq!(status, 200, "{created}");
     assert_eq!(created["name"], "Boiler room");
     assert_eq!(created["unit"], "°C");
     assert_eq!(created["createdBy"], "operator@sensors.test");
     let id = created["id"].as_str().expect("id").to_owned();
-    let (status, listed) = query(addr, "sensors.list", Some(&viewer)).await;
-    assert_eq!(status, 200);
-    assert!(
-        listed
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|s| s["id"] == id.as_str()),
-        "{listed}"
-    );
+    let (status, listed) = query(addr, "sensors.list", json!(null), Some(&viewer)).await;
+    assert_eq!((status, listed), (200, json!([created])));
     let (status, invalid) = http(
         addr,
         "POST",
@@ -204,6 +93,46 @@ async fn each_role_gets_exactly_its_sensor_procedures() {
         invalid.pointer("/error/json/data/issues/0/path/0"),
         Some(&json!("name")),
         "{invalid}"
+    );
+
+    // Readings: OPERATOR records, VIEWER reads and follows (with the token
+    // in connectionParams, as a browser's EventSource must send it).
+    let mut follow = EventSource::open(
+        addr,
+        &format!(
+            "/trpc/sensors.onReading?input={}&connectionParams={}",
+            url_encode(&json!({ "json": { "sensorId": id } }).to_string()),
+            url_encode(&json!({ "token": viewer }).to_string())
+        ),
+        &[],
+    )
+    .await;
+    follow.until("event: connected").await;
+    let reading = json!({ "sensorId": id, "value": 21.5 });
+    assert_eq!(
+        mutation(addr, "sensors.record", reading.clone(), Some(&viewer)).await,
+        (403, json!("FORBIDDEN"))
+    );
+    let (status, recorded) = mutation(addr, "sensors.record", reading, Some(&operator)).await;
+    assert_eq!(status, 200, "{recorded}");
+    assert_eq!(
+        (&recorded["sensorId"], &recorded["value"]),
+        (&json!(id), &json!(21.5))
+    );
+    follow
+        .until(&format!("id: {}\n", recorded["id"].as_str().expect("id")))
+        .await;
+    let (status, readings) = query(
+        addr,
+        "sensors.readings",
+        json!({ "sensorId": id }),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!((status, readings), (200, json!([recorded])));
+    assert_eq!(
+        query(addr, "sensors.readings", json!({ "sensorId": id }), None).await,
+        (401, json!("UNAUTHORIZED"))
     );
     assert_eq!(
         mutation(addr, "sensors.delete", json!({ "id": id }), Some(&operator)).await,
@@ -219,14 +148,8 @@ async fn each_role_gets_exactly_its_sensor_procedures() {
         mutation(addr, "sensors.delete", json!({ "id": id }), Some(&admin)).await,
         (404, json!("NOT_FOUND"))
     );
-    let (_, listed) = query(addr, "sensors.list", Some(&admin)).await;
-    assert!(
-        !listed
-            .as_array()
-            .expect("array")
-            .iter()
-            .any(|s| s["id"] == id.as_str())
+    assert_eq!(
+        query(addr, "sensors.list", json!(null), Some(&admin)).await,
+        (200, json!([]))
     );
-
-    server.abort();
 }
