@@ -22,7 +22,9 @@ mod type_export;
 pub mod typescript;
 
 pub use error::{ErrorCode, Issue, RpcError};
-pub use procedure::{Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Subscription, True};
+pub use procedure::{
+    Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Rest, RestMethod, Subscription, True,
+};
 pub use role::Role;
 pub use router::{RawInput, Registry, RequestScope, Router, RouterError};
 pub use service::{Principal, RequestMeta, Service};

@@ -59,11 +59,89 @@ pub trait Procedure<S: Service>: Send + Sync + 'static {
     /// handlers use `?` on it; the framework turns it into an [`RpcError`]
     /// (code, message, and a cause that is logged, never sent).
     type Error: Into<RpcError> + Send + 'static;
+    /// A plain-JSON route serving the same procedure (see [`Rest`]); none
+    /// by default.
+    const REST: Option<Rest> = None;
 
     fn call(
         ctx: Ctx<S>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// A REST route for a procedure: the same guard, input type, handler and
+/// output as its tRPC call, but plain JSON in and out (`docs/protocol.md`,
+/// "REST routes"). Path parameters (`/users/{id}`) fill the input field of
+/// the same name; the input comes from the query string for `GET`, from the
+/// JSON body otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rest {
+    pub method: RestMethod,
+    /// Below the REST prefix, starting with `/`, e.g. `/users/{id}/role`.
+    pub path: &'static str,
+    /// Whether a success is `201 Created` (a procedure that creates
+    /// something) rather than `200 OK`.
+    pub created: bool,
+}
+
+/// The HTTP methods a [`Rest`] route may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl RestMethod {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+        }
+    }
+}
+
+impl Rest {
+    const fn new(method: RestMethod, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            created: false,
+        }
+    }
+
+    pub const fn get(path: &'static str) -> Self {
+        Self::new(RestMethod::Get, path)
+    }
+
+    pub const fn post(path: &'static str) -> Self {
+        Self::new(RestMethod::Post, path)
+    }
+
+    pub const fn put(path: &'static str) -> Self {
+        Self::new(RestMethod::Put, path)
+    }
+
+    pub const fn patch(path: &'static str) -> Self {
+        Self::new(RestMethod::Patch, path)
+    }
+
+    pub const fn delete(path: &'static str) -> Self {
+        Self::new(RestMethod::Delete, path)
+    }
+
+    /// Answers `201 Created` on success.
+    pub const fn created(self) -> Self {
+        Self {
+            created: true,
+            ..self
+        }
+    }
 }
 
 /// A typed subscription: a procedure whose handler returns a stream of

@@ -16,7 +16,9 @@ use tokio::sync::OnceCell;
 
 use crate::envelope;
 use crate::error::{ErrorCode, Issue, RpcError};
-use crate::procedure::{Ctx, Event, Guard, Kind, NoInput, Procedure, Subscription};
+use crate::procedure::{
+    Ctx, Event, Guard, Kind, NoInput, Procedure, Rest, RestMethod, Subscription,
+};
 use crate::service::{Principal, RequestMeta, Service};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +34,11 @@ pub enum RawInput {
     Envelope(serde_json::Value),
     /// The input was not JSON; raised only if the procedure reads its input.
     Malformed(RpcError),
+    /// Plain JSON without the envelope (a REST body with its path
+    /// parameters merged in).
+    Plain(serde_json::Value),
+    /// A URL-encoded query string (a REST `GET`), decoded like a form.
+    Form(String),
 }
 
 /// TypeScript facts about one procedure, for the `AppRouter` emitter.
@@ -61,6 +68,8 @@ pub struct Entry<S: Service> {
     pub kind: Kind,
     pub guard: Guard,
     pub ts: TsSignature,
+    /// The procedure's REST route, if it has one.
+    pub rest: Option<Rest>,
     handler: Handler<S>,
     /// Whether the input type is [`NoInput`]: such a procedure never reads
     /// its input, so the adapter need not parse it.
@@ -151,26 +160,65 @@ fn decode_input<I: serde::de::DeserializeOwned + 'static>(raw: RawInput) -> Resu
     let value = match raw {
         RawInput::Absent => None,
         RawInput::Envelope(v) => envelope::decode(v)?,
+        RawInput::Plain(v) => Some(v),
         RawInput::Malformed(e) => return Err(e),
+        RawInput::Form(query) => {
+            let form =
+                serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+            return serde_path_to_error::deserialize(FormInput(form)).map_err(input_error);
+        }
     };
     let value = value.unwrap_or(serde_json::Value::Null);
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path: Vec<String> = e
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
-        let message = e.into_inner().to_string();
-        let (key, detail) = serde_message_key(&message);
-        let detail = detail.to_owned();
-        RpcError::validation(vec![Issue::new(path, message).with_key(key)])
-            .with_param("detail", detail)
-    })
+    serde_path_to_error::deserialize(value).map_err(input_error)
+}
+
+/// A query string read as an input: a map whose values parse as the
+/// fields' types (`page=2` is a number), which also says "present" to an
+/// input type that decodes from an optional object (as those that may be
+/// left out do).
+struct FormInput<'a>(serde_urlencoded::Deserializer<'a>);
+
+impl<'de> serde::Deserializer<'de> for FormInput<'de> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.deserialize_any(visitor)
+    }
+
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_some(self.0)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// serde's complaint about an input as a BAD_REQUEST with one issue naming
+/// the failing field.
+fn input_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> RpcError {
+    let path: Vec<String> = e
+        .path()
+        .iter()
+        .filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+            serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect();
+    let message = e.into_inner().to_string();
+    let (key, detail) = serde_message_key(&message);
+    let detail = detail.to_owned();
+    RpcError::validation(vec![Issue::new(path, message).with_key(key)]).with_param("detail", detail)
 }
 
 /// A stable key for one of serde's input complaints (its `de::Error`
@@ -223,6 +271,7 @@ impl<S: Service> Router<S> {
                 optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
                     && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
+            rest: P::REST,
             handler: Handler::Call(erased_call::<S, P>),
             reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
             void_output: TypeId::of::<P::Output>() == TypeId::of::<()>()
@@ -248,6 +297,7 @@ impl<S: Service> Router<S> {
                 optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
                     && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
+            rest: None,
             handler: Handler::Subscribe {
                 subscribe: erased_subscribe::<S, P>,
                 tracked: P::TRACKED,
@@ -309,8 +359,51 @@ impl<S: Service> Router<S> {
                 });
             }
         }
+        check_rest_routes(order.iter().filter_map(|p| map.get(p)))?;
         Ok(Registry { map, order })
     }
+}
+
+/// Every REST route must be a `/`-separated path of non-empty segments,
+/// each a literal or one `{name}` parameter, and no two may be the same
+/// method and shape (`/users/{id}` and `/users/{key}` clash).
+fn check_rest_routes<'a, S: Service + 'a>(
+    entries: impl Iterator<Item = &'a Arc<Entry<S>>>,
+) -> Result<(), RouterError> {
+    let mut seen: HashMap<(RestMethod, String), Arc<str>> = HashMap::new();
+    for entry in entries {
+        let Some(rest) = entry.rest else { continue };
+        let invalid = || RouterError::InvalidRestPath {
+            procedure: entry.path.to_string(),
+            path: rest.path.to_owned(),
+        };
+        let Some(rest_path) = rest.path.strip_prefix('/') else {
+            return Err(invalid());
+        };
+        let mut shape = String::new();
+        for segment in rest_path.split('/') {
+            let param = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let ok = match param {
+                Some(name) => {
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                }
+                None => !segment.is_empty() && !segment.contains(['{', '}', '?', '#']),
+            };
+            if !ok {
+                return Err(invalid());
+            }
+            shape.push('/');
+            shape.push_str(if param.is_some() { "{}" } else { segment });
+        }
+        if let Some(other) = seen.insert((rest.method, shape), entry.path.clone()) {
+            return Err(RouterError::DuplicateRestRoute {
+                route: format!("{} {}", rest.method.as_str(), rest.path),
+                first: other.to_string(),
+                second: entry.path.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the client's `onData` receives from a tracked subscription:
@@ -337,6 +430,16 @@ pub enum RouterError {
         "procedure {0:?} has KIND = Subscription but a one-answer handler; implement Subscription and register it with Router::subscription"
     )]
     SubscriptionAsProcedure(String),
+    #[error(
+        "procedure {procedure:?} has REST path {path:?}, which is not /-separated segments, each a literal or one {{name}}"
+    )]
+    InvalidRestPath { procedure: String, path: String },
+    #[error("REST route {route} is declared by both {first:?} and {second:?}")]
+    DuplicateRestRoute {
+        route: String,
+        first: String,
+        second: String,
+    },
     #[error("procedure path {path:?} is also the namespace of {child:?}")]
     PathIsNamespace { path: String, child: String },
 }

@@ -173,13 +173,23 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
-            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            // PUT, PATCH and DELETE for the REST routes.
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+                Method::OPTIONS,
+            ])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("trpc-accept"),
                 HeaderName::from_static("trpc-batch-mode"),
                 HeaderName::from_static("x-request-id"),
+                header::ACCEPT_LANGUAGE,
+                HeaderName::from_static("last-event-id"),
             ])
             .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
             .max_age(Duration::from_secs(600)),

@@ -27,7 +27,7 @@ const HTTP_LAYERS: &[&[&str]] = &[
     &["json_parse_error"],
     &["wire"],
     &["call"],
-    &["stream", "sse"],
+    &["stream", "sse", "rest"],
     &["adapter"],
     &["mod"],
 ];

@@ -135,7 +135,7 @@ async fn cors_preflight_and_exposed_headers() {
         Some("https://app.example")
     );
     let methods = r.header("access-control-allow-methods").unwrap_or_default();
-    for m in ["GET", "POST", "OPTIONS"] {
+    for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
         assert!(methods.contains(m), "{methods}");
     }
     let headers = r

@@ -234,6 +234,12 @@ pub struct Config {
           default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_subscriptions_per_user: u32,
 
+    /// Where the REST routes (plain JSON beside `/trpc`, e.g. `POST
+    /// /api/auth/login`) are served, such as `/api/1`; `off` serves none.
+    #[arg(long, global = true, env = "GATEHOUSE_REST_PREFIX", value_name = "GATEHOUSE_REST_PREFIX",
+          default_value = gatehouse::http::DEFAULT_REST_PREFIX)]
+    pub rest_prefix: String,
+
     /// Seconds a client has to send a request's head (request line and
     /// headers) once it starts; slower heads get 408 and are closed.
     #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
@@ -298,6 +304,10 @@ pub enum ConfigError {
     ResetUrl(String),
     #[error("JWT_ISSUER must not be empty")]
     Issuer,
+    #[error(
+        "GATEHOUSE_REST_PREFIX must be `off` or a path like /api or /api/1 (letters, digits, - _ . between slashes, not /trpc, /healthz, /readyz or /metrics), got {0:?}"
+    )]
+    RestPrefix(String),
 }
 
 impl Config {
@@ -388,6 +398,7 @@ impl Config {
             return Err(ConfigError::AdminPair);
         }
         self.reset_url()?;
+        self.rest_prefix()?;
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::Issuer);
         }
@@ -440,6 +451,27 @@ impl Config {
         Ok(self.cors_origins.as_deref().unwrap_or_default().parse()?)
     }
 
+    /// `GATEHOUSE_REST_PREFIX`: `None` for `off`.
+    pub fn rest_prefix(&self) -> Result<Option<String>, ConfigError> {
+        let prefix = self.rest_prefix.trim();
+        if prefix.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let refuse = || ConfigError::RestPrefix(prefix.to_owned());
+        let rest = prefix.strip_prefix('/').ok_or_else(refuse)?;
+        let segments_ok = rest.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        });
+        let first = rest.split('/').next().unwrap_or_default();
+        if !segments_ok || matches!(first, "trpc" | "healthz" | "readyz" | "metrics") {
+            return Err(refuse());
+        }
+        Ok(Some(prefix.to_owned()))
+    }
+
     /// The HTTP adapter's settings.
     pub fn trpc(&self) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
         Ok(gatehouse::http::TrpcConfig {
@@ -448,6 +480,7 @@ impl Config {
             allow_method_override: self.allow_method_override,
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout),
+            rest_prefix: self.rest_prefix()?,
             subscriptions: gatehouse::http::SubscriptionConfig {
                 ping_interval: (self.sse_ping_ms > 0)
                     .then(|| Duration::from_millis(self.sse_ping_ms)),
@@ -531,6 +564,35 @@ mod tests {
         assert!(config.trusted_proxies().expect("proxies").is_empty());
         assert_eq!(config.reset_url().expect("reset url").scheme(), "http");
         assert!(config.admin_password.is_none());
+        assert_eq!(
+            config.rest_prefix().expect("rest prefix").as_deref(),
+            Some("/api")
+        );
+    }
+
+    #[test]
+    fn the_rest_prefix_is_a_plain_path_or_off() {
+        let with = |prefix: &str| Config {
+            rest_prefix: prefix.to_owned(),
+            ..Config::defaults()
+        };
+        assert_eq!(with("OFF").rest_prefix().expect("off"), None);
+        assert_eq!(
+            with("/api/1").rest_prefix().expect("a path").as_deref(),
+            Some("/api/1")
+        );
+        for bad in [
+            "api",
+            "/api/",
+            "/",
+            "/trpc",
+            "/metrics/x",
+            "/a b",
+            "/{x}",
+            "/api//1",
+        ] {
+            assert!(with(bad).validate().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The `users.*` procedures (ADMIN only).
 
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
@@ -94,6 +94,7 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
     const PATH: &'static str = "list";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Admin);
+    const REST: Option<Rest> = Some(Rest::get("/users"));
     type Input = ListUsersInput;
     type Output = ListUsersOutput;
     type Error = AuthError;
@@ -199,6 +200,7 @@ impl<S: HasAuth> Procedure<S> for SetRole {
     const PATH: &'static str = "setRole";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
+    const REST: Option<Rest> = Some(Rest::put("/users/{id}/role"));
     type Input = SetRoleInput;
     type Output = UserDetails;
     type Error = AuthError;
@@ -245,6 +247,7 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
     const PATH: &'static str = "delete";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Admin);
+    const REST: Option<Rest> = Some(Rest::delete("/users/{id}"));
     type Input = DeleteUserInput;
     type Output = Success;
     type Error = AuthError;

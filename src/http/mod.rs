@@ -26,6 +26,7 @@
 mod adapter;
 mod call;
 mod json_parse_error;
+mod rest;
 mod sse;
 mod stream;
 mod wire;
@@ -77,7 +78,13 @@ pub struct TrpcConfig {
     pub request_timeout: Duration,
     /// Server-sent events of subscriptions.
     pub subscriptions: SubscriptionConfig,
+    /// Where procedures with a [`crate::Rest`] route are served as plain
+    /// JSON (`/api`); `None` serves no REST routes.
+    pub rest_prefix: Option<String>,
 }
+
+/// Default prefix of the REST routes.
+pub const DEFAULT_REST_PREFIX: &str = "/api";
 
 /// Default most open subscriptions in all.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: u32 = 10_000;
@@ -139,6 +146,7 @@ impl Default for TrpcConfig {
             cors_origins: CorsOrigins::None,
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             subscriptions: SubscriptionConfig::default(),
+            rest_prefix: Some(DEFAULT_REST_PREFIX.to_owned()),
         }
     }
 }
@@ -200,23 +208,45 @@ pub fn trpc_router<S: Service>(
     service: Arc<S>,
     config: TrpcConfig,
 ) -> axum::Router {
-    let ok_metrics = registry
-        .entries()
-        .map(|e| (e.path.clone(), crate::metrics::CallMetrics::ok(&e.path)))
-        .collect();
+    let ok_metrics: Arc<call::OkMetrics> = Arc::new(
+        registry
+            .entries()
+            .map(|e| (e.path.clone(), crate::metrics::CallMetrics::ok(&e.path)))
+            .collect(),
+    );
+    let rest = config.rest_prefix.clone().map(|prefix| {
+        Arc::new(rest::RestApi::new(
+            &registry,
+            prefix,
+            service.clone(),
+            config.clone(),
+            ok_metrics.clone(),
+        ))
+    });
     let state = Arc::new(adapter::Trpc {
         registry,
         service,
         subscriptions: sse::SubscriptionGate::new(&config.subscriptions),
         config,
-        ok_metrics: Arc::new(ok_metrics),
+        ok_metrics,
     });
     let handler = move |req: axum::extract::Request| {
         let state = state.clone();
         async move { adapter::handle(state, req).await }
     };
-    axum::Router::new()
+    let mut router = axum::Router::new()
         .route(PREFIX, any(handler.clone()))
         .route("/trpc/", any(handler.clone()))
-        .route("/trpc/{*path}", any(handler))
+        .route("/trpc/{*path}", any(handler));
+    if let Some(api) = rest {
+        let prefix = api.prefix.clone();
+        let handler = move |req: axum::extract::Request| {
+            let api = api.clone();
+            async move { rest::handle(api, req).await }
+        };
+        router = router
+            .route(&prefix, any(handler.clone()))
+            .route(&format!("{prefix}/{{*path}}"), any(handler));
+    }
+    router
 }

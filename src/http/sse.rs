@@ -222,7 +222,8 @@ fn with_last_event_id(input: RawInput, id: &str) -> RawInput {
             // Not an object, or not a valid envelope: decoding reports it.
             _ => RawInput::Envelope(value),
         },
-        malformed @ RawInput::Malformed(_) => malformed,
+        // Only tRPC requests reach a subscription.
+        other @ (RawInput::Malformed(_) | RawInput::Plain(_) | RawInput::Form(_)) => other,
     }
 }
 
@@ -355,6 +356,7 @@ mod tests {
             RawInput::Envelope(v) => v,
             RawInput::Absent => json!("absent"),
             RawInput::Malformed(_) => json!("malformed"),
+            RawInput::Plain(_) | RawInput::Form(_) => json!("not tRPC"),
         }
     }
 

@@ -3,7 +3,7 @@
 //! current one.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -129,6 +129,7 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
     const PATH: &'static str = "requestPasswordReset";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::post("/auth/reset-password"));
     type Input = RequestPasswordResetInput;
     type Output = Success;
     type Error = AuthError;
@@ -168,6 +169,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
     const PATH: &'static str = "resetPassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::put("/auth/reset-password"));
     type Input = ResetPasswordInput;
     type Output = Success;
     type Error = AuthError;
@@ -230,6 +232,7 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
     const PATH: &'static str = "changePassword";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::put("/user/password"));
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
     type Error = AuthError;

@@ -1,7 +1,7 @@
 //! `auth.me` and `auth.updateProfile`: the caller's own account.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Rest, Role};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
@@ -21,6 +21,7 @@ impl<S: HasAuth> Procedure<S> for Me {
     const PATH: &'static str = "me";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::get("/user/profile"));
     type Input = NoInput;
     type Output = UserDetails;
     type Error = AuthError;
@@ -57,6 +58,7 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
     const PATH: &'static str = "updateProfile";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::put("/user/profile"));
     type Input = UpdateProfileInput;
     type Output = UserDetails;
     type Error = AuthError;

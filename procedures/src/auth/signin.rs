@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, Procedure, Role};
+use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
@@ -49,6 +49,7 @@ impl<S: HasAuth> Procedure<S> for Register {
     const PATH: &'static str = "register";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::post("/auth/register").created());
     type Input = RegisterInput;
     type Output = AuthPayload;
     type Error = AuthError;
@@ -154,6 +155,7 @@ impl<S: HasAuth> Procedure<S> for Login {
     const PATH: &'static str = "login";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::post("/auth/login"));
     type Input = LoginInput;
     type Output = AuthPayload;
     type Error = AuthError;

@@ -3,7 +3,7 @@
 //! sessions. The rules they follow are [`crate::sessions`]'.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Role, True};
+use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Rest, Role, True};
 use serde::Deserialize;
 use ts_rs::TS;
 
@@ -25,6 +25,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
     const PATH: &'static str = "refreshToken";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::post("/auth/refresh"));
     type Input = NoInput;
     type Output = AuthPayload;
     type Error = AuthError;
@@ -84,6 +85,7 @@ impl<S: HasAuth> Procedure<S> for Logout {
     const PATH: &'static str = "logout";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Public;
+    const REST: Option<Rest> = Some(Rest::post("/auth/logout"));
     type Input = NoInput;
     type Output = LogoutResult;
     type Error = AuthError;
@@ -112,6 +114,7 @@ impl<S: HasAuth> Procedure<S> for Sessions {
     const PATH: &'static str = "sessions";
     const KIND: Kind = Kind::Query;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::get("/user/sessions"));
     type Input = NoInput;
     type Output = Vec<SessionInfo>;
     type Error = AuthError;
@@ -152,6 +155,7 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
     const PATH: &'static str = "revokeSession";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::delete("/user/sessions/{id}"));
     type Input = RevokeSessionInput;
     type Output = Success;
     type Error = AuthError;
@@ -178,6 +182,7 @@ impl<S: HasAuth> Procedure<S> for LogoutAll {
     const PATH: &'static str = "logoutAll";
     const KIND: Kind = Kind::Mutation;
     const GUARD: Guard = Guard::Role(Role::Viewer);
+    const REST: Option<Rest> = Some(Rest::post("/auth/logout-all"));
     type Input = NoInput;
     type Output = Success;
     type Error = AuthError;
