@@ -147,7 +147,7 @@ impl ErrorCode {
 
 /// One failing field of an input, carried in `error.data.issues` so forms can
 /// put each message beside its field (see `docs/protocol.md#errors`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct Issue {
     pub path: Vec<String>,
     pub message: String,

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod openapi;
 pub mod procedure;
 pub mod role;
 pub mod router;

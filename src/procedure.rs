@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -52,9 +53,9 @@ pub trait Procedure<S: Service>: Send + Sync + 'static {
     const GUARD: Guard;
 
     /// Decoded from the superjson envelope. Use [`NoInput`] for none.
-    type Input: DeserializeOwned + ts_rs::TS + Send + 'static;
+    type Input: DeserializeOwned + ts_rs::TS + JsonSchema + Send + 'static;
     /// Serialised into the superjson envelope.
-    type Output: Serialize + ts_rs::TS + Send + 'static;
+    type Output: Serialize + ts_rs::TS + JsonSchema + Send + 'static;
     /// What the handler fails with: usually the app's domain error enum, so
     /// handlers use `?` on it; the framework turns it into an [`RpcError`]
     /// (code, message, and a cause that is logged, never sent).
@@ -166,9 +167,9 @@ pub trait Subscription<S: Service>: Send + Sync + 'static {
     const TRACKED: bool;
 
     /// Decoded from the superjson envelope, with `lastEventId` merged in.
-    type Input: DeserializeOwned + ts_rs::TS + Send + 'static;
+    type Input: DeserializeOwned + ts_rs::TS + JsonSchema + Send + 'static;
     /// The data of one event.
-    type Output: Serialize + ts_rs::TS + Send + 'static;
+    type Output: Serialize + ts_rs::TS + JsonSchema + Send + 'static;
     type Error: Into<RpcError> + Send + 'static;
 
     /// Starts the subscription. An `Err` here (e.g. a resource that does
@@ -273,6 +274,21 @@ macro_rules! ts_literal {
 
 ts_literal!(NoInput, "void");
 
+impl JsonSchema for NoInput {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "NoInput".into()
+    }
+
+    /// Anything (it is ignored), including nothing.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "description": "No input: anything sent is ignored." })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
 /// `{ success: true }`-style outputs use this so the TypeScript type is the
 /// literal `true`, not `boolean`. It serialises as `true` and only accepts
 /// `true`.
@@ -296,3 +312,17 @@ impl<'de> Deserialize<'de> for True {
 }
 
 ts_literal!(True, "true");
+
+impl JsonSchema for True {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "True".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "const": true })
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+}

@@ -5,7 +5,18 @@ use serde::{Deserialize, Serialize};
 /// A caller's role. The derive order is the hierarchy: a guard requiring
 /// `r` admits every role `>= r`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    ts_rs::TS,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Role {

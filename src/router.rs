@@ -62,6 +62,35 @@ impl std::fmt::Debug for TsSignature {
     }
 }
 
+/// JSON Schema facts about one procedure, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub struct SchemaSignature {
+    /// The input's schema (usually a `$ref` into the generator's
+    /// definitions).
+    pub input: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The output's schema (one event's data for a subscription).
+    pub output: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The procedure type's own schema, whose `description` is its doc
+    /// comment.
+    pub procedure: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+impl std::fmt::Debug for SchemaSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaSignature").finish_non_exhaustive()
+    }
+}
+
+impl SchemaSignature {
+    fn of<I: schemars::JsonSchema, O: schemars::JsonSchema, P: schemars::JsonSchema>() -> Self {
+        Self {
+            input: |generator| generator.subschema_for::<I>(),
+            output: |generator| generator.subschema_for::<O>(),
+            procedure: |generator| P::json_schema(generator),
+        }
+    }
+}
+
 /// One registered procedure, type-erased.
 pub struct Entry<S: Service> {
     pub path: Arc<str>,
@@ -70,6 +99,7 @@ pub struct Entry<S: Service> {
     pub ts: TsSignature,
     /// The procedure's REST route, if it has one.
     pub rest: Option<Rest>,
+    pub schema: SchemaSignature,
     handler: Handler<S>,
     /// Whether the input type is [`NoInput`]: such a procedure never reads
     /// its input, so the adapter need not parse it.
@@ -258,8 +288,9 @@ impl<S: Service> Router<S> {
         Self::default()
     }
 
-    /// Registers `P` at `P::PATH`.
-    pub fn procedure<P: Procedure<S>>(mut self) -> Self {
+    /// Registers `P` at `P::PATH`. `P` derives `schemars::JsonSchema` so
+    /// that its doc comment describes it in the OpenAPI document.
+    pub fn procedure<P: Procedure<S> + schemars::JsonSchema>(mut self) -> Self {
         self.entries.push(Entry {
             path: Arc::from(P::PATH),
             kind: P::KIND,
@@ -272,6 +303,7 @@ impl<S: Service> Router<S> {
                     && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
             rest: P::REST,
+            schema: SchemaSignature::of::<P::Input, P::Output, P>(),
             handler: Handler::Call(erased_call::<S, P>),
             reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
             void_output: TypeId::of::<P::Output>() == TypeId::of::<()>()
@@ -280,8 +312,9 @@ impl<S: Service> Router<S> {
         self
     }
 
-    /// Registers subscription `P` at `P::PATH`.
-    pub fn subscription<P: Subscription<S>>(mut self) -> Self {
+    /// Registers subscription `P` at `P::PATH` (`P` derives
+    /// `schemars::JsonSchema`, as for [`Router::procedure`]).
+    pub fn subscription<P: Subscription<S> + schemars::JsonSchema>(mut self) -> Self {
         self.entries.push(Entry {
             path: Arc::from(P::PATH),
             kind: Kind::Subscription,
@@ -298,6 +331,7 @@ impl<S: Service> Router<S> {
                     && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
             },
             rest: None,
+            schema: SchemaSignature::of::<P::Input, P::Output, P>(),
             handler: Handler::Subscribe {
                 subscribe: erased_subscribe::<S, P>,
                 tracked: P::TRACKED,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
@@ -36,7 +37,21 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
     let prometheus = metrics_handle();
     let cors = cors_layer(&config.cors_origins);
     let ready_service = service.clone();
+    let openapi = crate::openapi::OpenApiOptions {
+        rest_prefix: config.rest_prefix.clone(),
+        ..Default::default()
+    };
+    let document = Bytes::from(
+        serde_json::to_vec(&crate::openapi::document(&registry, &openapi)).unwrap_or_default(),
+    );
     let mut router = crate::http::trpc_router(Arc::new(registry), service, config)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { json_document(document) }
+            }),
+        )
         .route("/healthz", get(healthz))
         .route(
             "/readyz",
@@ -213,6 +228,16 @@ fn json_response(status: StatusCode, body: &'static str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The OpenAPI document, built once at start.
+fn json_document(document: Bytes) -> Response {
+    let mut response = Response::new(Body::from(document));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 async fn healthz() -> Response {

@@ -12,6 +12,7 @@ use gatehouse::procedure::{Ctx, Guard, Kind, NoInput, Procedure};
 use gatehouse::{Router, RpcError};
 
 /// Fails the way a storage layer would: an error with a source chain.
+#[derive(schemars::JsonSchema)]
 struct Broken;
 impl Procedure<TestService> for Broken {
     const PATH: &'static str = "broken";

@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["router"],
     &["metrics"],
     &["http", "connections"],
+    &["openapi"],
     &["typescript"],
     &["server"],
 ];

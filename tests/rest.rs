@@ -14,7 +14,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ItemInput {
     id: String,
@@ -23,7 +23,7 @@ struct ItemInput {
     copies: Option<u32>,
 }
 
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct Item {
     id: String,
@@ -32,6 +32,7 @@ struct Item {
 }
 
 /// `POST /items/{id}` (201): creates, echoing its input.
+#[derive(schemars::JsonSchema)]
 struct CreateItem;
 impl Procedure<TestService> for CreateItem {
     const PATH: &'static str = "items.create";
@@ -58,6 +59,7 @@ impl Procedure<TestService> for CreateItem {
 }
 
 /// `GET /items/{id}`: the query string is the rest of the input.
+#[derive(schemars::JsonSchema)]
 struct GetItem;
 impl Procedure<TestService> for GetItem {
     const PATH: &'static str = "items.get";
@@ -77,6 +79,7 @@ impl Procedure<TestService> for GetItem {
 }
 
 /// `DELETE /items/{id}`: no output (204); ADMIN only.
+#[derive(schemars::JsonSchema)]
 struct DeleteItem;
 impl Procedure<TestService> for DeleteItem {
     const PATH: &'static str = "items.delete";
@@ -92,6 +95,7 @@ impl Procedure<TestService> for DeleteItem {
 }
 
 /// `GET /busy`: always throttled, with `Retry-After`.
+#[derive(schemars::JsonSchema)]
 struct Busy;
 impl Procedure<TestService> for Busy {
     const PATH: &'static str = "busy";
@@ -314,6 +318,7 @@ async fn the_prefix_is_configurable_and_can_be_turned_off() {
 
 #[test]
 fn clashing_or_malformed_routes_are_refused_at_build() {
+    #[derive(schemars::JsonSchema)]
     struct Clash;
     impl Procedure<TestService> for Clash {
         const PATH: &'static str = "clash";
@@ -327,6 +332,7 @@ fn clashing_or_malformed_routes_are_refused_at_build() {
             Ok(())
         }
     }
+    #[derive(schemars::JsonSchema)]
     struct Malformed;
     impl Procedure<TestService> for Malformed {
         const PATH: &'static str = "malformed";
@@ -354,14 +360,14 @@ fn clashing_or_malformed_routes_are_refused_at_build() {
 
 /// An input that may be left out (decodes from an optional object), as
 /// `users.list`'s does.
-#[derive(Debug, Default, Deserialize, ts_rs::TS)]
+#[derive(Debug, Default, Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(from = "Option<PageFields>")]
 struct PageInput {
     page: i64,
     search: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 struct PageFields {
     page: Option<i64>,
@@ -378,6 +384,7 @@ impl From<Option<PageFields>> for PageInput {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 struct ListPages;
 impl Procedure<TestService> for ListPages {
     const PATH: &'static str = "pages";

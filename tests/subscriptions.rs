@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct TicksInput {
     #[serde(default)]
@@ -26,12 +26,13 @@ struct TicksInput {
     count: Option<u32>,
 }
 
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
 struct Tick {
     i: u32,
 }
 
 /// `count` (3) numbered events after `lastEventId`, then the end.
+#[derive(schemars::JsonSchema)]
 struct Ticks;
 impl Subscription<TestService> for Ticks {
     const PATH: &'static str = "ticks";
@@ -75,6 +76,7 @@ impl Drop for Live {
 }
 
 /// One event, then nothing until dropped. Only ADMIN.
+#[derive(schemars::JsonSchema)]
 struct Forever;
 impl Subscription<TestService> for Forever {
     const PATH: &'static str = "forever";
@@ -100,6 +102,7 @@ impl Subscription<TestService> for Forever {
 }
 
 /// One event, then a domain error.
+#[derive(schemars::JsonSchema)]
 struct Breaks;
 impl Subscription<TestService> for Breaks {
     const PATH: &'static str = "breaks";

@@ -16,6 +16,7 @@ static STARTED: LazyLock<Notify> = LazyLock::new(Notify::new);
 static RELEASE: LazyLock<Notify> = LazyLock::new(Notify::new);
 
 /// Signals that it is running, then waits until the test releases it.
+#[derive(schemars::JsonSchema)]
 struct Parked;
 impl Procedure<TestService> for Parked {
     const PATH: &'static str = "parked";
@@ -32,6 +33,7 @@ impl Procedure<TestService> for Parked {
 }
 
 /// Returns the peer address the framework saw.
+#[derive(schemars::JsonSchema)]
 struct Peer;
 impl Procedure<TestService> for Peer {
     const PATH: &'static str = "peer";

@@ -10,7 +10,7 @@ use crate::entities::user;
 use crate::error::AuthError;
 
 /// A user as embedded in tokens and auth answers.
-#[derive(Debug, Clone, Serialize, TS)]
+#[derive(Debug, Clone, Serialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: String,
@@ -21,7 +21,7 @@ pub struct User {
 }
 
 /// A user with profile details and timestamps (`auth.me`, `users.*`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDetails {
     pub id: String,
@@ -35,7 +35,7 @@ pub struct UserDetails {
 }
 
 /// What login, registration, refresh and password change return.
-#[derive(Debug, Clone, Serialize, TS)]
+#[derive(Debug, Clone, Serialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthPayload {
     pub token: String,
@@ -45,19 +45,19 @@ pub struct AuthPayload {
 }
 
 /// `{ success: true }`.
-#[derive(Debug, Clone, Copy, Default, Serialize, TS)]
+#[derive(Debug, Clone, Copy, Default, Serialize, TS, schemars::JsonSchema)]
 pub struct Success {
     pub success: True,
 }
 
 /// `{ success: boolean }` (logout, which never fails).
-#[derive(Debug, Clone, Copy, Serialize, TS)]
+#[derive(Debug, Clone, Copy, Serialize, TS, schemars::JsonSchema)]
 pub struct LogoutResult {
     pub success: bool,
 }
 
 /// One of the caller's sessions (`auth.sessions`).
-#[derive(Debug, Clone, Serialize, TS)]
+#[derive(Debug, Clone, Serialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     pub id: String,
@@ -123,4 +123,40 @@ where
     D: Deserializer<'de>,
 {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// For the OpenAPI document: the fields read with [`text`] are required
+/// (an empty or missing one fails validation), though serde's `default`
+/// makes them look optional to the schema generator. Marks every string
+/// property whose default is `""` as required, without that default.
+pub fn text_fields_required(schema: &mut schemars::Schema) {
+    let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    let mut names = Vec::new();
+    for (name, property) in properties.iter_mut() {
+        if property.get("default").and_then(serde_json::Value::as_str) == Some("") {
+            if let Some(property) = property.as_object_mut() {
+                property.remove("default");
+            }
+            names.push(serde_json::Value::String(name.clone()));
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    let required = schema
+        .ensure_object()
+        .entry("required")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    if let Some(list) = required.as_array_mut() {
+        for name in names {
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+    }
 }

@@ -22,7 +22,7 @@ use garde::Validate;
 
 /// `users.list` input; every field optional, and the whole input may be
 /// left out (`undefined`/`null` mean "all defaults").
-#[derive(Debug, Default, Deserialize, TS, Validate)]
+#[derive(Debug, Default, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", from = "Option<ListUsersFields>")]
 pub struct ListUsersInput {
     #[ts(optional, type = "number")]
@@ -40,7 +40,7 @@ pub struct ListUsersInput {
 }
 
 /// The wire form of [`ListUsersInput`] when an object is sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ListUsersFields {
     page: Option<i64>,
@@ -62,7 +62,7 @@ impl From<Option<ListUsersFields>> for ListUsersInput {
 }
 
 /// One page of users.
-#[derive(Debug, Serialize, TS)]
+#[derive(Debug, Serialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListUsersOutput {
     pub items: Vec<UserDetails>,
@@ -88,6 +88,7 @@ fn like_escape(s: &str) -> String {
 
 /// Lists users, optionally filtered by role and a search over email and
 /// names (case-insensitive), oldest first.
+#[derive(schemars::JsonSchema)]
 pub struct ListUsers;
 
 impl<S: HasAuth> Procedure<S> for ListUsers {
@@ -185,7 +186,7 @@ async fn admin_count(txn: &DatabaseTransaction) -> Result<u64, AuthError> {
 }
 
 /// `users.setRole` input.
-#[derive(Debug, Deserialize, TS)]
+#[derive(Debug, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetRoleInput {
     pub id: String,
@@ -194,6 +195,7 @@ pub struct SetRoleInput {
 
 /// Changes a user's role; the user's sessions end so the new role takes
 /// effect at once.
+#[derive(schemars::JsonSchema)]
 pub struct SetRole;
 
 impl<S: HasAuth> Procedure<S> for SetRole {
@@ -234,13 +236,14 @@ impl<S: HasAuth> Procedure<S> for SetRole {
 }
 
 /// `users.delete` input.
-#[derive(Debug, Deserialize, TS)]
+#[derive(Debug, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteUserInput {
     pub id: String,
 }
 
 /// Deletes a user; its tokens stop working at once.
+#[derive(schemars::JsonSchema)]
 pub struct DeleteUser;
 
 impl<S: HasAuth> Procedure<S> for DeleteUser {

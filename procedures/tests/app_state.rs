@@ -43,6 +43,7 @@ impl HasAuth for App {
 }
 
 /// `app.hello`: the app's greeting and the caller's email.
+#[derive(schemars::JsonSchema)]
 struct Hello;
 
 impl Procedure<App> for Hello {

@@ -49,11 +49,12 @@ fn bindings_cover_every_procedure() {
 }
 
 /// A type the real router does not have, standing in for a changed API.
-#[derive(serde::Serialize, ts_rs::TS)]
+#[derive(serde::Serialize, ts_rs::TS, schemars::JsonSchema)]
 struct ProbeOutput {
     probe: u32,
 }
 
+#[derive(schemars::JsonSchema)]
 struct Probe;
 
 impl Procedure<AuthService> for Probe {
@@ -82,7 +83,7 @@ fn a_changed_api_makes_the_committed_bindings_stale() {
     };
     assert_eq!(report.missing, ["ProbeOutput.ts"]);
     let changed_files: Vec<&str> = report.changed.iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(changed_files, ["AppRouter.ts", "index.ts"]);
+    assert_eq!(changed_files, ["AppRouter.ts", "index.ts", "openapi.json"]);
     let text = report.to_string();
     assert!(
         text.contains("run `cargo run -p gatehouse-auth -- bindings`"),

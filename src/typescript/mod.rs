@@ -66,6 +66,8 @@ pub struct BindingsOptions {
     /// Written into every file's header and into the staleness report, so
     /// whoever sees a diff knows the one command that fixes it.
     pub regenerate_command: String,
+    /// Also write `openapi.json`, the OpenAPI document of the same router.
+    pub openapi: Option<crate::openapi::OpenApiOptions>,
 }
 
 impl Default for BindingsOptions {
@@ -73,6 +75,7 @@ impl Default for BindingsOptions {
         Self {
             package_name: "@gatehouse/bindings".to_owned(),
             regenerate_command: DEFAULT_REGENERATE_COMMAND.to_owned(),
+            openapi: Some(crate::openapi::OpenApiOptions::default()),
         }
     }
 }
@@ -90,7 +93,8 @@ pub fn write_bindings<S: Service>(
 }
 
 /// Regenerates every file of `out_dir`: removes every `.ts` file found there
-/// (outside `node_modules`), then writes the fresh rendering.
+/// (outside `node_modules`), then writes the fresh rendering (with
+/// `openapi.json` when asked for).
 pub fn write_bindings_with<S: Service>(
     registry: &Registry<S>,
     out_dir: &Path,

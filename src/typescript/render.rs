@@ -38,6 +38,12 @@ pub fn render_bindings<S: Service>(
         render_index(&header, &collected.declared),
     );
     files.insert("package.json".to_owned(), render_package_json(options));
+    if let Some(openapi) = &options.openapi {
+        let document = crate::openapi::document(registry, openapi);
+        let mut text = serde_json::to_string_pretty(&document).unwrap_or_default();
+        text.push('\n');
+        files.insert("openapi.json".to_owned(), text);
+    }
     files.insert("README.md".to_owned(), render_readme(options));
     Ok(files)
 }

@@ -9,7 +9,8 @@ use crate::router::Registry;
 use crate::service::Service;
 
 /// Compares the folder `dir` with what [`write_bindings_with`] would write.
-/// Files other than `.ts`, `package.json` and `README.md` are ignored.
+/// Files other than `.ts`, `package.json`, `README.md` and `openapi.json`
+/// are ignored.
 pub fn check_bindings<S: Service>(
     registry: &Registry<S>,
     dir: &Path,
@@ -35,7 +36,7 @@ pub fn check_bindings<S: Service>(
 
 /// Whether the file is one the emitter owns (and so compares and replaces).
 fn is_generated_name(rel: &str) -> bool {
-    rel.ends_with(".ts") || rel == "package.json" || rel == "README.md"
+    rel.ends_with(".ts") || rel == "package.json" || rel == "README.md" || rel == "openapi.json"
 }
 
 /// The differences between a fresh rendering and a folder's files.

@@ -26,7 +26,7 @@ impl Service for TestService {
     }
 }
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[ts(rename_all = "camelCase")]
 struct GreetInput {
@@ -35,17 +35,18 @@ struct GreetInput {
     title: Option<String>,
 }
 
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
 struct Greeting {
     message: String,
     role: Role,
 }
 
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
 struct Ok2 {
     success: True,
 }
 
+#[derive(schemars::JsonSchema)]
 struct Greet;
 impl Procedure<TestService> for Greet {
     const PATH: &'static str = "greet";
@@ -62,6 +63,7 @@ impl Procedure<TestService> for Greet {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 struct Ping;
 impl Procedure<TestService> for Ping {
     const PATH: &'static str = "ping";
@@ -75,6 +77,7 @@ impl Procedure<TestService> for Ping {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 struct List;
 impl Procedure<TestService> for List {
     const PATH: &'static str = "list";
@@ -88,6 +91,7 @@ impl Procedure<TestService> for List {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 struct Touch;
 impl Procedure<TestService> for Touch {
     const PATH: &'static str = "touch";
@@ -131,6 +135,7 @@ fn renders_types_router_index_and_package() {
             "README.md",
             "Role.ts",
             "index.ts",
+            "openapi.json",
             "package.json"
         ]
     );
@@ -248,11 +253,12 @@ fn check_reports_changed_missing_and_extra_files() {
 #[test]
 fn a_changed_rust_type_makes_bindings_stale() {
     // Bindings of a router whose `greet` output differs from the current one.
-    #[derive(Serialize, ts_rs::TS)]
+    #[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
     #[ts(rename = "Greeting")]
     struct OldGreeting {
         message: String,
     }
+    #[derive(schemars::JsonSchema)]
     struct OldGreet;
     impl Procedure<TestService> for OldGreet {
         const PATH: &'static str = "greet";
@@ -280,7 +286,10 @@ fn a_changed_rust_type_makes_bindings_stale() {
         panic!("a changed field type was not noticed");
     };
     let changed: Vec<&str> = report.changed.iter().map(|(f, _)| f.as_str()).collect();
-    assert_eq!(changed, ["AppRouter.ts", "Greeting.ts", "index.ts"]);
+    assert_eq!(
+        changed,
+        ["AppRouter.ts", "Greeting.ts", "index.ts", "openapi.json"]
+    );
     // Role is only reachable through the new Greeting.
     assert_eq!(report.missing, ["Role.ts"]);
     assert!(report.extra.is_empty());
@@ -288,11 +297,12 @@ fn a_changed_rust_type_makes_bindings_stale() {
 
 #[test]
 fn two_types_with_one_typescript_name_are_refused() {
-    #[derive(Serialize, ts_rs::TS)]
+    #[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
     #[ts(rename = "Greeting")]
     struct OtherGreeting {
         text: u32,
     }
+    #[derive(schemars::JsonSchema)]
     struct Other;
     impl Procedure<TestService> for Other {
         const PATH: &'static str = "other";
@@ -332,6 +342,7 @@ fn quotes_keys_that_are_not_identifiers() {
 
 #[test]
 fn an_input_that_may_be_left_out_is_typed_optional() {
+    #[derive(schemars::JsonSchema)]
     struct MaybeGreet;
     impl Procedure<TestService> for MaybeGreet {
         const PATH: &'static str = "maybe";

@@ -63,6 +63,7 @@ impl Service for TestService {
 
 type S = TestService;
 
+#[derive(schemars::JsonSchema)]
 pub struct Hello;
 impl Procedure<S> for Hello {
     const PATH: &'static str = "hello";
@@ -76,15 +77,16 @@ impl Procedure<S> for Hello {
     }
 }
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct GreetInput {
     pub name: String,
 }
-#[derive(Serialize, ts_rs::TS)]
+#[derive(Serialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct GreetOutput {
     pub msg: String,
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Greet;
 impl Procedure<S> for Greet {
     const PATH: &'static str = "greet";
@@ -100,12 +102,13 @@ impl Procedure<S> for Greet {
     }
 }
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct AddInput {
     pub a: i64,
     pub b: i64,
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Add;
 impl Procedure<S> for Add {
     const PATH: &'static str = "add";
@@ -120,6 +123,7 @@ impl Procedure<S> for Add {
 }
 
 /// A `void` mutation.
+#[derive(schemars::JsonSchema)]
 pub struct Noop;
 impl Procedure<S> for Noop {
     const PATH: &'static str = "noop";
@@ -133,6 +137,7 @@ impl Procedure<S> for Noop {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Fail;
 impl Procedure<S> for Fail {
     const PATH: &'static str = "fail";
@@ -146,12 +151,13 @@ impl Procedure<S> for Fail {
     }
 }
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct SecretInput {
     pub code: String,
 }
 
 /// Needs OPERATOR and an input: the guard must run before decoding.
+#[derive(schemars::JsonSchema)]
 pub struct Secret;
 impl Procedure<S> for Secret {
     const PATH: &'static str = "secret";
@@ -165,6 +171,7 @@ impl Procedure<S> for Secret {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Slow;
 impl Procedure<S> for Slow {
     const PATH: &'static str = "slow";
@@ -179,6 +186,7 @@ impl Procedure<S> for Slow {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Panics;
 impl Procedure<S> for Panics {
     const PATH: &'static str = "panics";
@@ -194,6 +202,7 @@ impl Procedure<S> for Panics {
 }
 
 /// Fails with 429 and a `Retry-After` header.
+#[derive(schemars::JsonSchema)]
 pub struct Limited;
 impl Procedure<S> for Limited {
     const PATH: &'static str = "limited";
@@ -213,7 +222,7 @@ impl Procedure<S> for Limited {
 }
 
 /// Any JSON, returned as decoded: shows what the envelope decoder produced.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct AnyJson(pub Value);
 
@@ -228,6 +237,7 @@ impl ts_rs::TS for AnyJson {
     }
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Echo;
 impl Procedure<S> for Echo {
     const PATH: &'static str = "echo";
@@ -241,11 +251,12 @@ impl Procedure<S> for Echo {
     }
 }
 
-#[derive(Deserialize, ts_rs::TS)]
+#[derive(Deserialize, ts_rs::TS, schemars::JsonSchema)]
 pub struct OptInput {
     pub name: Option<String>,
 }
 
+#[derive(schemars::JsonSchema)]
 pub struct Opt;
 impl Procedure<S> for Opt {
     const PATH: &'static str = "opt";
@@ -260,6 +271,7 @@ impl Procedure<S> for Opt {
 }
 
 /// Any authenticated caller.
+#[derive(schemars::JsonSchema)]
 pub struct WhoAmI;
 impl Procedure<S> for WhoAmI {
     const PATH: &'static str = "whoami";

@@ -183,5 +183,9 @@ pub fn bindings_options() -> gatehouse::typescript::BindingsOptions {
     gatehouse::typescript::BindingsOptions {
         package_name: "@gatehouse/sensors-bindings".to_owned(),
         regenerate_command: REGENERATE_COMMAND.to_owned(),
+        openapi: Some(gatehouse::openapi::OpenApiOptions {
+            title: "Gatehouse sensors example".to_owned(),
+            ..Default::default()
+        }),
     }
 }

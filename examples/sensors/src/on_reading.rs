@@ -35,7 +35,7 @@ use crate::{SensorsApp, SensorsError};
 const PAGE: u64 = 200;
 
 /// Input of `sensors.onReading`; may be left out.
-#[derive(Debug, Clone, Default, Deserialize, TS)]
+#[derive(Debug, Clone, Default, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", from = "Option<OnReadingFields>")]
 pub struct OnReadingInput {
     /// Only this sensor's readings; all sensors' when left out.
@@ -49,7 +49,7 @@ pub struct OnReadingInput {
 }
 
 /// The wire form of [`OnReadingInput`] when an object is sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct OnReadingFields {
     sensor_id: Option<String>,
@@ -67,6 +67,7 @@ impl From<Option<OnReadingFields>> for OnReadingInput {
 }
 
 /// `sensors.onReading`: new readings of one sensor or all; any signed-in user.
+#[derive(schemars::JsonSchema)]
 pub struct OnReading;
 
 impl Subscription<SensorsApp> for OnReading {

@@ -14,7 +14,7 @@ use crate::entities::{sensor, sensor_reading};
 use crate::{SensorsApp, SensorsError};
 
 /// A sensor as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sensor {
     pub id: String,
@@ -40,7 +40,7 @@ impl From<sensor::Model> for Sensor {
 }
 
 /// One stored value of a sensor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reading {
     /// Grows with every reading; `sensors.onReading` resumes after it.
@@ -63,7 +63,7 @@ impl From<sensor_reading::Model> for Reading {
 }
 
 /// Input of `sensors.create`.
-#[derive(Debug, Clone, Deserialize, TS)]
+#[derive(Debug, Clone, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSensorInput {
     pub name: String,
@@ -71,20 +71,20 @@ pub struct CreateSensorInput {
 }
 
 /// Input of `sensors.delete`.
-#[derive(Debug, Clone, Deserialize, TS)]
+#[derive(Debug, Clone, Deserialize, TS, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteSensorInput {
     pub id: String,
 }
 
 /// `{ success: true }`.
-#[derive(Debug, Clone, Copy, Serialize, TS)]
+#[derive(Debug, Clone, Copy, Serialize, TS, schemars::JsonSchema)]
 pub struct SensorDeleted {
     pub success: True,
 }
 
 /// Input of `sensors.record`.
-#[derive(Debug, Clone, Deserialize, TS)]
+#[derive(Debug, Clone, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordReadingInput {
     pub sensor_id: String,
@@ -92,7 +92,7 @@ pub struct RecordReadingInput {
 }
 
 /// Input of `sensors.readings`.
-#[derive(Debug, Clone, Deserialize, TS)]
+#[derive(Debug, Clone, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReadingsInput {
     pub sensor_id: String,
@@ -111,6 +111,7 @@ pub const MAX_READINGS: u32 = 1000;
 type Ctx_ = Ctx<SensorsApp>;
 
 /// `sensors.list`: every sensor, oldest first; any signed-in user.
+#[derive(schemars::JsonSchema)]
 pub struct ListSensors;
 
 impl Procedure<SensorsApp> for ListSensors {
@@ -132,6 +133,7 @@ impl Procedure<SensorsApp> for ListSensors {
 }
 
 /// `sensors.create`: adds a sensor; operators and admins.
+#[derive(schemars::JsonSchema)]
 pub struct CreateSensor;
 
 impl Procedure<SensorsApp> for CreateSensor {
@@ -168,6 +170,7 @@ impl Procedure<SensorsApp> for CreateSensor {
 }
 
 /// `sensors.delete`: removes a sensor and its readings; admins only.
+#[derive(schemars::JsonSchema)]
 pub struct DeleteSensor;
 
 impl Procedure<SensorsApp> for DeleteSensor {
@@ -192,6 +195,7 @@ impl Procedure<SensorsApp> for DeleteSensor {
 
 /// `sensors.record`: stores a reading and sends it to every open
 /// `sensors.onReading`; operators and admins.
+#[derive(schemars::JsonSchema)]
 pub struct RecordReading;
 
 impl Procedure<SensorsApp> for RecordReading {
@@ -210,6 +214,7 @@ impl Procedure<SensorsApp> for RecordReading {
 
 /// `sensors.readings`: a sensor's latest readings, newest first; any
 /// signed-in user.
+#[derive(schemars::JsonSchema)]
 pub struct ListReadings;
 
 impl Procedure<SensorsApp> for ListReadings {

@@ -12,7 +12,7 @@ use crate::service::HasAuth;
 
 /// `auth.events` input; may be left out. `lastEventId` is filled in by the
 /// client (and from `Last-Event-ID`) when it reconnects.
-#[derive(Debug, Default, Deserialize, TS)]
+#[derive(Debug, Default, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", from = "Option<EventsFields>")]
 pub struct EventsInput {
     #[ts(optional)]
@@ -20,7 +20,7 @@ pub struct EventsInput {
 }
 
 /// The wire form of [`EventsInput`] when an object is sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct EventsFields {
     last_event_id: Option<String>,
@@ -37,6 +37,7 @@ impl From<Option<EventsFields>> for EventsInput {
 /// The caller's session and account events: its own session revoked
 /// (then the stream ends with UNAUTHORIZED), its role changed, its profile
 /// updated. Each carries an id; reconnecting with the last one resumes.
+#[derive(schemars::JsonSchema)]
 pub struct Events;
 
 impl<S: HasAuth> Subscription<S> for Events {

@@ -59,8 +59,9 @@ async fn store_password(
 }
 
 /// `auth.requestPasswordReset` input.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct RequestPasswordResetInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
@@ -69,6 +70,7 @@ pub struct RequestPasswordResetInput {
 
 /// Mails a single-use reset token to an existing account; answers the same,
 /// in the same time, whether or not the account exists.
+#[derive(schemars::JsonSchema)]
 pub struct RequestPasswordReset;
 
 impl RequestPasswordReset {
@@ -148,8 +150,9 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
 }
 
 /// `auth.resetPassword` input.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct ResetPasswordInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
@@ -163,6 +166,7 @@ pub struct ResetPasswordInput {
 }
 
 /// Sets a new password with a mailed token; ends every session.
+#[derive(schemars::JsonSchema)]
 pub struct ResetPassword;
 
 impl<S: HasAuth> Procedure<S> for ResetPassword {
@@ -213,8 +217,9 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
 }
 
 /// `auth.changePassword` input.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct ChangePasswordInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::required))]
@@ -226,6 +231,7 @@ pub struct ChangePasswordInput {
 
 /// Changes the caller's password; other sessions end, this one gets a new
 /// token.
+#[derive(schemars::JsonSchema)]
 pub struct ChangePassword;
 
 impl<S: HasAuth> Procedure<S> for ChangePassword {

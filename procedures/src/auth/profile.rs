@@ -15,6 +15,7 @@ use crate::types::{UserDetails, double_option};
 use crate::validate::{self, phone_value};
 
 /// The caller's own account.
+#[derive(schemars::JsonSchema)]
 pub struct Me;
 
 impl<S: HasAuth> Procedure<S> for Me {
@@ -34,7 +35,7 @@ impl<S: HasAuth> Procedure<S> for Me {
 
 /// `auth.updateProfile` input: absent fields are left alone; `phone: null`
 /// clears the phone number.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateProfileInput {
     #[serde(default)]
@@ -52,6 +53,7 @@ pub struct UpdateProfileInput {
 }
 
 /// Updates the caller's names and phone number.
+#[derive(schemars::JsonSchema)]
 pub struct UpdateProfile;
 
 impl<S: HasAuth> Procedure<S> for UpdateProfile {

@@ -21,8 +21,9 @@ use crate::validate::{self, normalize_email, phone_value};
 
 /// `auth.register` input. The email is trimmed and lower-cased; every
 /// failing field is reported at once in `error.data.issues`.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct RegisterInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
@@ -43,6 +44,7 @@ pub struct RegisterInput {
 }
 
 /// Creates a VIEWER account and opens its first session.
+#[derive(schemars::JsonSchema)]
 pub struct Register;
 
 impl<S: HasAuth> Procedure<S> for Register {
@@ -98,8 +100,9 @@ impl<S: HasAuth> Procedure<S> for Register {
 }
 
 /// `auth.login` input.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct LoginInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::required))]
@@ -110,6 +113,7 @@ pub struct LoginInput {
 }
 
 /// Checks a password, with per-account and per-address throttling.
+#[derive(schemars::JsonSchema)]
 pub struct Login;
 
 impl Login {

@@ -19,6 +19,7 @@ use crate::validate;
 /// Rotates the bearer token inside its session. Public as far as the guard
 /// goes: it reads the token itself because an expired one is accepted within
 /// the session's absolute refresh window.
+#[derive(schemars::JsonSchema)]
 pub struct RefreshToken;
 
 impl<S: HasAuth> Procedure<S> for RefreshToken {
@@ -79,6 +80,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
 /// a valid token it answers success only once the session's revocation is
 /// committed, and an error (so the client knows the token may still work)
 /// when it could not be.
+#[derive(schemars::JsonSchema)]
 pub struct Logout;
 
 impl<S: HasAuth> Procedure<S> for Logout {
@@ -108,6 +110,7 @@ impl<S: HasAuth> Procedure<S> for Logout {
 }
 
 /// The caller's live sessions, newest first.
+#[derive(schemars::JsonSchema)]
 pub struct Sessions;
 
 impl<S: HasAuth> Procedure<S> for Sessions {
@@ -140,8 +143,9 @@ impl<S: HasAuth> Procedure<S> for Sessions {
 }
 
 /// `auth.revokeSession` input.
-#[derive(Debug, Deserialize, TS, Validate)]
+#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = crate::types::text_fields_required)]
 pub struct RevokeSessionInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::name))]
@@ -149,6 +153,7 @@ pub struct RevokeSessionInput {
 }
 
 /// Ends one of the caller's sessions.
+#[derive(schemars::JsonSchema)]
 pub struct RevokeSession;
 
 impl<S: HasAuth> Procedure<S> for RevokeSession {
@@ -176,6 +181,7 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
 }
 
 /// Ends every session of the caller, the current one included.
+#[derive(schemars::JsonSchema)]
 pub struct LogoutAll;
 
 impl<S: HasAuth> Procedure<S> for LogoutAll {

@@ -31,7 +31,7 @@ pub(crate) const RETENTION_MS: i64 = 86_400_000;
 pub(crate) const CHANNEL: &str = "gatehouse_account_events";
 
 /// One event of `auth.events`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum AccountEvent {
     /// The subscriber's own session ended; the stream then ends with
@@ -62,7 +62,7 @@ impl AccountEvent {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum RevokeReason {
     /// `auth.logout` with this session's refresh token.

@@ -1,0 +1,446 @@
+//! The OpenAPI 3.1 document of a registry: every procedure's tRPC endpoint
+//! (as `@trpc/openapi` describes one: `GET /trpc/<path>?input=` for
+//! queries and subscriptions, `POST /trpc/<path>` for mutations, the
+//! `{"json": …}` envelope, the tRPC error shape) and its REST route, with
+//! input and output schemas derived from the same Rust types (`schemars`)
+//! and the procedure's doc comment as its description (see
+//! `docs/protocol.md`, "OpenAPI").
+
+use serde_json::{Map, Value, json};
+
+use crate::error::ErrorCode;
+use crate::procedure::{Guard, Kind, RestMethod};
+use crate::router::{Entry, Registry};
+use crate::service::Service;
+
+/// What the document says about the API itself.
+#[derive(Debug, Clone)]
+pub struct OpenApiOptions {
+    pub title: String,
+    pub version: String,
+    /// Where the REST routes are served (`/api`); `None` leaves them out.
+    pub rest_prefix: Option<String>,
+}
+
+impl Default for OpenApiOptions {
+    fn default() -> Self {
+        Self {
+            title: "Gatehouse".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            rest_prefix: Some(crate::http::DEFAULT_REST_PREFIX.to_owned()),
+        }
+    }
+}
+
+/// The document, as JSON. Deterministic for a given registry.
+pub fn document<S: Service>(registry: &Registry<S>, options: &OpenApiOptions) -> Value {
+    let mut generator = schemars::SchemaGenerator::new(
+        schemars::generate::SchemaSettings::draft2020_12().with(|settings| {
+            settings.definitions_path = "#/components/schemas/".into();
+        }),
+    );
+    let mut paths = Map::new();
+    let mut tags: Vec<String> = Vec::new();
+    for entry in registry.entries() {
+        let tag = entry.path.split('.').next().unwrap_or_default().to_owned();
+        if !tags.contains(&tag) {
+            tags.push(tag.clone());
+        }
+        let described = Described::of(entry, &mut generator, &tag);
+        let (method, operation) = trpc_operation(entry, &described);
+        insert(
+            &mut paths,
+            &format!("/trpc/{}", entry.path),
+            method,
+            operation,
+        );
+        if let (Some(rest), Some(prefix)) = (entry.rest, &options.rest_prefix) {
+            let operation =
+                rest_operation(entry, &described, rest.method, rest.created, &generator);
+            let method = rest.method.as_str().to_ascii_lowercase();
+            insert(
+                &mut paths,
+                &format!("{prefix}{}", rest.path),
+                &method,
+                operation,
+            );
+        }
+    }
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    schemas.insert("TrpcError".to_owned(), trpc_error_schema());
+    schemas.insert("RestError".to_owned(), rest_error_schema());
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": options.title,
+            "version": options.version,
+            "description": "Every procedure twice: its tRPC endpoint (the `{\"json\": …}` superjson envelope, for @trpc/client and anyone writing the envelope by hand) and, where it has one, its REST route (plain JSON).",
+        },
+        "tags": tags.iter().map(|t| json!({"name": t})).collect::<Vec<_>>(),
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+        }
+    })
+}
+
+fn insert(paths: &mut Map<String, Value>, path: &str, method: &str, operation: Value) {
+    let item = paths
+        .entry(path.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(item) = item {
+        item.insert(method.to_owned(), operation);
+    }
+}
+
+/// What both of a procedure's operations share.
+struct Described {
+    tag: String,
+    summary: String,
+    description: String,
+    input: Value,
+    output: Value,
+    security: Option<Value>,
+}
+
+impl Described {
+    fn of<S: Service>(
+        entry: &Entry<S>,
+        generator: &mut schemars::SchemaGenerator,
+        tag: &str,
+    ) -> Self {
+        let doc = (entry.schema.procedure)(generator)
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let summary = doc
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .replace('\n', " ");
+        let role = match entry.guard {
+            Guard::Public => "Public.".to_owned(),
+            Guard::Authenticated => "Requires a bearer token (any role).".to_owned(),
+            Guard::Role(role) => format!("Requires a bearer token with the {role} role or higher."),
+        };
+        Self {
+            tag: tag.to_owned(),
+            summary: if summary.is_empty() {
+                entry.path.to_string()
+            } else {
+                summary
+            },
+            description: if doc.is_empty() {
+                role
+            } else {
+                format!("{doc}\n\n{role}")
+            },
+            input: Value::from((entry.schema.input)(generator)),
+            output: Value::from((entry.schema.output)(generator)),
+            security: (entry.guard != Guard::Public).then(|| json!([{"bearerAuth": []}])),
+        }
+    }
+
+    fn base(&self, operation_id: String, summary: String) -> Map<String, Value> {
+        let mut operation = Map::new();
+        operation.insert("operationId".to_owned(), Value::String(operation_id));
+        operation.insert("tags".to_owned(), json!([self.tag]));
+        operation.insert("summary".to_owned(), Value::String(summary));
+        operation.insert(
+            "description".to_owned(),
+            Value::String(self.description.clone()),
+        );
+        if let Some(security) = &self.security {
+            operation.insert("security".to_owned(), security.clone());
+        }
+        operation
+    }
+}
+
+/// The error statuses a call can give, from what the framework knows:
+/// input decoding, the guard, and what any call may meet.
+fn error_codes<S: Service>(entry: &Entry<S>) -> Vec<ErrorCode> {
+    let mut codes = Vec::new();
+    if entry.reads_input() {
+        codes.push(ErrorCode::BadRequest);
+    }
+    if entry.guard != Guard::Public {
+        codes.push(ErrorCode::Unauthorized);
+    }
+    if matches!(entry.guard, Guard::Role(_)) {
+        codes.push(ErrorCode::Forbidden);
+    }
+    codes.extend([
+        ErrorCode::Timeout,
+        ErrorCode::InternalServerError,
+        ErrorCode::ServiceUnavailable,
+    ]);
+    codes
+}
+
+fn error_responses(codes: &[ErrorCode], schema: &str) -> Map<String, Value> {
+    let mut responses = Map::new();
+    for code in codes {
+        let status = code.http_status();
+        responses.insert(
+            status.as_u16().to_string(),
+            json!({
+                "description": format!("{} ({})", status.canonical_reason().unwrap_or("Error"), code.key()),
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+            }),
+        );
+    }
+    responses.insert(
+        "default".to_owned(),
+        json!({
+            "description": "Any other error the procedure reports, with its status",
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+        }),
+    );
+    responses
+}
+
+/// The envelope around an input or output: `{"json": <value>}`.
+fn envelope(value: &Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": {"json": value, "meta": {"type": "object", "description": "superjson's annotations (dates, undefined, …); absent for plain JSON"}},
+        "required": ["json"]
+    })
+}
+
+fn trpc_operation<S: Service>(entry: &Entry<S>, described: &Described) -> (&'static str, Value) {
+    let id = format!("trpc.{}", entry.path);
+    let mut operation = described.base(id, format!("{} (tRPC)", described.summary));
+    let input = envelope(&described.input);
+    let required = entry.reads_input() && !entry.ts.optional_input;
+    let method = match entry.kind {
+        Kind::Mutation => {
+            operation.insert(
+                "requestBody".to_owned(),
+                json!({"required": required, "content": {"application/json": {"schema": input}}}),
+            );
+            "post"
+        }
+        Kind::Query | Kind::Subscription => {
+            if entry.reads_input() {
+                operation.insert(
+                    "parameters".to_owned(),
+                    json!([{
+                        "name": "input", "in": "query", "required": required,
+                        "description": "The input in its superjson envelope, as URL-encoded JSON",
+                        "content": {"application/json": {"schema": input}}
+                    }]),
+                );
+            }
+            "get"
+        }
+    };
+    let mut responses = error_responses(&error_codes(entry), "TrpcError");
+    let ok = if entry.kind == Kind::Subscription {
+        json!({
+            "description": "Server-sent events: `connected`, one `data:` per value (its envelope; `id:` when tracked), `ping`, then `return` or `serialized-error`",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}}
+        })
+    } else {
+        let data = if entry.returns_void() {
+            json!({"description": "`undefined`, as superjson writes it"})
+        } else {
+            envelope(&described.output)
+        };
+        json!({
+            "description": "The output in its envelope",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"result": {"type": "object", "properties": {"data": data}, "required": ["data"]}},
+                "required": ["result"]
+            }}}
+        })
+    };
+    responses.insert("200".to_owned(), ok);
+    operation.insert("responses".to_owned(), Value::Object(responses));
+    (method, Value::Object(operation))
+}
+
+fn rest_operation<S: Service>(
+    entry: &Entry<S>,
+    described: &Described,
+    method: RestMethod,
+    created: bool,
+    generator: &schemars::SchemaGenerator,
+) -> Value {
+    let Some(rest) = entry.rest else {
+        return Value::Null;
+    };
+    let mut operation = described.base(entry.path.replace('.', "_"), described.summary.clone());
+    let params: Vec<&str> = rest
+        .path
+        .split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect();
+    let mut parameters: Vec<Value> = params
+        .iter()
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    let object = entry
+        .reads_input()
+        .then(|| object_schema(&described.input, generator))
+        .flatten();
+    let mut codes = error_codes(entry);
+    if method == RestMethod::Get {
+        if let Some((properties, required)) = &object {
+            for (name, schema) in properties {
+                if params.contains(&name.as_str()) {
+                    continue;
+                }
+                parameters.push(json!({
+                    "name": name, "in": "query", "required": required.contains(name),
+                    "schema": schema
+                }));
+            }
+        }
+    } else if entry.reads_input() {
+        let body = match &object {
+            Some((properties, required)) => {
+                let properties: Map<String, Value> = properties
+                    .iter()
+                    .filter(|(name, _)| !params.contains(&name.as_str()))
+                    .map(|(name, schema)| (name.clone(), schema.clone()))
+                    .collect();
+                let required: Vec<&String> = required
+                    .iter()
+                    .filter(|name| !params.contains(&name.as_str()))
+                    .collect();
+                json!({"type": "object", "properties": properties, "required": required})
+            }
+            None => described.input.clone(),
+        };
+        let body_required = !entry.ts.optional_input && !params.is_empty() || object.is_none();
+        operation.insert(
+            "requestBody".to_owned(),
+            json!({"required": body_required, "content": {"application/json": {"schema": body}}}),
+        );
+        codes.push(ErrorCode::UnsupportedMediaType);
+        codes.push(ErrorCode::PayloadTooLarge);
+    }
+    if !params.is_empty() {
+        codes.push(ErrorCode::NotFound);
+    }
+    if !parameters.is_empty() {
+        operation.insert("parameters".to_owned(), Value::Array(parameters));
+    }
+    let mut responses = error_responses(&codes, "RestError");
+    if entry.returns_void() {
+        responses.insert("204".to_owned(), json!({"description": "Done; no content"}));
+    } else {
+        responses.insert(
+            if created { "201" } else { "200" }.to_owned(),
+            json!({
+                "description": "The output",
+                "content": {"application/json": {"schema": described.output}}
+            }),
+        );
+    }
+    operation.insert("responses".to_owned(), Value::Object(responses));
+    Value::Object(operation)
+}
+
+/// The properties and required names of an object input, following a
+/// `$ref` and, for inputs that may be left out, the object branch of
+/// `anyOf [object, null]`.
+fn object_schema(
+    schema: &Value,
+    generator: &schemars::SchemaGenerator,
+) -> Option<(Map<String, Value>, Vec<String>)> {
+    let resolved = resolve(schema, generator)?;
+    if let Some(branches) = resolved.get("anyOf").and_then(Value::as_array) {
+        return branches.iter().find_map(|b| object_schema(b, generator));
+    }
+    let properties = resolved.get("properties")?.as_object()?.clone();
+    let required = resolved
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((properties, required))
+}
+
+fn resolve(schema: &Value, generator: &schemars::SchemaGenerator) -> Option<Value> {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.rsplit('/').next()?;
+            generator.definitions().get(name).cloned()
+        }
+        None => Some(schema.clone()),
+    }
+}
+
+/// The tRPC error item, as `TRPCClientError` reads it.
+fn trpc_error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A tRPC error: `error.json` is the shape (message, JSON-RPC code, data.code, data.httpStatus, data.path, data.issues for invalid input)",
+        "properties": {"error": {"type": "object", "properties": {"json": {
+            "type": "object",
+            "properties": {
+                "message": {"type": "string"},
+                "code": {"type": "integer", "description": "JSON-RPC code, e.g. -32001 for UNAUTHORIZED"},
+                "data": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string", "description": "e.g. UNAUTHORIZED, BAD_REQUEST"},
+                        "httpStatus": {"type": "integer"},
+                        "path": {"type": "string"},
+                        "issues": issues_schema()
+                    },
+                    "required": ["code", "httpStatus"]
+                }
+            },
+            "required": ["message", "code", "data"]
+        }}, "required": ["json"]}},
+        "required": ["error"]
+    })
+}
+
+/// The REST error body.
+fn rest_error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "A REST error, in the shape Spring Boot answers with, plus the tRPC code and the failing fields",
+        "properties": {
+            "timestamp": {"type": "string", "format": "date-time"},
+            "status": {"type": "integer"},
+            "error": {"type": "string", "description": "The status's reason phrase"},
+            "message": {"type": "string", "description": "Translated by Accept-Language"},
+            "path": {"type": "string"},
+            "code": {"type": "string", "description": "The tRPC code, e.g. UNAUTHORIZED"},
+            "issues": issues_schema()
+        },
+        "required": ["timestamp", "status", "error", "message", "path", "code"]
+    })
+}
+
+fn issues_schema() -> Value {
+    json!({
+        "type": "array",
+        "description": "One per invalid input field",
+        "items": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "array", "items": {"type": "string"}},
+                "message": {"type": "string"}
+            },
+            "required": ["path", "message"]
+        }
+    })
+}
