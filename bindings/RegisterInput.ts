@@ -4,4 +4,4 @@
  * `auth.register` input. The email is trimmed and lower-cased; every
  * failing field is reported at once in `error.data.issues`.
  */
-export type RegisterInput = { email: string, password: string, firstName: string, lastName: string, phone?: string, };
+export type RegisterInput = { email: string, password: string, firstName: string, lastName: string, phone?: string, username?: string, };

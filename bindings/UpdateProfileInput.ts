@@ -2,6 +2,6 @@
 
 /**
  * `auth.updateProfile` input: absent fields are left alone; `phone: null`
- * clears the phone number.
+ * clears the phone number, `username: null` the username.
  */
-export type UpdateProfileInput = { firstName?: string, lastName?: string, phone?: string | null, };
+export type UpdateProfileInput = { firstName?: string, lastName?: string, phone?: string | null, username?: string | null, };

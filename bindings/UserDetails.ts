@@ -4,4 +4,4 @@ import type { Role } from "./Role";
 /**
  * A user with profile details and timestamps (`auth.me`, `users.*`).
  */
-export type UserDetails = { id: string, email: string, firstName: string, lastName: string, role: Role, phone: string | null, createdAt: string, updatedAt: string, };
+export type UserDetails = { id: string, email: string, firstName: string, lastName: string, role: Role, phone: string | null, username: string | null, createdAt: string, updatedAt: string, };

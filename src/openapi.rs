@@ -359,7 +359,15 @@ fn object_schema(
 ) -> Option<(Map<String, Value>, Vec<String>)> {
     let resolved = resolve(schema, generator)?;
     if let Some(branches) = resolved.get("anyOf").and_then(Value::as_array) {
-        return branches.iter().find_map(|b| object_schema(b, generator));
+        // `X | null` (an input that may be left out) is X; a union of
+        // several shapes is kept whole.
+        let mut shapes = branches
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+        return match (shapes.next(), shapes.next()) {
+            (Some(only), None) => object_schema(only, generator),
+            _ => None,
+        };
     }
     let properties = resolved.get("properties")?.as_object()?.clone();
     let required = resolved

@@ -11,6 +11,7 @@ mod m20260101_000001_init;
 mod m20261128_000001_session_generations;
 mod m20261128_000002_mail_outbox;
 mod m20261129_000001_account_events;
+mod m20261130_000001_usernames;
 
 /// Every migration, oldest first; `gatehouse migrate` and the server start
 /// both run [`MigratorTrait::up`] on it.
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_session_generations::Migration),
             Box::new(m20261128_000002_mail_outbox::Migration),
             Box::new(m20261129_000001_account_events::Migration),
+            Box::new(m20261130_000001_usernames::Migration),
         ]
     }
 }

@@ -179,6 +179,17 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     )
 }
 
+/// A unique violation of the `username` index (`idx_users_username`):
+/// SQLite names the column (`UNIQUE constraint failed: users.username`),
+/// PostgreSQL the index; both messages contain `username`, the email's
+/// (`users.email`, `users_email_key`) does not.
+pub fn is_username_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(message)) if message.contains("username")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,9 @@ pub mod user {
         pub last_name: String,
         pub phone: Option<String>,
         pub role: String,
+        /// Lower-case, unique when set (`idx_users_username`).
+        #[sea_orm(unique)]
+        pub username: Option<String>,
         pub created_at: i64,
         pub updated_at: i64,
     }

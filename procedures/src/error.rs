@@ -36,6 +36,8 @@ pub enum AuthError {
     UserNotFound,
     #[error("Email is already registered")]
     EmailTaken,
+    #[error("Username is already taken")]
+    UsernameTaken,
     #[error("Too many failed login attempts, try again later")]
     Throttled { retry_after: u64 },
     #[error("Invalid or expired reset token")]
@@ -74,6 +76,7 @@ impl AuthError {
             AuthError::SessionRevoked => "session_revoked",
             AuthError::UserNotFound => "user_not_found",
             AuthError::EmailTaken => "email_taken",
+            AuthError::UsernameTaken => "username_taken",
             AuthError::Throttled { .. } => "throttled",
             AuthError::InvalidResetToken => "invalid_reset_token",
             AuthError::WrongCurrentPassword => "wrong_current_password",
@@ -98,7 +101,7 @@ impl From<AuthError> for RpcError {
             | AuthError::SessionRevoked
             | AuthError::WrongCurrentPassword => ErrorCode::Unauthorized,
             AuthError::UserNotFound | AuthError::SessionNotFound => ErrorCode::NotFound,
-            AuthError::EmailTaken => ErrorCode::Conflict,
+            AuthError::EmailTaken | AuthError::UsernameTaken => ErrorCode::Conflict,
             AuthError::Throttled { retry_after } => {
                 let value = HeaderValue::from(retry_after);
                 return RpcError::keyed(ErrorCode::TooManyRequests, "throttled", e.to_string())
@@ -144,6 +147,7 @@ mod tests {
             AuthError::SessionRevoked,
             AuthError::UserNotFound,
             AuthError::EmailTaken,
+            AuthError::UsernameTaken,
             AuthError::Throttled { retry_after: 3 },
             AuthError::InvalidResetToken,
             AuthError::WrongCurrentPassword,

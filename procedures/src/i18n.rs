@@ -80,6 +80,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "El correo electrónico ya está registrado",
     ),
     (
+        "username_taken",
+        "Username is already taken",
+        "El nombre de usuario ya está en uso",
+    ),
+    (
         "throttled",
         "Too many failed login attempts, try again later",
         "Demasiados intentos fallidos de inicio de sesión; inténtalo más tarde",
@@ -132,6 +137,26 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "password_too_common",
         "Password is too common",
         "La contraseña es demasiado común",
+    ),
+    (
+        "username_too_short",
+        "Username must be at least 3 characters",
+        "El nombre de usuario debe tener al menos 3 caracteres",
+    ),
+    (
+        "username_too_long",
+        "Username must be at most 32 characters",
+        "El nombre de usuario debe tener como máximo 32 caracteres",
+    ),
+    (
+        "username_invalid",
+        "Username may only contain a-z, 0-9, '.', '_' and '-'",
+        "El nombre de usuario solo puede contener a-z, 0-9, '.', '_' y '-'",
+    ),
+    (
+        "email_or_username",
+        "Send either email or username, not both",
+        "Envía el correo electrónico o el nombre de usuario, no ambos",
     ),
     (
         "page_too_small",

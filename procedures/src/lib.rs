@@ -256,6 +256,10 @@ pub enum CreateUserError {
     Names,
     #[error("a user with this email already exists")]
     Exists,
+    #[error("invalid username: {0}")]
+    Username(&'static str),
+    #[error("the username is already taken")]
+    UsernameTaken,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("password hashing failed: {0}")]
@@ -270,6 +274,8 @@ pub struct NewUser<'a> {
     pub first_name: &'a str,
     pub last_name: &'a str,
     pub role: Role,
+    /// Optional; normalised and checked like a registration's.
+    pub username: Option<&'a str>,
 }
 
 /// Creates a user outside the API (CLI, first admin), with the same checks
@@ -287,6 +293,12 @@ pub async fn create_user(
         .map_err(|e| CreateUserError::Policy(validate::policy_message(&e)))?;
     if new.first_name.trim().is_empty() || new.last_name.trim().is_empty() {
         return Err(CreateUserError::Names);
+    }
+    if let Err(e) = validate::username(&new.username.map(str::to_owned), &()) {
+        let key = e.message().to_string();
+        return Err(CreateUserError::Username(
+            i18n::english(&key).unwrap_or("not allowed"),
+        ));
     }
     insert_user(
         db,
@@ -316,12 +328,14 @@ async fn insert_user(
         first_name: Set(new.first_name.trim().to_owned()),
         last_name: Set(new.last_name.trim().to_owned()),
         phone: Set(None),
+        username: Set(validate::username_value(new.username)),
         role: Set(new.role.as_str().to_owned()),
         created_at: Set(now),
         updated_at: Set(now),
     };
     match model.insert(db).await {
         Ok(u) => Ok(u),
+        Err(e) if db::is_username_violation(&e) => Err(CreateUserError::UsernameTaken),
         Err(e) if db::is_unique_violation(&e) => Err(CreateUserError::Exists),
         Err(e) => Err(e.into()),
     }
@@ -374,6 +388,7 @@ async fn bootstrap_admin(
         first_name: "Admin",
         last_name: "User",
         role: Role::Admin,
+        username: None,
     };
     let created = insert_user(db, &service.hasher, admin).await;
     let u = match created {

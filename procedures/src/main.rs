@@ -62,6 +62,9 @@ enum UsersCommand {
         first_name: String,
         #[arg(long, default_value = "User")]
         last_name: String,
+        /// Optional username (3 to 32 characters of a-z 0-9 . _ -).
+        #[arg(long)]
+        username: Option<String>,
     },
 }
 
@@ -96,6 +99,7 @@ async fn users_create(
     role: Role,
     first_name: &str,
     last_name: &str,
+    username: Option<&str>,
 ) -> Result<(), String> {
     let password = read_password().map_err(|e| format!("could not read the password: {e}"))?;
     let db = gatehouse_auth::open_database(config)
@@ -109,6 +113,7 @@ async fn users_create(
         first_name,
         last_name,
         role,
+        username,
     };
     let user = gatehouse_auth::create_user(&db, &hasher, new)
         .await
@@ -147,8 +152,19 @@ fn main() -> ExitCode {
                         role,
                         first_name,
                         last_name,
+                        username,
                     },
-            } => users_create(&cli.config, &email, role, &first_name, &last_name).await,
+            } => {
+                users_create(
+                    &cli.config,
+                    &email,
+                    role,
+                    &first_name,
+                    &last_name,
+                    username.as_deref(),
+                )
+                .await
+            }
             Command::Bindings { out } => {
                 let out = out.unwrap_or_else(|| {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings"))

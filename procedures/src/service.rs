@@ -317,6 +317,15 @@ impl AuthService {
         let select = user::Entity::find().filter(user::Column::Email.eq(email));
         Ok(fetch_unique(select, &self.db).await?)
     }
+
+    /// Loads a user by (normalised) username.
+    pub(crate) async fn find_user_by_username(
+        &self,
+        username: &str,
+    ) -> Result<Option<user::Model>, AuthError> {
+        let select = user::Entity::find().filter(user::Column::Username.eq(username));
+        Ok(fetch_unique(select, &self.db).await?)
+    }
 }
 
 impl Service for AuthService {

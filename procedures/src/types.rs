@@ -30,6 +30,8 @@ pub struct UserDetails {
     pub last_name: String,
     pub role: Role,
     pub phone: Option<String>,
+    // Lower-case; `null` when the user has none.
+    pub username: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -99,6 +101,7 @@ impl TryFrom<&user::Model> for UserDetails {
             last_name: m.last_name.clone(),
             role: parse_role(&m.role)?,
             phone: m.phone.clone(),
+            username: m.username.clone(),
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
         })
@@ -106,7 +109,7 @@ impl TryFrom<&user::Model> for UserDetails {
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null`
-/// (`Some(None)`), for `updateProfile`'s `phone`.
+/// (`Some(None)`), for `updateProfile`'s `phone` and `username`.
 pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,

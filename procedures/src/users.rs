@@ -86,8 +86,8 @@ fn like_escape(s: &str) -> String {
     out
 }
 
-/// Lists users, optionally filtered by role and a search over email and
-/// names (case-insensitive), oldest first.
+/// Lists users, optionally filtered by role and a search over email, names
+/// and username (case-insensitive), oldest first.
 #[derive(schemars::JsonSchema)]
 pub struct ListUsers;
 
@@ -124,7 +124,8 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
                 Condition::any()
                     .add(like(user::Column::Email))
                     .add(like(user::Column::FirstName))
-                    .add(like(user::Column::LastName)),
+                    .add(like(user::Column::LastName))
+                    .add(like(user::Column::Username)),
             );
         }
         let db = &ctx.service.auth().db;

@@ -235,6 +235,73 @@ pub fn phone_value(value: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Shortest and longest username, in characters (all ASCII).
+const MIN_USERNAME_CHARS: usize = 3;
+const MAX_USERNAME_CHARS: usize = 32;
+
+/// An optional username (registration): blank means none; otherwise, once
+/// normalised, 3 to 32 characters of `a-z 0-9 . _ -`.
+pub fn username(value: &Option<String>, _: &()) -> garde::Result {
+    match username_value(value.as_deref()) {
+        None => Ok(()),
+        Some(v) if v.chars().count() < MIN_USERNAME_CHARS => fail("username_too_short"),
+        Some(v) if v.chars().count() > MAX_USERNAME_CHARS => fail("username_too_long"),
+        Some(v) if !v.chars().all(is_username_char) => fail("username_invalid"),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A username change: absent leaves it, `null` or blank clears it.
+pub fn username_change(value: &Option<Option<String>>, ctx: &()) -> garde::Result {
+    match value {
+        Some(inner) => username(inner, ctx),
+        None => Ok(()),
+    }
+}
+
+fn is_username_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+}
+
+/// A username as stored and looked up: trimmed, ASCII lower-cased, `None`
+/// when blank. Non-ASCII letters are left as they are, so they fail
+/// [`username`] rather than being folded into look-alikes.
+pub fn username_value(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_ascii_lowercase)
+}
+
+/// `auth.login`'s `email`: required unless a `username` is sent instead,
+/// and not together with one. Neither sent reads as a missing email, as
+/// before usernames existed, unless the client sent a (blank) username.
+pub fn login_email<'a>(
+    username: &'a Option<String>,
+) -> impl FnOnce(&Option<String>, &()) -> garde::Result + 'a {
+    move |email, _| match email.as_deref() {
+        Some(e) if !e.is_empty() => Ok(()),
+        _ if username.is_some() => Ok(()),
+        _ => fail("required"),
+    }
+}
+
+/// `auth.login`'s `username`: never together with an email; `Required`
+/// when it is the identifier the client sent but it is blank.
+pub fn login_username<'a>(
+    email: &'a Option<String>,
+) -> impl FnOnce(&Option<String>, &()) -> garde::Result + 'a {
+    move |username, _| {
+        let has_email = email.as_deref().is_some_and(|e| !e.is_empty());
+        match username.as_deref() {
+            None => Ok(()),
+            Some(u) if !u.is_empty() && has_email => fail("email_or_username"),
+            Some("") if !has_email => fail("required"),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
 /// Emails are compared trimmed and lower-cased.
 pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()

@@ -976,6 +976,7 @@ async fn rehash_on_login(backend: Backend) {
         first_name: "O",
         last_name: "H",
         role: gatehouse::Role::Viewer,
+        username: None,
     };
     gatehouse_auth::create_user(&db, &cheap, old)
         .await
@@ -1050,6 +1051,7 @@ async fn hashes_from_node_and_php_verify(backend: Backend) {
             first_name: Set("Legacy".into()),
             last_name: Set("User".into()),
             phone: Set(None),
+            username: Set(None),
             role: Set("VIEWER".into()),
             created_at: Set(now),
             updated_at: Set(now),

@@ -151,9 +151,27 @@ async fn migrate_and_users_create_from_stdin() {
         "Olga",
         "--last-name",
         "Ops",
+        "--username",
+        "Olga.Ops",
     ]);
     let (ok, _, stderr) = run_to_end(cmd, Some("a strong cli password\n")).await;
     assert!(ok, "users create failed: {stderr}");
+
+    // A taken or malformed username is refused.
+    for (username, why) in [("olga.ops", "taken"), ("x", "at least 3")] {
+        let mut cmd = command(dir.path());
+        cmd.env("DATABASE_URL", &db).args([
+            "users",
+            "create",
+            "--email",
+            "other@example.com",
+            "--username",
+            username,
+        ]);
+        let (ok, _, stderr) = run_to_end(cmd, Some("a strong cli password\n")).await;
+        assert!(!ok, "{username}");
+        assert!(stderr.contains(why), "{username}: {stderr}");
+    }
 
     // A weak password is refused.
     let mut cmd = command(dir.path());
@@ -176,6 +194,14 @@ async fn migrate_and_users_create_from_stdin() {
     let user = &r.data()["user"];
     assert_eq!(user["role"], "ADMIN");
     assert_eq!(user["firstName"], "Olga");
+    let r = server
+        .client
+        .mutation(
+            "auth.login",
+            json!({"username": "olga.ops", "password": "a strong cli password"}),
+        )
+        .await;
+    assert_eq!(r.data()["user"]["email"], "ops@example.com");
 }
 
 /// Two instances behind a "load balancer": whatever one does, the other

@@ -253,6 +253,21 @@ async fn a_spring_client_works_under_api_1(backend: Backend) {
     let r = c.raw("POST", "/api/1/auth/login", Some(&bad)).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.body["message"], "Invalid email or password");
+    // The Spring service's login by username.
+    let named = json!({"email": "named@example.com", "username": "Spring.User", "password": PASSWORD, "firstName": "N", "lastName": "U"});
+    let r = c
+        .raw("POST", "/api/1/auth/register", Some(&named.to_string()))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let by_name = json!({"username": "spring.user", "password": PASSWORD}).to_string();
+    let r = c.raw("POST", "/api/1/auth/login", Some(&by_name)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["user"]["email"], "named@example.com");
+    let taken = json!({"email": "other@example.com", "username": "spring.user", "password": PASSWORD, "firstName": "N", "lastName": "U"});
+    let r = c
+        .raw("POST", "/api/1/auth/register", Some(&taken.to_string()))
+        .await;
+    assert_eq!((r.status, r.body["code"].clone()), (409, json!("CONFLICT")));
     // The default prefix is not served then.
     let r = c.raw("POST", "/api/auth/login", Some(&bad)).await;
     assert_eq!((r.status, r.body.clone()), (404, Value::Null));

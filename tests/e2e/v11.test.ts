@@ -111,6 +111,44 @@ for (const linkName of LINKS) {
       assert.equal(login.user.role, "VIEWER");
     });
 
+    test("a username: set at registration, shown by me, and a way to log in", async () => {
+      const { trpc, state } = makeClient(server, linkName);
+      const email = freshEmail(linkName);
+      const username = `u${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+      const reg = await trpc.auth.register.mutate({
+        email,
+        password: PASSWORD,
+        firstName: "Ada",
+        lastName: "Lovelace",
+        username: username.toUpperCase(),
+      });
+      assert.equal("username" in reg.user, false, "the login/register user has no username");
+      state.token = reg.token;
+      const me = await trpc.auth.me.query();
+      assert.equal(me.username, username, "stored lower-case");
+
+      state.token = null;
+      const login = await trpc.auth.login.mutate({ username: ` ${username.toUpperCase()}`, password: PASSWORD });
+      assert.equal(login.user.id, reg.user.id);
+      const wrong = await expectCode(
+        trpc.auth.login.mutate({ username, password: "not-the-password" }),
+        "UNAUTHORIZED",
+        401,
+      );
+      assert.equal(wrong.message, "Invalid email or password");
+      await expectCode(
+        trpc.auth.register.mutate({
+          email: freshEmail(linkName),
+          password: PASSWORD,
+          firstName: "B",
+          lastName: "C",
+          username,
+        }),
+        "CONFLICT",
+        409,
+      );
+    });
+
     test("a query goes out as GET and a mutation as POST", async () => {
       const { trpc, state } = makeClient(server, linkName);
       const email = freshEmail(linkName);

@@ -32,6 +32,9 @@ async function main(): Promise<void> {
   console.log(`registered ${registered.user.email} as ${registered.user.role}`);
 
   const session = await trpc.auth.login.mutate({ email, password });
+  // Signing in by username works the same way (this account has none).
+  const byName: Parameters<typeof trpc.auth.login.mutate>[0] = { username: "ada", password };
+  void byName;
   token = session.token;
   console.log(`logged in; the token expires in ${session.expiresIn} s`);
 
@@ -60,9 +63,13 @@ export async function typeErrors(): Promise<void> {
   await trpc.auth.login.mutate({ emial: "a@example.com", password: "x" });
   // @ts-expect-error missing required field (`password`)
   await trpc.auth.login.mutate({ email: "a@example.com" });
+  // @ts-expect-error misspelt identifier (`user` is neither `email` nor `username`)
+  await trpc.auth.login.mutate({ user: "ada", password: "x" });
+  // @ts-expect-error both identifiers at once (exactly one of `email`, `username`)
+  await trpc.auth.login.mutate({ email: "a@example.com", username: "ada", password: "x" });
   const me = await trpc.auth.me.query();
-  // @ts-expect-error wrong output property (`username` does not exist)
-  console.log(me.username);
+  // @ts-expect-error wrong output property (`nickname` does not exist)
+  console.log(me.nickname);
   // @ts-expect-error calling a query as a mutation
   await trpc.auth.me.mutate();
 }

@@ -6,13 +6,14 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
 
+use super::signin::user_conflict;
 use crate::db::{begin_write, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent};
 use crate::service::HasAuth;
 use crate::types::{UserDetails, double_option};
-use crate::validate::{self, phone_value};
+use crate::validate::{self, phone_value, username_value};
 
 /// The caller's own account.
 #[derive(schemars::JsonSchema)]
@@ -34,7 +35,7 @@ impl<S: HasAuth> Procedure<S> for Me {
 }
 
 /// `auth.updateProfile` input: absent fields are left alone; `phone: null`
-/// clears the phone number.
+/// clears the phone number, `username: null` the username.
 #[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateProfileInput {
@@ -50,9 +51,14 @@ pub struct UpdateProfileInput {
     #[ts(optional)]
     #[garde(custom(validate::phone_change))]
     pub phone: Option<Option<String>>,
+    // Absent leaves it; `null` or blank clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[ts(optional)]
+    #[garde(custom(validate::username_change))]
+    pub username: Option<Option<String>>,
 }
 
-/// Updates the caller's names and phone number.
+/// Updates the caller's names, phone number and username.
 #[derive(schemars::JsonSchema)]
 pub struct UpdateProfile;
 
@@ -71,6 +77,10 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
         let first_name = input.first_name.as_deref().map(|v| v.trim().to_owned());
         let last_name = input.last_name.as_deref().map(|v| v.trim().to_owned());
         let phone = input.phone.as_ref().map(|p| phone_value(p.as_deref()));
+        let username = input
+            .username
+            .as_ref()
+            .map(|u| username_value(u.as_deref()));
 
         let svc = ctx.service.auth();
         let user = me.user.clone();
@@ -84,9 +94,12 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
         if let Some(v) = phone {
             model.phone = Set(v);
         }
+        if let Some(v) = username {
+            model.username = Set(v);
+        }
         model.updated_at = Set(now_ms());
         let txn = begin_write(&svc.db).await?;
-        let user = model.update(&txn).await?;
+        let user = model.update(&txn).await.map_err(user_conflict)?;
         let details = UserDetails::try_from(&user)?;
         let event = AccountEvent::ProfileUpdated {
             user: details.clone(),

@@ -11,13 +11,13 @@ use ts_rs::TS;
 use uuid::Uuid;
 
 use super::{MAX_PASSWORD_BYTES, client_ip_string};
-use crate::db::{begin_write, is_unique_violation, now_ms};
+use crate::db::{begin_write, is_unique_violation, is_username_violation, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::limits;
 use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
-use crate::validate::{self, normalize_email, phone_value};
+use crate::validate::{self, normalize_email, phone_value, username_value};
 
 /// `auth.register` input. The email is trimmed and lower-cased; every
 /// failing field is reported at once in `error.data.issues`.
@@ -41,6 +41,11 @@ pub struct RegisterInput {
     #[ts(optional)]
     #[garde(custom(validate::phone))]
     pub phone: Option<String>,
+    // Optional; trimmed and lower-cased, blank means none.
+    #[serde(default)]
+    #[ts(optional)]
+    #[garde(custom(validate::username))]
+    pub username: Option<String>,
 }
 
 /// Creates a VIEWER account and opens its first session.
@@ -63,6 +68,7 @@ impl<S: HasAuth> Procedure<S> for Register {
         let first_name = input.first_name.trim().to_owned();
         let last_name = input.last_name.trim().to_owned();
         let phone = phone_value(input.phone.as_deref());
+        let username = username_value(input.username.as_deref());
 
         let svc = ctx.service.auth();
         svc.db_up()?;
@@ -75,6 +81,7 @@ impl<S: HasAuth> Procedure<S> for Register {
             first_name: Set(first_name),
             last_name: Set(last_name),
             phone: Set(phone),
+            username: Set(username),
             role: Set(Role::Viewer.as_str().to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
@@ -82,34 +89,103 @@ impl<S: HasAuth> Procedure<S> for Register {
         let txn = begin_write(&svc.db).await?;
         let user = match model.insert(&txn).await {
             Ok(u) => u,
-            Err(e) if is_unique_violation(&e) => return Err(AuthError::EmailTaken),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(user_conflict(e)),
         };
         let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
-        txn.commit().await.map_err(|e| {
-            if is_unique_violation(&e) {
-                AuthError::EmailTaken
-            } else {
-                e.into()
-            }
-        })?;
+        txn.commit().await.map_err(user_conflict)?;
         tracing::info!(target: "audit", event = "register", user_id = %user.id,
             session_id = %sid, request_id = %ctx.request.request_id);
         svc.issue(&user, &sid, &generation)
     }
 }
 
-/// `auth.login` input.
+/// A failed insert or update of a user row: a clash on the username index
+/// is [`AuthError::UsernameTaken`], any other unique clash (the email) is
+/// [`AuthError::EmailTaken`]. The indexes decide, so racing claims of the
+/// same name or address get exactly one winner.
+pub(crate) fn user_conflict(e: sea_orm::DbErr) -> AuthError {
+    if is_username_violation(&e) {
+        AuthError::UsernameTaken
+    } else if is_unique_violation(&e) {
+        AuthError::EmailTaken
+    } else {
+        e.into()
+    }
+}
+
+/// `auth.login` input: an email or a username (exactly one) and the
+/// password. Typed in TypeScript as the union of the two forms.
 #[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::types::text_fields_required)]
+#[ts(as = "LoginForm")]
+#[schemars(with = "LoginForm")]
 pub struct LoginInput {
-    #[serde(default, deserialize_with = "text")]
-    #[garde(custom(validate::required))]
-    pub email: String,
+    #[serde(default)]
+    #[garde(custom(validate::login_email(&self.username)))]
+    pub email: Option<String>,
+    #[serde(default)]
+    #[garde(custom(validate::login_username(&self.email)))]
+    pub username: Option<String>,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::required))]
     pub password: String,
+}
+
+impl LoginInput {
+    /// `{ email, password }`, for calls from Rust.
+    pub fn by_email(email: &str, password: &str) -> Self {
+        Self {
+            email: Some(email.to_owned()),
+            username: None,
+            password: password.to_owned(),
+        }
+    }
+
+    /// `{ username, password }`, for calls from Rust.
+    pub fn by_username(username: &str, password: &str) -> Self {
+        Self {
+            email: None,
+            username: Some(username.to_owned()),
+            password: password.to_owned(),
+        }
+    }
+}
+
+/// The TypeScript shape of [`LoginInput`] (never built): one identifier or
+/// the other, the absent one typed `never` so that sending both is a type
+/// error too (a plain union would accept the extra key).
+#[derive(TS, schemars::JsonSchema)]
+#[ts(untagged)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum LoginForm {
+    Email {
+        email: String,
+        password: String,
+        #[ts(optional, type = "never")]
+        #[schemars(skip)]
+        username: Option<String>,
+    },
+    Username {
+        username: String,
+        password: String,
+        #[ts(optional, type = "never")]
+        #[schemars(skip)]
+        email: Option<String>,
+    },
+}
+
+/// Which identifier a login names.
+enum Identifier {
+    Email(String),
+    Username(String),
+}
+
+/// The account of a login: by email it is read after the lock check (as
+/// before usernames existed); by username it had to be read first, to know
+/// which account's counter applies.
+enum Lookup {
+    Email(String),
+    Done(Option<user::Model>),
 }
 
 /// Checks a password, with per-account and per-address throttling.
@@ -166,12 +242,26 @@ impl<S: HasAuth> Procedure<S> for Login {
 
     async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
-        let email = normalize_email(&input.email);
+        let identifier = match (input.email.as_deref(), input.username.as_deref()) {
+            (Some(email), _) if !email.is_empty() => Identifier::Email(normalize_email(email)),
+            (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
+        };
         let password = input.password;
         let svc = ctx.service.auth();
         svc.db_up()?;
 
-        let account_key = format!("login:account:{email}");
+        // Failures count per account: a username that names an account
+        // counts against that account's email, so alternating identifiers
+        // gains nothing; an unknown username counts under its own key, as
+        // an unknown email does. Resolving the username costs one indexed
+        // read whether or not it exists.
+        let (account_key, lookup) = match identifier {
+            Identifier::Email(email) => (format!("login:account:{email}"), Lookup::Email(email)),
+            Identifier::Username(name) => match svc.find_user_by_username(&name).await? {
+                Some(u) => (format!("login:account:{}", u.email), Lookup::Done(Some(u))),
+                None => (format!("login:username:{name}"), Lookup::Done(None)),
+            },
+        };
         let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
         if let Some(retry_after) =
             limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms()).await?
@@ -181,7 +271,10 @@ impl<S: HasAuth> Procedure<S> for Login {
             return Err(AuthError::Throttled { retry_after });
         }
 
-        let user = svc.find_user_by_email(&email).await?;
+        let user = match lookup {
+            Lookup::Email(email) => svc.find_user_by_email(&email).await?,
+            Lookup::Done(user) => user,
+        };
         let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
             // Same work and the same answer as a wrong password.
             svc.hasher.verify_dummy(&password).await;

@@ -36,7 +36,7 @@ use crate::entities::{session, user};
 const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
      s.rotated_at, s.last_used_at, s.revoked_at, \
      u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
-     u.created_at, u.updated_at \
+     u.created_at, u.updated_at, u.username \
      FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?1";
 
 /// Counter of session reads that fell back from the SQLite fast path to the
@@ -83,6 +83,7 @@ fn decode_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionUser> {
             role: row.get(13)?,
             created_at: row.get(14)?,
             updated_at: row.get(15)?,
+            username: row.get(16)?,
         }),
     };
     Ok((session, user))

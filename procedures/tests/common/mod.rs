@@ -595,6 +595,7 @@ pub async fn admin_token(server: &Server, email: &str) -> String {
         first_name: "Ada",
         last_name: "Admin",
         role: gatehouse::Role::Admin,
+        username: None,
     };
     gatehouse_auth::create_user(&db, &hasher, admin)
         .await

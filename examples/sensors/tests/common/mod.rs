@@ -160,6 +160,7 @@ pub async fn user(app: &Arc<SensorsApp>, email: &str, role: Role) -> String {
             first_name: "Sensor",
             last_name: "Tester",
             role,
+            username: None,
         },
     )
     .await
@@ -170,10 +171,7 @@ pub async fn user(app: &Arc<SensorsApp>, email: &str, role: Role) -> String {
 /// A token for `email` (password [`PASSWORD`]), from `auth.login` on the app.
 pub async fn login(app: &Arc<SensorsApp>, email: &str) -> String {
     RequestScope::new(app.clone(), request(None))
-        .invoke::<Login>(LoginInput {
-            email: email.to_owned(),
-            password: PASSWORD.to_owned(),
-        })
+        .invoke::<Login>(LoginInput::by_email(email, PASSWORD))
         .await
         .expect("login")
         .token
