@@ -245,7 +245,9 @@ fn trpc_operation<S: Service>(entry: &Entry<S>, described: &Described) -> (&'sta
     let ok = if entry.kind == Kind::Subscription {
         json!({
             "description": "Server-sent events: `connected`, one `data:` per value (its envelope; `id:` when tracked), `ping`, then `return` or `serialized-error`",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}}
+            "content": {"text/event-stream": {"schema": {
+                "description": "Each event's data: the client options (`connected`), a value's envelope, an error shape (`serialized-error`), or empty (`ping`, `return`)"
+            }}}
         })
     } else {
         let data = if entry.returns_void() {
