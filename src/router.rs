@@ -299,13 +299,12 @@ impl<S: Service> Router<S> {
                 input: <P::Input as ts_rs::TS>::name,
                 output: <P::Output as ts_rs::TS>::name,
                 export: export_pair::<P::Input, P::Output>,
-                optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
-                    && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
+                optional_input: may_be_left_out::<P::Input>(),
             },
             rest: P::REST,
             schema: SchemaSignature::of::<P::Input, P::Output, P>(),
             handler: Handler::Call(erased_call::<S, P>),
-            reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
+            reads_input: reads_input::<P::Input>(),
             void_output: TypeId::of::<P::Output>() == TypeId::of::<()>()
                 || TypeId::of::<P::Output>() == TypeId::of::<NoInput>(),
         });
@@ -327,8 +326,7 @@ impl<S: Service> Router<S> {
                     <P::Output as ts_rs::TS>::name
                 },
                 export: export_pair::<P::Input, P::Output>,
-                optional_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>()
-                    && serde_json::from_value::<P::Input>(serde_json::Value::Null).is_ok(),
+                optional_input: may_be_left_out::<P::Input>(),
             },
             rest: None,
             schema: SchemaSignature::of::<P::Input, P::Output, P>(),
@@ -336,7 +334,7 @@ impl<S: Service> Router<S> {
                 subscribe: erased_subscribe::<S, P>,
                 tracked: P::TRACKED,
             },
-            reads_input: TypeId::of::<P::Input>() != TypeId::of::<NoInput>(),
+            reads_input: reads_input::<P::Input>(),
             void_output: false,
         });
         self
@@ -438,6 +436,17 @@ fn check_rest_routes<'a, S: Service + 'a>(
         }
     }
     Ok(())
+}
+
+/// Whether a procedure decodes its input (every input type but [`NoInput`]).
+fn reads_input<I: 'static>() -> bool {
+    TypeId::of::<I>() != TypeId::of::<NoInput>()
+}
+
+/// Whether an input may be left out: it is read, and decodes from an absent
+/// input (as `Option<…>` or `#[serde(from = "Option<…>")]` do).
+fn may_be_left_out<I: serde::de::DeserializeOwned + 'static>() -> bool {
+    reads_input::<I>() && serde_json::from_value::<I>(serde_json::Value::Null).is_ok()
 }
 
 /// What the client's `onData` receives from a tracked subscription:

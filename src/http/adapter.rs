@@ -1,11 +1,9 @@
 //! The request handler: request-level checks, lazy inputs, concurrent calls
 //! and the response (a single item, a batch array, or a stream).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -16,8 +14,8 @@ use tokio::time::Instant;
 
 use super::TrpcConfig;
 use super::call::{
-    Call, CallEnv, CallResult, OkMetrics, add_call_headers, log_cause, method_check, run_call,
-    timeout_error,
+    Call, CallEnv, CallResult, OkMetrics, add_call_headers, log_cause, method_check, read_body,
+    request_meta, run_call, timeout_error,
 };
 use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
@@ -25,7 +23,7 @@ use super::wire::{self, JSON, VARY};
 use crate::error::{ErrorCode, RpcError};
 use crate::procedure::Kind;
 use crate::router::{Entry, RawInput, Registry, RequestScope};
-use crate::service::{RequestMeta, Service};
+use crate::service::Service;
 use crate::shutdown::Shutdown;
 
 pub(crate) struct Trpc<S: Service> {
@@ -108,22 +106,6 @@ async fn finish_body(body: Body, config: &TrpcConfig, mut response: Response) ->
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
-}
-
-/// The request without its body; takes the headers out of `parts`.
-fn request_meta(
-    method: &Method,
-    headers: &mut HeaderMap,
-    extensions: &http::Extensions,
-    connection_params: Vec<(String, String)>,
-) -> RequestMeta {
-    RequestMeta {
-        method: method.clone(),
-        request_id: request_id(headers),
-        peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
-        headers: std::mem::take(headers),
-        connection_params,
-    }
 }
 
 /// Everything after HEAD; an `Err` is a request-level error. Three steps:
@@ -484,36 +466,6 @@ fn stream_mode(headers: &HeaderMap) -> Mode {
         Mode::V10Stream
     } else {
         Mode::Plain
-    }
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) => id.to_owned(),
-        None => uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-/// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
-/// that read their input.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
-            } else {
-                tracing::debug!(%error, "could not read the request body");
-                Err(RpcError::keyed(
-                    ErrorCode::BadRequest,
-                    "body_unreadable",
-                    "Could not read the request body",
-                ))
-            }
-        }
     }
 }
 

@@ -2,11 +2,16 @@
 //! input decoding and handler under the request deadline, panics caught,
 //! and the metric sample. Shared by the plain and the streamed responses.
 
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use futures::FutureExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
@@ -15,7 +20,7 @@ use crate::error::{ErrorCode, RpcError};
 use crate::metrics::CallMetrics;
 use crate::procedure::Kind;
 use crate::router::{Entry, RawInput, RequestScope};
-use crate::service::Service;
+use crate::service::{RequestMeta, Service};
 
 /// Metric handles for successful calls, resolved once per procedure.
 pub(crate) type OkMetrics = std::collections::HashMap<Arc<str>, CallMetrics>;
@@ -210,4 +215,52 @@ pub(crate) fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> Rpc
     .with_param("method", method.as_str())
     .with_param("kind", entry.kind.as_str())
     .with_param("path", &*entry.path)
+}
+
+/// The request without its body, for the service and the procedures;
+/// takes the headers out of the request.
+pub(crate) fn request_meta(
+    method: &Method,
+    headers: &mut HeaderMap,
+    extensions: &http::Extensions,
+    connection_params: Vec<(String, String)>,
+) -> RequestMeta {
+    RequestMeta {
+        method: method.clone(),
+        request_id: request_id(headers),
+        peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
+        headers: std::mem::take(headers),
+        connection_params,
+    }
+}
+
+/// The client's `x-request-id`, or a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
+/// that read their input.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) => {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
+            } else {
+                tracing::debug!(%error, "could not read the request body");
+                Err(RpcError::keyed(
+                    ErrorCode::BadRequest,
+                    "body_unreadable",
+                    "Could not read the request body",
+                ))
+            }
+        }
+    }
 }

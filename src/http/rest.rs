@@ -10,26 +10,24 @@
 //! error is `{"timestamp","status","error","message","path","code","issues"?}`
 //! (the shape Spring Boot answers with, plus the tRPC code and issues).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::TrpcConfig;
-use super::call::{Call, CallEnv, OkMetrics, run_call};
+use super::call::{Call, CallEnv, OkMetrics, read_body, request_meta, run_call, timeout_error};
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::{Kind, RestMethod};
 use crate::router::{Entry, RawInput, Registry, RequestScope};
-use crate::service::{RequestMeta, Service};
+use crate::service::Service;
 
 /// The REST side of the adapter: its routes, the service and the settings.
 pub(crate) struct RestApi<S: Service> {
@@ -153,7 +151,12 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
     let matched = match find(&api.routes, &parts.method, within) {
         Ok(matched) => matched,
         Err(allowed) => {
-            let meta = request_meta(&mut parts);
+            let meta = request_meta(
+                &parts.method,
+                &mut parts.headers,
+                &parts.extensions,
+                Vec::new(),
+            );
             let mut error = if allowed.is_empty() {
                 RpcError::keyed(
                     ErrorCode::NotFound,
@@ -183,12 +186,22 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
     let input = match read_input(&api.config, &parts, body, route, params, deadline).await {
         Ok(input) => input,
         Err(mut error) => {
-            let meta = request_meta(&mut parts);
+            let meta = request_meta(
+                &parts.method,
+                &mut parts.headers,
+                &parts.extensions,
+                Vec::new(),
+            );
             api.service.finalize_error(&meta, &mut error);
             return error_response(&error, &path);
         }
     };
-    let meta = request_meta(&mut parts);
+    let meta = request_meta(
+        &parts.method,
+        &mut parts.headers,
+        &parts.extensions,
+        Vec::new(),
+    );
     let env = CallEnv {
         scope: RequestScope::new(api.service.clone(), Arc::new(meta)),
         // The tRPC method of this kind, so the shared method check passes:
@@ -228,23 +241,6 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
     }
 }
 
-fn request_meta(parts: &mut http::request::Parts) -> RequestMeta {
-    RequestMeta {
-        method: parts.method.clone(),
-        request_id: parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
-        peer: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
-        headers: std::mem::take(&mut parts.headers),
-        connection_params: Vec::new(),
-    }
-}
-
 /// The call's input: the query string (`GET`) or the JSON body, with the
 /// path parameters as string fields, which win over fields of the same name.
 async fn read_input<S: Service>(
@@ -276,30 +272,9 @@ async fn read_input<S: Service>(
             RawInput::Form(form)
         });
     }
-    let limited = http_body_util::Limited::new(body, config.body_limit).collect();
-    let bytes = match tokio::time::timeout_at(deadline, limited).await {
-        Err(_) => {
-            return Err(RpcError::keyed(
-                ErrorCode::Timeout,
-                "timeout",
-                "Request timed out",
-            ));
-        }
-        Ok(Err(error))
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(RpcError::from_code(ErrorCode::PayloadTooLarge));
-        }
-        Ok(Err(_)) => {
-            return Err(RpcError::keyed(
-                ErrorCode::BadRequest,
-                "body_unreadable",
-                "Could not read the request body",
-            ));
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
+    let bytes = match tokio::time::timeout_at(deadline, read_body(body, config.body_limit)).await {
+        Err(_) => return Err(timeout_error()),
+        Ok(read) => read?,
     };
     let body = if bytes.iter().all(u8::is_ascii_whitespace) {
         None

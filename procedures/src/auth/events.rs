@@ -7,7 +7,8 @@ use ts_rs::TS;
 
 use crate::error::AuthError;
 use crate::events::AccountEvent;
-use crate::events::stream::{Subscriber, account_events, latest_id};
+use crate::events::latest_id;
+use crate::events::stream::{Subscriber, account_events};
 use crate::service::HasAuth;
 
 /// `auth.events` input; may be left out. `lastEventId` is filled in by the
@@ -63,7 +64,7 @@ impl<S: HasAuth> Subscription<S> for Events {
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| AuthError::InvalidEventId)?,
-            None => latest_id(&svc.db, &me.user_id).await?,
+            None => latest_id(&svc.db, Some(&me.user_id)).await?,
         };
         // The session may have ended after the guard read it; its event
         // would then be before `after`.

@@ -66,16 +66,6 @@ impl EventHub {
     }
 }
 
-async fn highest_id(db: &DatabaseConnection) -> Result<i64, DbErr> {
-    let max: Option<Option<i64>> = Entity::find()
-        .select_only()
-        .column_as(Column::Id.max(), "max")
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(max.flatten().unwrap_or(0))
-}
-
 /// Watches the highest id and wakes the users of rows that appeared.
 async fn poll(hub: Weak<EventHub>, db: DatabaseConnection) {
     let every = match db.get_database_backend() {
@@ -96,7 +86,7 @@ async fn poll(hub: Weak<EventHub>, db: DatabaseConnection) {
         let Some(since) = seen else {
             // First subscribers: take the baseline, then have them all read
             // once, so rows committed before it are not missed either.
-            if let Ok(highest) = highest_id(&db).await {
+            if let Ok(highest) = super::latest_id(&db, None).await {
                 seen = Some(highest);
                 hub.wake_all();
             }
@@ -116,7 +106,7 @@ async fn poll(hub: Weak<EventHub>, db: DatabaseConnection) {
 
 /// The highest id now, and the users with rows after `seen`.
 async fn new_rows(db: &DatabaseConnection, seen: i64) -> Result<(i64, Vec<String>), DbErr> {
-    let highest = highest_id(db).await?;
+    let highest = super::latest_id(db, None).await?;
     if highest <= seen {
         return Ok((seen.max(highest), Vec::new()));
     }

@@ -118,6 +118,24 @@ pub(crate) async fn record(
     Ok(())
 }
 
+/// The newest event id, of `user_id` or of anyone (0 when there is none):
+/// where a subscriber without a `lastEventId` starts, and the hub's
+/// baseline.
+pub(crate) async fn latest_id(
+    db: &sea_orm::DatabaseConnection,
+    user_id: Option<&str>,
+) -> Result<i64, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let mut newest = account_event::Entity::find()
+        .select_only()
+        .column_as(account_event::Column::Id.max(), "max");
+    if let Some(user_id) = user_id {
+        newest = newest.filter(account_event::Column::UserId.eq(user_id));
+    }
+    let max: Option<Option<i64>> = newest.into_tuple().one(db).await?;
+    Ok(max.flatten().unwrap_or(0))
+}
+
 /// Deletes events older than `horizon` (ms); a client that reconnects
 /// after longer than that resumes from what remains.
 pub(crate) async fn prune(db: &impl ConnectionTrait, horizon: i64) -> Result<u64, DbErr> {

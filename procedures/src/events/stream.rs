@@ -54,19 +54,6 @@ pub(crate) fn account_events(
     .boxed()
 }
 
-/// The latest event id of `user_id` (0 when none): where a subscriber
-/// without a `lastEventId` starts.
-pub(crate) async fn latest_id(db: &DatabaseConnection, user_id: &str) -> Result<i64, DbErr> {
-    let max: Option<Option<i64>> = Entity::find()
-        .select_only()
-        .column_as(Column::Id.max(), "max")
-        .filter(Column::UserId.eq(user_id))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(max.flatten().unwrap_or(0))
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Open,
