@@ -24,7 +24,8 @@ pub mod typescript;
 
 pub use error::{ErrorCode, Issue, RpcError};
 pub use procedure::{
-    Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Rest, RestMethod, Subscription, True,
+    Bearer, Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Rest, RestMethod,
+    Subscription, True,
 };
 pub use role::Role;
 pub use router::{RawInput, Registry, RequestScope, Router, RouterError};

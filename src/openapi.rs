@@ -9,7 +9,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::ErrorCode;
-use crate::procedure::{Guard, Kind, RestMethod};
+use crate::procedure::{Bearer, Guard, Kind, RestMethod};
 use crate::router::{Entry, Registry};
 use crate::service::Service;
 
@@ -124,7 +124,17 @@ impl Described {
             .unwrap_or_default()
             .replace('\n', " ");
         let role = match entry.guard {
-            Guard::Public => "Public.".to_owned(),
+            Guard::Public => match entry.bearer {
+                Bearer::Unused => "Public.".to_owned(),
+                Bearer::Optional => {
+                    "Public; ends or uses the session of a bearer token when one is sent."
+                        .to_owned()
+                }
+                Bearer::Required => {
+                    "Public guard, but the handler needs a bearer token (it may have expired)."
+                        .to_owned()
+                }
+            },
             Guard::Authenticated => "Requires a bearer token (any role).".to_owned(),
             Guard::Role(role) => format!("Requires a bearer token with the {role} role or higher."),
         };
@@ -142,7 +152,12 @@ impl Described {
             },
             input: Value::from((entry.schema.input)(generator)),
             output: Value::from((entry.schema.output)(generator)),
-            security: (entry.guard != Guard::Public).then(|| json!([{"bearerAuth": []}])),
+            security: match (entry.guard, entry.bearer) {
+                (Guard::Public, Bearer::Unused) => None,
+                // `{}`: the call may also go without.
+                (Guard::Public, Bearer::Optional) => Some(json!([{"bearerAuth": []}, {}])),
+                _ => Some(json!([{"bearerAuth": []}])),
+            },
         }
     }
 
@@ -162,8 +177,9 @@ impl Described {
     }
 }
 
-/// The error statuses a call can give, from what the framework knows:
-/// input decoding, the guard, and what any call may meet.
+/// The error statuses a call can give: what the framework knows (input
+/// decoding, the guard and the authenticator, what any call may meet) plus
+/// the codes the procedure declares ([`crate::Procedure::ERRORS`]).
 fn error_codes<S: Service>(entry: &Entry<S>) -> Vec<ErrorCode> {
     let mut codes = Vec::new();
     if entry.reads_input() {
@@ -171,10 +187,12 @@ fn error_codes<S: Service>(entry: &Entry<S>) -> Vec<ErrorCode> {
     }
     if entry.guard != Guard::Public {
         codes.push(ErrorCode::Unauthorized);
+        codes.extend_from_slice(S::AUTHENTICATE_ERRORS);
     }
     if matches!(entry.guard, Guard::Role(_)) {
         codes.push(ErrorCode::Forbidden);
     }
+    codes.extend_from_slice(entry.errors);
     codes.extend([
         ErrorCode::Timeout,
         ErrorCode::InternalServerError,
@@ -183,26 +201,37 @@ fn error_codes<S: Service>(entry: &Entry<S>) -> Vec<ErrorCode> {
     codes
 }
 
-fn error_responses(codes: &[ErrorCode], schema: &str) -> Map<String, Value> {
-    let mut responses = Map::new();
+/// The success response, then one per error status (codes sharing a status
+/// share its entry), in status order. There is no `default`: every status
+/// an operation can give is listed, so a conformance checker catches one
+/// that is not.
+fn responses(success: (&str, Value), codes: &[ErrorCode], schema: &str) -> Value {
+    let mut by_status: Vec<(u16, Vec<&'static str>)> = Vec::new();
     for code in codes {
-        let status = code.http_status();
+        let status = code.http_status().as_u16();
+        match by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, keys)) if keys.contains(&code.key()) => {}
+            Some((_, keys)) => keys.push(code.key()),
+            None => by_status.push((status, vec![code.key()])),
+        }
+    }
+    by_status.sort_by_key(|(status, _)| *status);
+    let mut responses = Map::new();
+    responses.insert(success.0.to_owned(), success.1);
+    for (status, keys) in by_status {
+        let reason = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
         responses.insert(
-            status.as_u16().to_string(),
+            status.to_string(),
             json!({
-                "description": format!("{} ({})", status.canonical_reason().unwrap_or("Error"), code.key()),
+                "description": format!("{reason} ({})", keys.join(", ")),
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
             }),
         );
     }
-    responses.insert(
-        "default".to_owned(),
-        json!({
-            "description": "Any other error the procedure reports, with its status",
-            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-        }),
-    );
-    responses
+    Value::Object(responses)
 }
 
 /// The envelope around an input or output: `{"json": <value>}`.
@@ -241,7 +270,17 @@ fn trpc_operation<S: Service>(entry: &Entry<S>, described: &Described) -> (&'sta
             "get"
         }
     };
-    let mut responses = error_responses(&error_codes(entry), "TrpcError");
+    let codes = match entry.kind {
+        Kind::Query => error_codes(entry),
+        Kind::Mutation => {
+            let mut codes = error_codes(entry);
+            codes.extend([ErrorCode::PayloadTooLarge, ErrorCode::UnsupportedMediaType]);
+            codes
+        }
+        // Its errors, even those before the first event, come inside the
+        // stream (`serialized-error`) with status 200, as tRPC sends them.
+        Kind::Subscription => Vec::new(),
+    };
     let ok = if entry.kind == Kind::Subscription {
         json!({
             "description": "Server-sent events: `connected`, one `data:` per value (its envelope; `id:` when tracked), `ping`, then `return` or `serialized-error`",
@@ -264,8 +303,10 @@ fn trpc_operation<S: Service>(entry: &Entry<S>, described: &Described) -> (&'sta
             }}}
         })
     };
-    responses.insert("200".to_owned(), ok);
-    operation.insert("responses".to_owned(), Value::Object(responses));
+    operation.insert(
+        "responses".to_owned(),
+        responses(("200", ok), &codes, "TrpcError"),
+    );
     (method, Value::Object(operation))
 }
 
@@ -322,7 +363,12 @@ fn rest_operation<S: Service>(
             }
             None => described.input.clone(),
         };
-        let body_required = !entry.ts.optional_input && !params.is_empty() || object.is_none();
+        // Required when it carries a required field, or when the input is
+        // not an object and may not be left out.
+        let body_required = match &object {
+            Some((_, required)) => required.iter().any(|n| !params.contains(&n.as_str())),
+            None => !entry.ts.optional_input,
+        };
         operation.insert(
             "requestBody".to_owned(),
             json!({"required": body_required, "content": {"application/json": {"schema": body}}}),
@@ -336,19 +382,21 @@ fn rest_operation<S: Service>(
     if !parameters.is_empty() {
         operation.insert("parameters".to_owned(), Value::Array(parameters));
     }
-    let mut responses = error_responses(&codes, "RestError");
-    if entry.returns_void() {
-        responses.insert("204".to_owned(), json!({"description": "Done; no content"}));
+    let success = if entry.returns_void() {
+        ("204", json!({"description": "Done; no content"}))
     } else {
-        responses.insert(
-            if created { "201" } else { "200" }.to_owned(),
+        (
+            if created { "201" } else { "200" },
             json!({
                 "description": "The output",
                 "content": {"application/json": {"schema": described.output}}
             }),
-        );
-    }
-    operation.insert("responses".to_owned(), Value::Object(responses));
+        )
+    };
+    operation.insert(
+        "responses".to_owned(),
+        responses(success, &codes, "RestError"),
+    );
     Value::Object(operation)
 }
 

@@ -63,11 +63,34 @@ pub trait Procedure<S: Service>: Send + Sync + 'static {
     /// A plain-JSON route serving the same procedure (see [`Rest`]); none
     /// by default.
     const REST: Option<Rest> = None;
+    /// The error codes the handler itself may answer with (e.g. `CONFLICT`
+    /// for a taken name), so the OpenAPI document lists every status an
+    /// operation can give. Those the framework produces (bad input, the
+    /// guard, timeouts, an unavailable service) are known without it.
+    const ERRORS: &'static [ErrorCode] = &[];
+    /// Whether a [`Guard::Public`] procedure's handler reads the caller's
+    /// bearer token itself (a logout ends the session of the token it is
+    /// sent; a refresh accepts an expired token the guard would refuse), so
+    /// the OpenAPI document offers the bearer scheme on it. Guarded
+    /// procedures always require the token.
+    const BEARER: Bearer = Bearer::Unused;
 
     fn call(
         ctx: Ctx<S>,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// How a public procedure uses a bearer token it reads itself (see
+/// [`Procedure::BEARER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer {
+    /// Not read.
+    Unused,
+    /// Used when sent; the call also works without one.
+    Optional,
+    /// The call fails (401) without one.
+    Required,
 }
 
 /// A REST route for a procedure: the same guard, input type, handler and
@@ -171,6 +194,9 @@ pub trait Subscription<S: Service>: Send + Sync + 'static {
     /// The data of one event.
     type Output: Serialize + ts_rs::TS + JsonSchema + Send + 'static;
     type Error: Into<RpcError> + Send + 'static;
+    /// The error codes the handler may answer with, as for
+    /// [`Procedure::ERRORS`].
+    const ERRORS: &'static [ErrorCode] = &[];
 
     /// Starts the subscription. An `Err` here (e.g. a resource that does
     /// not exist) is sent as the stream's only event.

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 use crate::envelope;
 use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::{
-    Ctx, Event, Guard, Kind, NoInput, Procedure, Rest, RestMethod, Subscription,
+    Bearer, Ctx, Event, Guard, Kind, NoInput, Procedure, Rest, RestMethod, Subscription,
 };
 use crate::service::{Principal, RequestMeta, Service};
 
@@ -99,6 +99,10 @@ pub struct Entry<S: Service> {
     pub ts: TsSignature,
     /// The procedure's REST route, if it has one.
     pub rest: Option<Rest>,
+    /// The error codes its handler declares ([`crate::Procedure::ERRORS`]).
+    pub errors: &'static [ErrorCode],
+    /// How a public procedure uses a bearer token ([`crate::Procedure::BEARER`]).
+    pub bearer: Bearer,
     pub schema: SchemaSignature,
     handler: Handler<S>,
     /// Whether the input type is [`NoInput`]: such a procedure never reads
@@ -302,6 +306,8 @@ impl<S: Service> Router<S> {
                 optional_input: may_be_left_out::<P::Input>(),
             },
             rest: P::REST,
+            errors: P::ERRORS,
+            bearer: P::BEARER,
             schema: SchemaSignature::of::<P::Input, P::Output, P>(),
             handler: Handler::Call(erased_call::<S, P>),
             reads_input: reads_input::<P::Input>(),
@@ -329,6 +335,8 @@ impl<S: Service> Router<S> {
                 optional_input: may_be_left_out::<P::Input>(),
             },
             rest: None,
+            errors: P::ERRORS,
+            bearer: Bearer::Unused,
             schema: SchemaSignature::of::<P::Input, P::Output, P>(),
             handler: Handler::Subscribe {
                 subscribe: erased_subscribe::<S, P>,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use http::{HeaderMap, Method};
 
-use crate::error::RpcError;
+use crate::error::{ErrorCode, RpcError};
 use crate::role::Role;
 
 /// Who is calling, as far as guards care.
@@ -27,6 +27,10 @@ pub trait Principal: Send + Sync + Clone + 'static {
 /// One value is shared by every request (`Arc<S>`).
 pub trait Service: Send + Sync + 'static {
     type Principal: Principal;
+    /// The error codes [`Self::authenticate`] may answer with besides
+    /// `UNAUTHORIZED` (e.g. `NOT_FOUND` for a token whose user is gone), so
+    /// the OpenAPI document lists them on every guarded operation.
+    const AUTHENTICATE_ERRORS: &'static [ErrorCode] = &[];
 
     /// Identifies the caller from the request. `Ok(None)` means the request
     /// carries no credentials; an `Err` (expired token, revoked session, …)

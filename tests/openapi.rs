@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::*;
 use gatehouse::http::TrpcConfig;
 use gatehouse::openapi::{OpenApiOptions, document};
-use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role, RpcError};
+use gatehouse::{Bearer, Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, Rest, Role, RpcError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,16 +33,39 @@ impl Procedure<TestService> for Rename {
     type Input = RenameInput;
     type Output = String;
     type Error = RpcError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict, ErrorCode::NotFound];
     async fn call(_: Ctx<TestService>, input: RenameInput) -> Result<String, RpcError> {
         Ok(format!("{}: {}", input.id, input.name))
     }
 }
 
-fn doc(rest_prefix: Option<&str>) -> Value {
-    let registry = router()
+/// Ends the caller's session, if a token is sent.
+#[derive(schemars::JsonSchema)]
+struct SignOut;
+impl Procedure<TestService> for SignOut {
+    const PATH: &'static str = "signOut";
+    const KIND: Kind = Kind::Mutation;
+    const GUARD: Guard = Guard::Public;
+    const BEARER: Bearer = Bearer::Optional;
+    type Input = NoInput;
+    type Output = bool;
+    type Error = RpcError;
+    async fn call(ctx: Ctx<TestService>, _: NoInput) -> Result<bool, RpcError> {
+        Ok(ctx.request.bearer_token().is_some())
+    }
+}
+
+/// The test router plus the procedures above.
+fn registry() -> gatehouse::Registry<TestService> {
+    router()
         .procedure::<Rename>()
+        .procedure::<SignOut>()
         .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn doc(rest_prefix: Option<&str>) -> Value {
+    let registry = registry();
     document(
         &registry,
         &OpenApiOptions {
@@ -56,10 +79,7 @@ fn doc(rest_prefix: Option<&str>) -> Value {
 fn every_procedure_has_its_trpc_operation() {
     let doc = doc(Some("/api"));
     assert_eq!(doc["openapi"], "3.1.0");
-    let registry = router()
-        .procedure::<Rename>()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let registry = registry();
     for entry in registry.entries() {
         let item = &doc["paths"][format!("/trpc/{}", entry.path)];
         let method = match entry.kind {
@@ -107,6 +127,8 @@ fn rest_routes_guards_and_doc_comments_are_described() {
     assert_eq!(op["parameters"][0]["in"], "path");
     let body = &op["requestBody"]["content"]["application/json"]["schema"];
     assert_eq!(body["required"], json!(["name"]));
+    // `name` is required, so the body is.
+    assert_eq!(op["requestBody"]["required"], true);
     assert!(body["properties"]["id"].is_null());
     // Guarded: 401 and 403; with a path parameter: 404; errors in the REST shape.
     for status in ["400", "401", "403", "404"] {
@@ -116,8 +138,12 @@ fn rest_routes_guards_and_doc_comments_are_described() {
             "{status}"
         );
     }
-    // A public procedure has no security.
+    // A public procedure has no security, unless it reads a token itself.
     assert!(spring["paths"]["/trpc/hello"]["get"]["security"].is_null());
+    assert_eq!(
+        spring["paths"]["/trpc/signOut"]["post"]["security"],
+        json!([{"bearerAuth": []}, {}])
+    );
     assert_eq!(
         spring["components"]["securitySchemes"]["bearerAuth"]["scheme"],
         "bearer"
@@ -131,12 +157,43 @@ fn rest_routes_guards_and_doc_comments_are_described() {
     );
 }
 
+/// The statuses of an operation's responses, in document order.
+fn statuses(op: &Value) -> Vec<&str> {
+    op["responses"]
+        .as_object()
+        .map(|r| r.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_error_status_is_listed_and_nothing_else() {
+    let doc = doc(Some("/api"));
+    // Framework: 400 (input), 401/403 (guard), 404 (path parameter),
+    // 413/415 (body), 408/500/503 (any call); declared: 409 and 404 (once).
+    assert_eq!(
+        statuses(&doc["paths"]["/api/things/{id}"]["put"]),
+        [
+            "200", "400", "401", "403", "404", "408", "409", "413", "415", "500", "503"
+        ]
+    );
+    assert_eq!(
+        statuses(&doc["paths"]["/trpc/things.rename"]["post"]),
+        [
+            "200", "400", "401", "403", "404", "408", "409", "413", "415", "500", "503"
+        ]
+    );
+    let conflict = &doc["paths"]["/trpc/things.rename"]["post"]["responses"]["409"];
+    assert_eq!(conflict["description"], "Conflict (CONFLICT)");
+    // A public query without input can only fail as any call may.
+    assert_eq!(
+        statuses(&doc["paths"]["/trpc/hello"]["get"]),
+        ["200", "408", "500", "503"]
+    );
+}
+
 #[tokio::test]
 async fn the_server_serves_its_document() {
-    let registry = router()
-        .procedure::<Rename>()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let registry = registry();
     let app = gatehouse::server::app(
         registry,
         Arc::new(TestService::default()),

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use gatehouse::{Principal, RequestMeta, Role, RpcError, Service};
+use gatehouse::{ErrorCode, Principal, RequestMeta, Role, RpcError, Service};
 use ipnet::IpNet;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
@@ -330,6 +330,8 @@ impl AuthService {
 
 impl Service for AuthService {
     type Principal = AuthUser;
+    /// A valid token whose user has been deleted since.
+    const AUTHENTICATE_ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
         // A browser's EventSource cannot set headers, so `httpSubscriptionLink`
@@ -371,7 +373,7 @@ impl Service for AuthService {
 /// serves it with [`crate::run_app`]:
 ///
 /// ```
-/// use gatehouse::{RequestMeta, RpcError, Service};
+/// use gatehouse::{ErrorCode, RequestMeta, RpcError, Service};
 /// use gatehouse_auth::{AuthService, AuthUser, HasAuth};
 ///
 /// pub struct App {
@@ -381,6 +383,7 @@ impl Service for AuthService {
 ///
 /// impl Service for App {
 ///     type Principal = AuthUser;
+///     const AUTHENTICATE_ERRORS: &'static [ErrorCode] = AuthService::AUTHENTICATE_ERRORS;
 ///
 ///     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
 ///         self.auth.authenticate(request).await

@@ -1,6 +1,6 @@
 //! The `users.*` procedures (ADMIN only).
 
-use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
+use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
@@ -43,7 +43,9 @@ pub struct ListUsersInput {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ListUsersFields {
+    #[schemars(range(min = 1))]
     page: Option<i64>,
+    #[schemars(range(min = 1, max = 100))]
     page_size: Option<i64>,
     role: Option<Role>,
     search: Option<String>,
@@ -207,6 +209,7 @@ impl<S: HasAuth> Procedure<S> for SetRole {
     type Input = SetRoleInput;
     type Output = UserDetails;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound, ErrorCode::PreconditionFailed];
 
     async fn call(ctx: Ctx<S>, input: SetRoleInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();
@@ -255,6 +258,7 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
     type Input = DeleteUserInput;
     type Output = Success;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound, ErrorCode::PreconditionFailed];
 
     async fn call(ctx: Ctx<S>, input: DeleteUserInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?.clone();

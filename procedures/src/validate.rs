@@ -20,9 +20,9 @@ use crate::i18n;
 use crate::password::{PasswordPolicyError, check_password_policy};
 
 /// Longest first or last name, in characters.
-const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// Longest phone number, in characters.
-const MAX_PHONE_CHARS: usize = 32;
+pub(crate) const MAX_PHONE_CHARS: usize = 32;
 
 /// Runs `input`'s rules; `Err` is the BAD_REQUEST carrying one issue per
 /// failing field (the first rule that failed for it), in the order the
@@ -236,8 +236,11 @@ pub fn phone_value(value: Option<&str>) -> Option<String> {
 }
 
 /// Shortest and longest username, in characters (all ASCII).
-const MIN_USERNAME_CHARS: usize = 3;
-const MAX_USERNAME_CHARS: usize = 32;
+pub(crate) const MIN_USERNAME_CHARS: usize = 3;
+pub(crate) const MAX_USERNAME_CHARS: usize = 32;
+/// What a username may contain, for the OpenAPI document (stricter than
+/// [`username`], which also trims and lower-cases).
+pub(crate) const USERNAME_PATTERN: &str = "^[A-Za-z0-9._-]+$";
 
 /// An optional username (registration): blank means none; otherwise, once
 /// normalised, 3 to 32 characters of `a-z 0-9 . _ -`.

@@ -8,7 +8,9 @@ mod common;
 
 use std::sync::Arc;
 
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, RequestMeta, Role, RpcError, Service};
+use gatehouse::{
+    Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, RequestMeta, Role, RpcError, Service,
+};
 use gatehouse_auth::{AuthService, AuthUser, HasAuth};
 use serde_json::{Value, json};
 
@@ -22,6 +24,7 @@ struct App {
 
 impl Service for App {
     type Principal = AuthUser;
+    const AUTHENTICATE_ERRORS: &'static [ErrorCode] = AuthService::AUTHENTICATE_ERRORS;
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
         self.auth.authenticate(request).await

@@ -24,7 +24,7 @@ pub mod migrations;
 pub mod on_reading;
 pub mod procedures;
 
-use gatehouse::{RequestMeta, RpcError, Service};
+use gatehouse::{ErrorCode, RequestMeta, RpcError, Service};
 use gatehouse_auth::{AuthService, AuthUser, HasAuth};
 use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, DatabaseConnection, DbErr};
 use tokio::sync::{Mutex, broadcast};
@@ -139,6 +139,7 @@ impl SensorsApp {
 /// error translation are the auth service's too.
 impl Service for SensorsApp {
     type Principal = AuthUser;
+    const AUTHENTICATE_ERRORS: &'static [ErrorCode] = AuthService::AUTHENTICATE_ERRORS;
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
         self.auth.authenticate(request).await

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use gatehouse::{Ctx, Event, EventStream, Guard, Role, Subscription};
+use gatehouse::{Ctx, ErrorCode, Event, EventStream, Guard, Role, Subscription};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -77,6 +77,7 @@ impl Subscription<SensorsApp> for OnReading {
     type Input = OnReadingInput;
     type Output = Reading;
     type Error = SensorsError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn subscribe(
         ctx: Ctx<SensorsApp>,

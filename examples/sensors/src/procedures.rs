@@ -1,7 +1,7 @@
 //! The `sensors.*` queries and mutations, one type each, with their inputs
 //! and outputs. Every handler fails with [`SensorsError`] and uses `?`.
 
-use gatehouse::{Ctx, Guard, Issue, Kind, NoInput, Procedure, Role, True};
+use gatehouse::{Ctx, ErrorCode, Guard, Issue, Kind, NoInput, Procedure, Role, True};
 use gatehouse_auth::db::{fetch_unique, now_ms, rfc3339};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -180,6 +180,7 @@ impl Procedure<SensorsApp> for DeleteSensor {
     type Input = DeleteSensorInput;
     type Output = SensorDeleted;
     type Error = SensorsError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn call(ctx: Ctx_, input: DeleteSensorInput) -> Result<SensorDeleted, SensorsError> {
         // Its readings go with it (`ON DELETE CASCADE`).
@@ -205,6 +206,7 @@ impl Procedure<SensorsApp> for RecordReading {
     type Input = RecordReadingInput;
     type Output = Reading;
     type Error = SensorsError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn call(ctx: Ctx_, input: RecordReadingInput) -> Result<Reading, SensorsError> {
         let stored = ctx.service.record(&input.sensor_id, input.value).await?;
@@ -224,6 +226,7 @@ impl Procedure<SensorsApp> for ListReadings {
     type Input = ReadingsInput;
     type Output = Vec<Reading>;
     type Error = SensorsError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn call(ctx: Ctx_, input: ReadingsInput) -> Result<Vec<Reading>, SensorsError> {
         let limit = input.limit.unwrap_or(DEFAULT_READINGS);

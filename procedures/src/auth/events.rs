@@ -1,7 +1,7 @@
 //! `auth.events`: the caller's account events as they happen, over
 //! server-sent events (see `docs/api.md#authevents`).
 
-use gatehouse::{Ctx, EventStream, Guard, Role, Subscription};
+use gatehouse::{Ctx, ErrorCode, EventStream, Guard, Role, Subscription};
 use serde::Deserialize;
 use ts_rs::TS;
 
@@ -48,6 +48,7 @@ impl<S: HasAuth> Subscription<S> for Events {
     type Input = EventsInput;
     type Output = AccountEvent;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::BadRequest];
 
     async fn subscribe(
         ctx: Ctx<S>,

@@ -3,7 +3,7 @@
 //! current one.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
+use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -65,6 +65,7 @@ async fn store_password(
 pub struct RequestPasswordResetInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
+    #[schemars(email)]
     pub email: String,
 }
 
@@ -156,12 +157,15 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
 pub struct ResetPasswordInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
+    #[schemars(email)]
     pub email: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::not_blank))]
+    #[schemars(length(min = 1))]
     pub token: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::new_password))]
+    #[schemars(length(min = crate::password::MIN_PASSWORD_CHARS, max = crate::password::MAX_PASSWORD_BYTES))]
     pub password: String,
 }
 
@@ -223,9 +227,11 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
 pub struct ChangePasswordInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::required))]
+    #[schemars(length(min = 1))]
     pub current_password: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::new_password))]
+    #[schemars(length(min = crate::password::MIN_PASSWORD_CHARS, max = crate::password::MAX_PASSWORD_BYTES))]
     pub new_password: String,
 }
 
@@ -242,6 +248,7 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized];
 
     async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, AuthError> {
         let me = ctx.principal()?.clone();

@@ -1,7 +1,7 @@
 //! `auth.me` and `auth.updateProfile`: the caller's own account.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Rest, Role};
+use gatehouse::{Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, Rest, Role};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
@@ -42,19 +42,23 @@ pub struct UpdateProfileInput {
     #[serde(default)]
     #[ts(optional)]
     #[garde(custom(validate::optional_name))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
     pub first_name: Option<String>,
     #[serde(default)]
     #[ts(optional)]
     #[garde(custom(validate::optional_name))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
     pub last_name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[ts(optional)]
     #[garde(custom(validate::phone_change))]
+    #[schemars(length(max = crate::validate::MAX_PHONE_CHARS))]
     pub phone: Option<Option<String>>,
     // Absent leaves it; `null` or blank clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[ts(optional)]
     #[garde(custom(validate::username_change))]
+    #[schemars(length(min = crate::validate::MIN_USERNAME_CHARS, max = crate::validate::MAX_USERNAME_CHARS), regex(pattern = crate::validate::USERNAME_PATTERN))]
     pub username: Option<Option<String>>,
 }
 
@@ -70,6 +74,7 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
     type Input = UpdateProfileInput;
     type Output = UserDetails;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict];
 
     async fn call(ctx: Ctx<S>, input: UpdateProfileInput) -> Result<UserDetails, AuthError> {
         let me = ctx.principal()?.clone();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Role};
+use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
@@ -27,24 +27,30 @@ use crate::validate::{self, normalize_email, phone_value, username_value};
 pub struct RegisterInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::email))]
+    #[schemars(email)]
     pub email: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::new_password))]
+    #[schemars(length(min = crate::password::MIN_PASSWORD_CHARS, max = crate::password::MAX_PASSWORD_BYTES))]
     pub password: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::name))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
     pub first_name: String,
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::name))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
     pub last_name: String,
     #[serde(default)]
     #[ts(optional)]
     #[garde(custom(validate::phone))]
+    #[schemars(length(max = crate::validate::MAX_PHONE_CHARS))]
     pub phone: Option<String>,
     // Optional; trimmed and lower-cased, blank means none.
     #[serde(default)]
     #[ts(optional)]
     #[garde(custom(validate::username))]
+    #[schemars(length(min = crate::validate::MIN_USERNAME_CHARS, max = crate::validate::MAX_USERNAME_CHARS), regex(pattern = crate::validate::USERNAME_PATTERN))]
     pub username: Option<String>,
 }
 
@@ -60,6 +66,7 @@ impl<S: HasAuth> Procedure<S> for Register {
     type Input = RegisterInput;
     type Output = AuthPayload;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict];
 
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
@@ -159,14 +166,18 @@ impl LoginInput {
 #[allow(dead_code)]
 enum LoginForm {
     Email {
+        #[schemars(email)]
         email: String,
+        #[schemars(length(min = 1))]
         password: String,
         #[ts(optional, type = "never")]
         #[schemars(skip)]
         username: Option<String>,
     },
     Username {
+        #[schemars(length(min = crate::validate::MIN_USERNAME_CHARS, max = crate::validate::MAX_USERNAME_CHARS), regex(pattern = crate::validate::USERNAME_PATTERN))]
         username: String,
+        #[schemars(length(min = 1))]
         password: String,
         #[ts(optional, type = "never")]
         #[schemars(skip)]
@@ -239,6 +250,7 @@ impl<S: HasAuth> Procedure<S> for Login {
     type Input = LoginInput;
     type Output = AuthPayload;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized, ErrorCode::TooManyRequests];
 
     async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;

@@ -3,7 +3,7 @@
 //! sessions. The rules they follow are [`crate::sessions`]'.
 
 use garde::Validate;
-use gatehouse::{Ctx, Guard, Kind, NoInput, Procedure, Rest, Role, True};
+use gatehouse::{Bearer, Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, Rest, Role, True};
 use serde::Deserialize;
 use ts_rs::TS;
 
@@ -30,6 +30,8 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
     type Input = NoInput;
     type Output = AuthPayload;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized];
+    const BEARER: Bearer = Bearer::Required;
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
         let svc = ctx.service.auth();
@@ -91,6 +93,7 @@ impl<S: HasAuth> Procedure<S> for Logout {
     type Input = NoInput;
     type Output = LogoutResult;
     type Error = AuthError;
+    const BEARER: Bearer = Bearer::Optional;
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
         let svc = ctx.service.auth();
@@ -149,6 +152,7 @@ impl<S: HasAuth> Procedure<S> for Sessions {
 pub struct RevokeSessionInput {
     #[serde(default, deserialize_with = "text")]
     #[garde(custom(validate::name))]
+    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
     pub id: String,
 }
 
@@ -164,6 +168,7 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
     type Input = RevokeSessionInput;
     type Output = Success;
     type Error = AuthError;
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn call(ctx: Ctx<S>, input: RevokeSessionInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
