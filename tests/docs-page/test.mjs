@@ -74,6 +74,7 @@ async function main(cleanups) {
     );
   });
   const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
   page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
   page.on("console", (m) => {
     if (m.type() === "error") problems.push(`console.error: ${m.text()}`);
