@@ -131,6 +131,23 @@ async fn the_page_and_every_file_it_names_are_served() {
         }
         let body = response.bytes().await.expect("asset body");
         assert!(!body.is_empty(), "{url} is empty");
+        if name.contains("swagger-ui-bundle.js") {
+            // The 1.7 MB script travels compressed to browsers that accept it.
+            let gzipped = client
+                .get(url.clone())
+                .header(header::ACCEPT_ENCODING, "gzip")
+                .send()
+                .await
+                .expect("GET gzip");
+            assert_eq!(header_of(&gzipped, header::CONTENT_ENCODING), "gzip");
+            let compressed = gzipped.bytes().await.expect("gzip body");
+            assert!(
+                compressed.len() * 3 < body.len(),
+                "{} bytes gzipped of {}",
+                compressed.len(),
+                body.len()
+            );
+        }
     }
     assert_eq!(
         vendored, 2,

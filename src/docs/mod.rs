@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
+use tower_http::compression::CompressionLayer;
 
 /// The `swagger-ui-dist` version in `src/docs/swagger-ui/`. It is part of the
 /// assets' URLs, so a new version is a new URL and the old files may be
@@ -53,7 +54,8 @@ const CSS: &str = "text/css; charset=utf-8";
 /// The routes of the page and its files: `/docs`, `/docs/init.js` and
 /// `/docs/swagger-ui-<version>/…`. [`crate::server::app`] adds them unless
 /// `TrpcConfig::docs` is off; an application with its own assembly can
-/// merge them into its router.
+/// merge them into its router. Answers are gzip-compressed for clients that
+/// accept it (the script is 1.7 MB, 0.46 MB compressed).
 pub fn router() -> Router {
     let page = INDEX_HTML.replace(
         "{{swagger_ui}}",
@@ -83,6 +85,7 @@ pub fn router() -> Router {
             &format!("{vendored}/swagger-ui.css"),
             get(|| async { asset(BUNDLE_CSS, CSS, IMMUTABLE) }),
         )
+        .layer(CompressionLayer::new().gzip(true))
 }
 
 fn page_response(page: String) -> Response {
