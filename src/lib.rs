@@ -8,6 +8,7 @@
 //! [`Service`] that says who is calling.
 
 pub mod connections;
+pub mod docs;
 pub mod envelope;
 pub mod error;
 pub mod http;

@@ -30,8 +30,9 @@ pub use crate::metrics::{
 use crate::router::Registry;
 use crate::service::Service;
 
-/// The full application: `/trpc/*` plus `/healthz`, `/readyz` and
-/// `/metrics`, behind request-id, tracing, panic-catching and (when origins
+/// The full application: `/trpc/*` plus `/openapi.json`, the API reference
+/// page `/docs` (unless [`TrpcConfig::docs`] is off), `/healthz`, `/readyz`
+/// and `/metrics`, behind request-id, tracing, panic-catching and (when origins
 /// are configured) CORS middleware.
 pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfig) -> axum::Router {
     let prometheus = metrics_handle();
@@ -44,6 +45,7 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
     let document = Bytes::from(
         serde_json::to_vec(&crate::openapi::document(&registry, &openapi)).unwrap_or_default(),
     );
+    let docs = config.docs;
     let mut router = crate::http::trpc_router(Arc::new(registry), service, config)
         .route(
             "/openapi.json",
@@ -63,8 +65,11 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
         .route(
             "/metrics",
             get(move || async move { render_metrics(prometheus) }),
-        )
-        .layer(CatchPanicLayer::custom(panic_response));
+        );
+    if docs {
+        router = router.merge(crate::docs::router());
+    }
+    router = router.layer(CatchPanicLayer::custom(panic_response));
     if let Some(cors) = cors {
         router = router.layer(cors);
     }

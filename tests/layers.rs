@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["router"],
     &["metrics"],
     &["http", "connections"],
-    &["openapi"],
+    &["openapi", "docs"],
     &["typescript"],
     &["server"],
 ];

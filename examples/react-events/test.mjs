@@ -6,23 +6,20 @@
 //
 //   node test.mjs          (GATEHOUSE_BIN, CHROMIUM to override the paths)
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { createTRPCClient, httpBatchLink } from "@trpc/client";
 import { chromium } from "playwright-core";
 import superjson from "superjson";
 
+import { runBounded, startGatehouse } from "../../tests/gatehouse-process.mjs";
 import { bundle } from "./build.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "..", "..");
-const GATEHOUSE_BIN = process.env.GATEHOUSE_BIN ?? join(repo, "target", "debug", "gatehouse");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const OUT = process.env.REACT_EVENTS_OUT ?? mkdtempSync(join(tmpdir(), "gatehouse-react-events-"));
 const PASSWORD = "Browser-Passphrase-42";
@@ -30,26 +27,9 @@ const TOTAL_LIMIT_MS = 60_000;
 const REVOCATION_LIMIT_MS = 2_000;
 
 const started = Date.now();
-const cleanups = [];
-// The whole test is bounded: past the limit, clean up and fail.
-const watchdog = setTimeout(async () => {
-  console.error(`react-events: over ${TOTAL_LIMIT_MS / 1000} s, giving up`);
-  await cleanup();
-  process.exit(1);
-}, TOTAL_LIMIT_MS);
-
-async function cleanup() {
-  while (cleanups.length) {
-    try {
-      await cleanups.pop()();
-    } catch (e) {
-      console.error(`cleanup: ${e}`);
-    }
-  }
-}
 
 /** Serves index.html and the bundle on 127.0.0.1 at a free port. */
-async function serveStatic(appJs) {
+async function serveStatic(cleanups, appJs) {
   const html = readFileSync(join(here, "index.html"));
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
@@ -72,52 +52,6 @@ async function serveStatic(appJs) {
   return `http://127.0.0.1:${server.address().port}`;
 }
 
-/** The gatehouse binary on a fresh SQLite database, allowing the page's origin. */
-async function startGatehouse(pageOrigin) {
-  const dir = mkdtempSync(join(tmpdir(), "gatehouse-react-events-db-"));
-  const child = spawn(GATEHOUSE_BIN, [], {
-    cwd: dir,
-    env: {
-      ...process.env,
-      GATEHOUSE_ADDR: "127.0.0.1:0",
-      DATABASE_URL: `sqlite://${join(dir, "gatehouse.db")}`,
-      JWT_SECRET: "react-events-secret-react-events-secret-0123",
-      BCRYPT_COST: "4",
-      GATEHOUSE_OUTBOX_DIR: join(dir, "outbox"),
-      GATEHOUSE_CORS_ORIGINS: pageOrigin,
-      RUST_LOG: process.env.RUST_LOG ?? "warn",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.on("data", (chunk) => {
-    stderr = (stderr + chunk).slice(-20_000);
-  });
-  cleanups.push(async () => {
-    if (child.exitCode === null) {
-      const exited = new Promise((ok) => child.once("exit", ok));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const origin = await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`gatehouse did not start in 20 s:\n${stderr}`)), 20_000);
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      const m = /^gatehouse listening on (http:\/\/\S+)$/.exec(line.trim());
-      if (m) {
-        clearTimeout(timer);
-        ok(m[1].replace(/\/$/, ""));
-      }
-    });
-    child.on("error", (e) => fail(new Error(`cannot start ${GATEHOUSE_BIN}: ${e.message}`)));
-    child.on("exit", (code) => fail(new Error(`gatehouse exited with ${code}:\n${stderr}`)));
-  });
-  return { origin, stderr: () => stderr };
-}
-
 function nodeClient(url, token = null) {
   return createTRPCClient({
     links: [
@@ -132,11 +66,13 @@ function nodeClient(url, token = null) {
 
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-async function main() {
+async function main(cleanups) {
   mkdirSync(OUT, { recursive: true });
   const appJs = await bundle();
-  const pageOrigin = await serveStatic(appJs);
-  const gatehouse = await startGatehouse(pageOrigin);
+  const pageOrigin = await serveStatic(cleanups, appJs);
+  // The page is on another origin than the API: allow it.
+  const gatehouse = await startGatehouse("react-events", { GATEHOUSE_CORS_ORIGINS: pageOrigin });
+  cleanups.push(gatehouse.stop);
   const api = `${gatehouse.origin}/trpc`;
   console.log(`page ${pageOrigin}, gatehouse ${gatehouse.origin} (${elapsed()})`);
 
@@ -202,13 +138,4 @@ async function main() {
   }
 }
 
-try {
-  await main();
-  await cleanup();
-  clearTimeout(watchdog);
-} catch (e) {
-  console.error(e);
-  await cleanup();
-  clearTimeout(watchdog);
-  process.exitCode = 1;
-}
+await runBounded("react-events", TOTAL_LIMIT_MS, main);

@@ -240,6 +240,12 @@ pub struct Config {
           default_value = gatehouse::http::DEFAULT_REST_PREFIX)]
     pub rest_prefix: String,
 
+    /// Serve the API reference page at `/docs` (Swagger UI over
+    /// `/openapi.json`, every file from the binary); `off` drops the page.
+    #[arg(long, global = true, env = "GATEHOUSE_DOCS", value_name = "GATEHOUSE_DOCS", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub docs: bool,
+
     /// Seconds a client has to send a request's head (request line and
     /// headers) once it starts; slower heads get 408 and are closed.
     #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
@@ -305,7 +311,7 @@ pub enum ConfigError {
     #[error("JWT_ISSUER must not be empty")]
     Issuer,
     #[error(
-        "GATEHOUSE_REST_PREFIX must be `off` or a path like /api or /api/1 (letters, digits, - _ . between slashes, not /trpc, /healthz, /readyz or /metrics), got {0:?}"
+        "GATEHOUSE_REST_PREFIX must be `off` or a path like /api or /api/1 (letters, digits, - _ . between slashes, not /trpc, /healthz, /readyz, /metrics, /docs or /openapi.json), got {0:?}"
     )]
     RestPrefix(String),
 }
@@ -466,7 +472,12 @@ impl Config {
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         });
         let first = rest.split('/').next().unwrap_or_default();
-        if !segments_ok || matches!(first, "trpc" | "healthz" | "readyz" | "metrics") {
+        if !segments_ok
+            || matches!(
+                first,
+                "trpc" | "healthz" | "readyz" | "metrics" | "docs" | "openapi.json"
+            )
+        {
             return Err(refuse());
         }
         Ok(Some(prefix.to_owned()))
@@ -481,6 +492,7 @@ impl Config {
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout),
             rest_prefix: self.rest_prefix()?,
+            docs: self.docs,
             subscriptions: gatehouse::http::SubscriptionConfig {
                 ping_interval: (self.sse_ping_ms > 0)
                     .then(|| Duration::from_millis(self.sse_ping_ms)),
@@ -568,6 +580,7 @@ mod tests {
             config.rest_prefix().expect("rest prefix").as_deref(),
             Some("/api")
         );
+        assert!(config.docs, "the API reference page is on by default");
     }
 
     #[test]
@@ -587,6 +600,8 @@ mod tests {
             "/",
             "/trpc",
             "/metrics/x",
+            "/docs",
+            "/openapi.json",
             "/a b",
             "/{x}",
             "/api//1",

@@ -81,6 +81,10 @@ pub struct TrpcConfig {
     /// Where procedures with a [`crate::Rest`] route are served as plain
     /// JSON (`/api`); `None` serves no REST routes.
     pub rest_prefix: Option<String>,
+    /// Whether [`crate::server::app`] serves the API reference page at
+    /// `/docs` (on by default): it shows only what `/openapi.json` already
+    /// publishes, so turning it off hides nothing, it only drops the page.
+    pub docs: bool,
 }
 
 /// Default prefix of the REST routes.
@@ -147,6 +151,7 @@ impl Default for TrpcConfig {
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             subscriptions: SubscriptionConfig::default(),
             rest_prefix: Some(DEFAULT_REST_PREFIX.to_owned()),
+            docs: true,
         }
     }
 }
