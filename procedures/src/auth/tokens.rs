@@ -16,9 +16,10 @@ use crate::sessions;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
 
-/// Rotates the bearer token (else the session cookie's) inside its session. Public as far as the guard
-/// goes: it reads the token itself because an expired one is accepted within
-/// the session's absolute refresh window.
+/// Rotates the bearer token (else the session cookie's) inside its
+/// session. Public as far as the guard goes: it reads the token itself
+/// because an expired one is accepted within the session's absolute refresh
+/// window.
 #[derive(schemars::JsonSchema)]
 pub struct RefreshToken;
 
@@ -84,8 +85,8 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
 }
 
 /// Ends the session of the bearer token (else of the session cookie,
-/// which it also clears), if any. Without a token, or with one
-/// that does not verify, there is nothing to end and it answers success; with
+/// which it also clears), if any. Without a token, or with one that does
+/// not verify, there is nothing to end and it answers success; with
 /// a valid token it answers success only once the session's revocation is
 /// committed, and an error (so the client knows the token may still work)
 /// when it could not be.
