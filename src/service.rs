@@ -80,9 +80,10 @@ pub struct RequestMeta {
 /// response: the calls of a tRPC batch all add to the same headers, in the
 /// order they run, and values are appended, never replaced, so two
 /// `Set-Cookie`s of a batch both arrive. Plain answers (a single call, a
-/// batch array, a REST route) carry them. A streamed batch (JSONL) and a
-/// subscription (SSE) send their headers before any call has finished, so
-/// what is added there is dropped, with a warning in the log: a client that
+/// batch array, a REST route) carry them, and so does a subscription (SSE)
+/// for what is added while it is opened. A streamed batch (JSONL) sends its
+/// headers before any call has finished, so what is added there is dropped,
+/// with a warning in the log: a client that
 /// needs such headers calls those procedures without streaming.
 #[derive(Debug, Clone, Default)]
 pub struct ResponseHeaders(Arc<Mutex<HeaderMap>>);

@@ -1,7 +1,8 @@
 //! Headers a procedure adds to the answer (`RequestMeta::response_headers`):
 //! on a single call, on every call of a batch (appended, so two
-//! `Set-Cookie`s both arrive), on a REST route, and not on a streamed batch,
-//! whose head is sent before the calls end. And CORS credentials: only for a
+//! `Set-Cookie`s both arrive), on a REST route, on a subscription (added
+//! while it opens), and not on a streamed batch, whose head is sent before
+//! the calls end. And CORS credentials: only for a
 //! list of origins, ignored (not a panic) with `*`.
 
 mod common;
@@ -11,7 +12,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use common::{TestService, build, post, post_with, request, send};
 use gatehouse::http::{CorsOrigins, TrpcConfig};
-use gatehouse::{Ctx, Guard, Kind, Procedure, Rest, Router, RpcError};
+use gatehouse::{
+    Ctx, Event, EventStream, Guard, Kind, NoInput, Procedure, Rest, Router, RpcError, Subscription,
+};
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
@@ -43,9 +46,35 @@ impl Procedure<TestService> for Mark {
     }
 }
 
+/// A subscription that adds `set-cookie: sub=1` while it opens, then sends
+/// one event and ends.
+#[derive(schemars::JsonSchema)]
+struct MarkedStream;
+
+impl Subscription<TestService> for MarkedStream {
+    const PATH: &'static str = "markedStream";
+    const GUARD: Guard = Guard::Public;
+    const TRACKED: bool = false;
+    type Input = NoInput;
+    type Output = bool;
+    type Error = RpcError;
+
+    async fn subscribe(
+        ctx: Ctx<TestService>,
+        _: NoInput,
+    ) -> Result<EventStream<bool, RpcError>, RpcError> {
+        ctx.request.response_headers.append(
+            HeaderName::from_static("set-cookie"),
+            HeaderValue::from_static("sub=1"),
+        );
+        Ok(Box::pin(futures::stream::iter([Ok(Event::new(true))])))
+    }
+}
+
 fn app(config: TrpcConfig) -> axum::Router {
     let registry = Router::new()
         .procedure::<Mark>()
+        .subscription::<MarkedStream>()
         .build()
         .expect("router builds");
     gatehouse::server::app(registry, Arc::new(TestService::default()), config)
@@ -93,6 +122,11 @@ async fn added_headers_reach_single_calls_batches_and_rest_routes() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(set_cookies(&r).is_empty());
     assert!(r.body.contains("true"), "{}", r.body);
+
+    // A subscription carries what was added while it opened.
+    let r = common::get(&app, "/trpc/markedStream").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(set_cookies(&r), ["sub=1"]);
 }
 
 fn preflight(origin: &str) -> http::Request<Body> {
