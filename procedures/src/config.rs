@@ -704,6 +704,10 @@ mod tests {
             r#"GATEHOUSE_CORS_ORIGINS: "ftp://b" is not an origin like https://app.example.com"#
         );
         assert_eq!(
+            message(|c| c.cookie_name = "session; Domain=evil.example".to_owned()),
+            r#"GATEHOUSE_COOKIE_NAME must be a cookie name (letters, digits, ! # $ % & ' * + - . ^ _ ` | ~), got "session; Domain=evil.example""#
+        );
+        assert_eq!(
             message(|c| c.trusted_proxies = Some("10.0.0.0/8, 10.0.0.0/99".to_owned())),
             r#"GATEHOUSE_TRUSTED_PROXIES: "10.0.0.0/99" is not an IP address or CIDR network"#
         );
