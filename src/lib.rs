@@ -30,4 +30,4 @@ pub use procedure::{
 };
 pub use role::Role;
 pub use router::{RawInput, Registry, RequestScope, Router, RouterError};
-pub use service::{Principal, RequestMeta, Service};
+pub use service::{Principal, RequestMeta, ResponseHeaders, Service};

@@ -36,7 +36,7 @@ use crate::service::Service;
 /// are configured) CORS middleware.
 pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfig) -> axum::Router {
     let prometheus = metrics_handle();
-    let cors = cors_layer(&config.cors_origins);
+    let cors = cors_layer(&config);
     let ready_service = service.clone();
     let openapi = crate::openapi::OpenApiOptions {
         rest_prefix: config.rest_prefix.clone(),
@@ -180,19 +180,43 @@ fn request_span(req: &Request<Body>) -> tracing::Span {
     )
 }
 
-fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
-    let allow_origin = match origins {
+/// The CORS middleware, if any origin is allowed. Credentials only ever go
+/// with an explicit list: tower-http panics on credentials with `*` (and
+/// browsers would refuse them), so there the setting is ignored, loudly.
+fn cors_layer(config: &TrpcConfig) -> Option<CorsLayer> {
+    let (allow_origin, credentials) = match &config.cors_origins {
         CorsOrigins::None => return None,
-        CorsOrigins::Any => AllowOrigin::any(),
-        CorsOrigins::List(list) => AllowOrigin::list(
-            list.iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok())
-                .collect::<Vec<_>>(),
+        CorsOrigins::Any => {
+            if config.cors_credentials {
+                tracing::warn!(
+                    "CORS credentials are not allowed with any origin (*): list the origins"
+                );
+            }
+            (AllowOrigin::any(), false)
+        }
+        CorsOrigins::List(list) => (
+            AllowOrigin::list(
+                list.iter()
+                    .filter_map(|o| HeaderValue::from_str(o).ok())
+                    .collect::<Vec<_>>(),
+            ),
+            config.cors_credentials,
         ),
     };
+    let mut allow_headers = vec![
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        HeaderName::from_static("trpc-accept"),
+        HeaderName::from_static("trpc-batch-mode"),
+        HeaderName::from_static("x-request-id"),
+        header::ACCEPT_LANGUAGE,
+        HeaderName::from_static("last-event-id"),
+    ];
+    allow_headers.extend(config.cors_extra_headers.iter().cloned());
     Some(
         CorsLayer::new()
             .allow_origin(allow_origin)
+            .allow_credentials(credentials)
             // PUT, PATCH and DELETE for the REST routes.
             .allow_methods([
                 Method::GET,
@@ -202,15 +226,7 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
                 Method::DELETE,
                 Method::OPTIONS,
             ])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                HeaderName::from_static("trpc-accept"),
-                HeaderName::from_static("trpc-batch-mode"),
-                HeaderName::from_static("x-request-id"),
-                header::ACCEPT_LANGUAGE,
-                HeaderName::from_static("last-event-id"),
-            ])
+            .allow_headers(allow_headers)
             .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
             .max_age(Duration::from_secs(600)),
     )

@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use http::{HeaderMap, Method};
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::error::{ErrorCode, RpcError};
 use crate::role::Role;
@@ -69,6 +71,46 @@ pub struct RequestMeta {
     /// `httpSubscriptionLink` sends in the URL (a browser's `EventSource`
     /// cannot set headers), e.g. a token. Empty for every other request.
     pub connection_params: Vec<(String, String)>,
+    /// Headers the authenticator and the procedures add to the answer (e.g.
+    /// `Set-Cookie`); see [`ResponseHeaders`].
+    pub response_headers: ResponseHeaders,
+}
+
+/// Headers for the response, added while a request is being served: by the
+/// authenticator, or by a procedure on success or failure (an error's own
+/// headers travel with [`RpcError`] instead).
+///
+/// Every call of a request shares one set, because a request has one
+/// response: the calls of a tRPC batch all add to the same headers, in the
+/// order they run, and values are appended, never replaced, so two
+/// `Set-Cookie`s of a batch both arrive. Plain answers (a single call, a
+/// batch array, a REST route) carry them, and so does a subscription (SSE)
+/// for what is added while it is opened. A streamed batch (JSONL) sends its
+/// headers before any call has finished, so what is added there is dropped,
+/// with a warning in the log: a client that
+/// needs such headers calls those procedures without streaming.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders(Arc<Mutex<HeaderMap>>);
+
+impl ResponseHeaders {
+    /// Adds a header value to the answer, beside any earlier one of the
+    /// same name.
+    pub fn append(&self, name: HeaderName, value: HeaderValue) {
+        self.lock().append(name, value);
+    }
+
+    /// Takes what was added so far, leaving none.
+    pub fn take(&self) -> HeaderMap {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeaderMap> {
+        // A panic while holding the lock cannot leave a header map half
+        // written in a way that matters: keep using it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl RequestMeta {

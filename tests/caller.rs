@@ -20,6 +20,7 @@ fn scope(authorization: Option<&'static str>) -> RequestScope<TestService> {
         peer: None,
         request_id: "in-process".to_owned(),
         connection_params: Vec::new(),
+        response_headers: Default::default(),
     };
     RequestScope::new(Arc::new(TestService::default()), Arc::new(meta))
 }

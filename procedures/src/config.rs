@@ -200,6 +200,39 @@ pub struct Config {
     )]
     pub cors_origins: Option<String>,
 
+    /// httpOnly cookie sessions for browsers (`docs/cookies.md`): `off`,
+    /// `opt-in` (requests sending `x-gatehouse-session: cookie` get the token
+    /// in a cookie) or `always` (every request that passes the CSRF checks,
+    /// unless it sends `x-gatehouse-session: bearer`).
+    #[arg(long, global = true, env = "GATEHOUSE_COOKIE_MODE", value_name = "GATEHOUSE_COOKIE_MODE",
+          value_enum, default_value_t = crate::cookies::CookieMode::OptIn)]
+    pub cookie_mode: crate::cookies::CookieMode,
+
+    /// Name of the session cookie.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_COOKIE_NAME",
+        value_name = "GATEHOUSE_COOKIE_NAME",
+        default_value = "gatehouse_session"
+    )]
+    pub cookie_name: String,
+
+    /// `Domain` of the session cookie; unset (the default) scopes it to the
+    /// API's own host.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_COOKIE_DOMAIN",
+        value_name = "GATEHOUSE_COOKIE_DOMAIN"
+    )]
+    pub cookie_domain: Option<String>,
+
+    /// `SameSite` of the session cookie: `strict`, `lax` or `none`.
+    #[arg(long, global = true, env = "GATEHOUSE_COOKIE_SAMESITE", value_name = "GATEHOUSE_COOKIE_SAMESITE",
+          value_enum, default_value_t = crate::cookies::CookieSameSite::Lax)]
+    pub cookie_samesite: crate::cookies::CookieSameSite,
+
     /// Accept POST for queries too, for clients using the links'
     /// `methodOverride: 'POST'` (tRPC's `allowMethodOverride`); off by default.
     #[arg(long, global = true, env = "GATEHOUSE_ALLOW_METHOD_OVERRIDE",
@@ -311,6 +344,10 @@ pub enum ConfigError {
     #[error("JWT_ISSUER must not be empty")]
     Issuer,
     #[error(
+        "GATEHOUSE_COOKIE_NAME must be a cookie name (letters, digits, ! # $ % & ' * + - . ^ _ ` | ~), got {0:?}"
+    )]
+    CookieName(String),
+    #[error(
         "GATEHOUSE_REST_PREFIX must be `off` or a path like /api or /api/1 (letters, digits, - _ . between slashes, not /trpc, /healthz, /readyz, /metrics, /docs or /openapi.json), got {0:?}"
     )]
     RestPrefix(String),
@@ -400,6 +437,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.trusted_proxies()?;
         self.cors()?;
+        self.cookies()?;
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminPair);
         }
@@ -483,11 +521,49 @@ impl Config {
         Ok(Some(prefix.to_owned()))
     }
 
-    /// The HTTP adapter's settings.
+    /// The session cookie's settings. Its CSRF checks allow the CORS
+    /// origins when they are a list; with `*` only the API's own origin may
+    /// change anything by cookie (browsers never send credentials to `*`).
+    pub fn cookies(&self) -> Result<crate::cookies::CookieSettings, ConfigError> {
+        let name = self.cookie_name.trim();
+        let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token_char) {
+            return Err(ConfigError::CookieName(self.cookie_name.clone()));
+        }
+        let allowed_origins = match self.cors()? {
+            gatehouse::http::CorsOrigins::List(list) => list,
+            gatehouse::http::CorsOrigins::None | gatehouse::http::CorsOrigins::Any => Vec::new(),
+        };
+        Ok(crate::cookies::CookieSettings {
+            mode: self.cookie_mode,
+            name: name.to_owned(),
+            domain: self
+                .cookie_domain
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+            same_site: self.cookie_samesite,
+            max_age: Duration::from_secs(self.jwt_refresh_ttl),
+            allowed_origins,
+        })
+    }
+
+    /// The HTTP adapter's settings. With cookie sessions on, the listed
+    /// CORS origins may send credentials and `x-gatehouse-session`.
     pub fn trpc(&self) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
+        let cookies = self.cookie_mode != crate::cookies::CookieMode::Off;
+        let cors_origins = self.cors()?;
         Ok(gatehouse::http::TrpcConfig {
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
-            cors_origins: self.cors()?,
+            cors_credentials: cookies
+                && matches!(cors_origins, gatehouse::http::CorsOrigins::List(_)),
+            cors_extra_headers: if cookies {
+                vec![crate::cookies::session_header()]
+            } else {
+                Vec::new()
+            },
+            cors_origins,
             allow_method_override: self.allow_method_override,
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout),
@@ -641,6 +717,10 @@ mod tests {
         assert_eq!(
             message(|c| c.cors_origins = Some("https://a.example, ftp://b".to_owned())),
             r#"GATEHOUSE_CORS_ORIGINS: "ftp://b" is not an origin like https://app.example.com"#
+        );
+        assert_eq!(
+            message(|c| c.cookie_name = "session; Domain=evil.example".to_owned()),
+            r#"GATEHOUSE_COOKIE_NAME must be a cookie name (letters, digits, ! # $ % & ' * + - . ^ _ ` | ~), got "session; Domain=evil.example""#
         );
         assert_eq!(
             message(|c| c.trusted_proxies = Some("10.0.0.0/8, 10.0.0.0/99".to_owned())),

@@ -52,6 +52,10 @@ pub enum AuthError {
     LastAdmin,
     #[error("The service is temporarily unavailable, try again shortly")]
     Unavailable,
+    #[error(
+        "Refused: a request that changes something with the session cookie must come from an allowed origin and be sent by script (content-type: application/json or the x-gatehouse-session header)"
+    )]
+    CsrfRejected,
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("password hashing failed: {0}")]
@@ -84,6 +88,7 @@ impl AuthError {
             AuthError::InvalidEventId => "invalid_event_id",
             AuthError::LastAdmin => "last_admin",
             AuthError::Unavailable => "unavailable",
+            AuthError::CsrfRejected => "csrf_rejected",
             AuthError::Rpc(e) => return e.key,
             AuthError::Db(_) | AuthError::Hash(_) | AuthError::Sign(_) | AuthError::Corrupt(_) => {
                 return None;
@@ -109,6 +114,7 @@ impl From<AuthError> for RpcError {
             }
             AuthError::InvalidResetToken | AuthError::InvalidEventId => ErrorCode::BadRequest,
             AuthError::LastAdmin => ErrorCode::PreconditionFailed,
+            AuthError::CsrfRejected => ErrorCode::Forbidden,
             AuthError::Unavailable => {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
                 return unavailable();
@@ -155,6 +161,7 @@ mod tests {
             AuthError::InvalidEventId,
             AuthError::LastAdmin,
             AuthError::Unavailable,
+            AuthError::CsrfRejected,
         ];
         for error in errors {
             let key = error.key().expect("a client-facing error has a key");

@@ -114,6 +114,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "The last administrator cannot be demoted or deleted",
         "No se puede degradar ni eliminar al último administrador",
     ),
+    (
+        "csrf_rejected",
+        "Refused: a request that changes something with the session cookie must come from an allowed origin and be sent by script (content-type: application/json or the x-gatehouse-session header)",
+        "Rechazado: una petición que cambia algo con la cookie de sesión debe venir de un origen permitido y enviarse por script (content-type: application/json o la cabecera x-gatehouse-session)",
+    ),
     // Validation issues (crate::validate).
     ("required", "Required", "Obligatorio"),
     ("blank", "Must not be empty", "No puede estar vacío"),

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cookies;
 pub mod db;
 pub mod db_health;
 pub mod entities;
@@ -137,6 +138,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         reset_url: config.reset_url()?,
         trusted_proxies: config.trusted_proxies()?,
         mail: config.outbox(&secret),
+        cookies: config.cookies()?,
     };
     let keys =
         TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl).with_leeway(config.jwt_leeway);

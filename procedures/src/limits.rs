@@ -197,6 +197,7 @@ mod tests {
             peer: Some(peer.parse().expect("addr")),
             request_id: "t".into(),
             connection_params: Vec::new(),
+            response_headers: Default::default(),
         }
     }
 

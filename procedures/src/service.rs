@@ -49,6 +49,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     /// The mail outbox worker.
     pub mail: OutboxSettings,
+    /// httpOnly cookie sessions for browsers.
+    pub cookies: crate::cookies::CookieSettings,
 }
 
 /// The auth service: database, token keys, password hasher, mail outbox.
@@ -203,6 +205,41 @@ impl AuthService {
         Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }
 
+    /// The token a request refreshes or logs out with: its bearer token,
+    /// else its session cookie (which must pass the CSRF checks), and
+    /// whether it came from the cookie.
+    pub(crate) fn request_token<'a>(
+        &self,
+        meta: &'a RequestMeta,
+    ) -> Result<Option<(&'a str, bool)>, AuthError> {
+        if let Some(token) = meta.bearer_token() {
+            return Ok(Some((token, false)));
+        }
+        match self.settings.cookies.token(meta) {
+            Some(token) => {
+                self.settings.cookies.check_csrf(meta)?;
+                Ok(Some((token, true)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Hands a new token to the client: in the session cookie when
+    /// `cookie`, with the answer's `token` then empty (see
+    /// `docs/cookies.md`), else in the answer as always.
+    pub(crate) fn deliver(
+        &self,
+        meta: &RequestMeta,
+        cookie: bool,
+        mut payload: AuthPayload,
+    ) -> AuthPayload {
+        if cookie {
+            self.settings.cookies.set(meta, &payload.token);
+            payload.token = String::new();
+        }
+        payload
+    }
+
     /// The wake-up channel of `auth.events` in this process, started (with
     /// its poller and, on PostgreSQL, its listener) on first use.
     pub(crate) fn events(&self) -> &Arc<EventHub> {
@@ -338,9 +375,19 @@ impl Service for AuthService {
         // clients pass the token in `connectionParams` instead.
         let token = request
             .bearer_token()
-            .or_else(|| request.connection_param("token").map(str::trim));
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Ok(None);
+            .or_else(|| request.connection_param("token").map(str::trim))
+            .filter(|t| !t.is_empty());
+        let token = match token {
+            Some(token) => token,
+            // The session cookie only without any other credentials, and
+            // only for requests that pass the CSRF checks.
+            None => match self.settings.cookies.token(request) {
+                Some(token) => {
+                    self.settings.cookies.check_csrf(request)?;
+                    token
+                }
+                None => return Ok(None),
+            },
         };
         self.db_up()?;
         self.check_token(request, token)

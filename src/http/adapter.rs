@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::TrpcConfig;
 use super::call::{
-    Call, CallEnv, CallResult, OkMetrics, add_call_headers, log_cause, method_check, read_body,
-    request_meta, run_call, timeout_error,
+    Call, CallEnv, CallResult, OkMetrics, add_call_headers, append_headers, log_cause,
+    method_check, read_body, request_meta, run_call, timeout_error,
 };
 use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
@@ -359,6 +359,7 @@ async fn respond<S: Service>(
                 out,
                 result.status(),
                 std::slice::from_ref(&result),
+                env.scope.request.response_headers.take(),
             ))
         }
         Mode::Plain => {
@@ -375,7 +376,12 @@ async fn respond<S: Service>(
             }
             out.push(b']');
             let status = wire::batch_status(results.iter().map(CallResult::status));
-            Ok(plain_response(out, status, &results))
+            Ok(plain_response(
+                out,
+                status,
+                &results,
+                env.scope.request.response_headers.take(),
+            ))
         }
     }
 }
@@ -387,13 +393,21 @@ fn result_capacity(result: &CallResult) -> usize {
     }
 }
 
-fn plain_response(body: Vec<u8>, status: StatusCode, results: &[CallResult]) -> Response {
+/// A single item or a batch array, with the calls' headers and what the
+/// calls added to the request's [`crate::ResponseHeaders`] (`added`).
+fn plain_response(
+    body: Vec<u8>,
+    status: StatusCode,
+    results: &[CallResult],
+    added: HeaderMap,
+) -> Response {
     let mut response = Response::new(Body::from(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, JSON);
     headers.insert(header::VARY, VARY);
     add_call_headers(headers, results);
+    append_headers(headers, added);
     response
 }
 

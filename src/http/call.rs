@@ -86,6 +86,21 @@ pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) 
     }
 }
 
+/// Appends `added` (what a request's calls put into its
+/// [`crate::ResponseHeaders`]) to the response's headers, every value kept.
+pub(crate) fn append_headers(headers: &mut HeaderMap, added: HeaderMap) {
+    let mut name = None;
+    for (next, value) in added {
+        // `HeaderMap`'s iterator names a header once, before its first value.
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = &name {
+            headers.append(name.clone(), value);
+        }
+    }
+}
+
 pub(crate) fn timeout_error() -> RpcError {
     RpcError::keyed(ErrorCode::Timeout, "timeout", "Request timed out")
 }
@@ -231,6 +246,7 @@ pub(crate) fn request_meta(
         peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
         headers: std::mem::take(headers),
         connection_params,
+        response_headers: Default::default(),
     }
 }
 

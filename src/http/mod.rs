@@ -72,6 +72,15 @@ pub struct TrpcConfig {
     pub allow_method_override: bool,
     /// Origins allowed to call from browsers (CORS); none by default.
     pub cors_origins: CorsOrigins,
+    /// Whether the listed origins may send credentials (cookies):
+    /// `Access-Control-Allow-Credentials: true`, off by default. Only for a
+    /// [`CorsOrigins::List`]: browsers refuse credentials with `*`, so with
+    /// [`CorsOrigins::Any`] it is ignored (with a warning at start).
+    pub cors_credentials: bool,
+    /// Request headers browsers may send besides the built-in ones
+    /// (`authorization`, `content-type`, tRPC's own, …), e.g. an app's own
+    /// header; none by default.
+    pub cors_extra_headers: Vec<http::HeaderName>,
     /// Deadline for reading the request and running its calls (30 s); a
     /// call still running then fails with TIMEOUT (408). For a
     /// subscription it covers starting it, not the stream.
@@ -148,6 +157,8 @@ impl Default for TrpcConfig {
             allow_batching: true,
             allow_method_override: false,
             cors_origins: CorsOrigins::None,
+            cors_credentials: false,
+            cors_extra_headers: Vec::new(),
             request_timeout: Duration::from_secs(DEFAULT_REQUEST_TIMEOUT_SECS),
             subscriptions: SubscriptionConfig::default(),
             rest_prefix: Some(DEFAULT_REST_PREFIX.to_owned()),

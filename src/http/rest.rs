@@ -22,7 +22,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::TrpcConfig;
-use super::call::{Call, CallEnv, OkMetrics, read_body, request_meta, run_call, timeout_error};
+use super::call::{
+    Call, CallEnv, OkMetrics, append_headers, read_body, request_meta, run_call, timeout_error,
+};
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::{Kind, RestMethod};
@@ -220,7 +222,8 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
         input,
     };
     let result = run_call(&env, call).await;
-    match result.outcome {
+    let added = env.scope.request.response_headers.take();
+    let mut response = match result.outcome {
         Ok(output) if output.void => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -238,7 +241,9 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
             response
         }
         Err(error) => error_response(&error, &path),
-    }
+    };
+    append_headers(response.headers_mut(), added);
+    response
 }
 
 /// The call's input: the query string (`GET`) or the JSON body, with the

@@ -19,7 +19,9 @@ use http::{HeaderValue, header};
 use serde_json::Value;
 
 use super::SubscriptionConfig;
-use super::call::{Call, CallEnv, log_cause, method_check, method_error, timeout_error};
+use super::call::{
+    Call, CallEnv, append_headers, log_cause, method_check, method_error, timeout_error,
+};
 use super::wire::{self, VARY};
 use crate::envelope;
 use crate::error::{ErrorCode, RpcError};
@@ -198,6 +200,9 @@ pub(crate) async fn respond<S: Service>(
     if let Some(allow) = allow {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    // Added while the subscription was opened (by the authenticator or the
+    // handler's start); later additions cannot reach the sent head.
+    append_headers(headers, env.scope.request.response_headers.take());
     response
 }
 

@@ -27,7 +27,17 @@ fn completions<S: Service>(
         .enumerate()
         .map(|(i, call)| {
             let env = env.clone();
-            async move { (i, run_call(&env, call).await) }
+            async move {
+                let result = run_call(&env, call).await;
+                let late = env.scope.request.response_headers.take();
+                if !late.is_empty() {
+                    let names: Vec<&str> = late.keys().map(|n| n.as_str()).collect();
+                    tracing::warn!(procedure = %result.path, headers = ?names,
+                        "response headers added by a streamed call are dropped: \
+                         the head was already sent");
+                }
+                (i, result)
+            }
         })
         .collect()
 }

@@ -70,6 +70,7 @@ impl<S: HasAuth> Procedure<S> for Register {
 
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
+        let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
         let email = normalize_email(&input.email);
         let password = input.password;
         let first_name = input.first_name.trim().to_owned();
@@ -102,7 +103,8 @@ impl<S: HasAuth> Procedure<S> for Register {
         txn.commit().await.map_err(user_conflict)?;
         tracing::info!(target: "audit", event = "register", user_id = %user.id,
             session_id = %sid, request_id = %ctx.request.request_id);
-        svc.issue(&user, &sid, &generation)
+        let payload = svc.issue(&user, &sid, &generation)?;
+        Ok(svc.deliver(&ctx.request, cookie, payload))
     }
 }
 
@@ -254,6 +256,7 @@ impl<S: HasAuth> Procedure<S> for Login {
 
     async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
+        let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
         let identifier = match (input.email.as_deref(), input.username.as_deref()) {
             (Some(email), _) if !email.is_empty() => Identifier::Email(normalize_email(email)),
             (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
@@ -323,6 +326,7 @@ impl<S: HasAuth> Procedure<S> for Login {
         let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
         tracing::info!(target: "audit", event = "login.success", user_id = %user.id,
             session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
-        svc.issue(&user, &sid, &generation)
+        let payload = svc.issue(&user, &sid, &generation)?;
+        Ok(svc.deliver(&ctx.request, cookie, payload))
     }
 }

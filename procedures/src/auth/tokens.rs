@@ -16,9 +16,10 @@ use crate::sessions;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
 
-/// Rotates the bearer token inside its session. Public as far as the guard
-/// goes: it reads the token itself because an expired one is accepted within
-/// the session's absolute refresh window.
+/// Rotates the bearer token (else the session cookie's) inside its
+/// session. Public as far as the guard goes: it reads the token itself
+/// because an expired one is accepted within the session's absolute refresh
+/// window.
 #[derive(schemars::JsonSchema)]
 pub struct RefreshToken;
 
@@ -35,7 +36,11 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
         let svc = ctx.service.auth();
-        let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
+        let (token, from_cookie) = svc
+            .request_token(&ctx.request)?
+            .ok_or(AuthError::InvalidToken)?;
+        // Refreshed by cookie, answered by cookie.
+        let cookie = from_cookie || svc.settings.cookies.wanted(&ctx.request)?;
         svc.db_up()?;
         let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
             tracing::debug!(error = %e, "refresh token refused");
@@ -63,10 +68,14 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
             sessions::Refresh::Rotated(next) => {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
                     session_id = %sid, request_id = %ctx.request.request_id);
-                svc.issue(&user, &sid, &next)
+                let payload = svc.issue(&user, &sid, &next)?;
+                Ok(svc.deliver(&ctx.request, cookie, payload))
             }
             // Another tab refreshed first: its generation, not a logout.
-            sessions::Refresh::AlreadyRotated(current) => svc.issue(&user, &sid, &current),
+            sessions::Refresh::AlreadyRotated(current) => {
+                let payload = svc.issue(&user, &sid, &current)?;
+                Ok(svc.deliver(&ctx.request, cookie, payload))
+            }
             sessions::Refresh::Reused => {
                 tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = %user.id,
                     session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
@@ -77,8 +86,9 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
     }
 }
 
-/// Ends the bearer token's session, if any. Without a token, or with one
-/// that does not verify, there is nothing to end and it answers success; with
+/// Ends the session of the bearer token (else of the session cookie,
+/// which it also clears), if any. Without a token, or with one that does
+/// not verify, there is nothing to end and it answers success; with
 /// a valid token it answers success only once the session's revocation is
 /// committed, and an error (so the client knows the token may still work)
 /// when it could not be.
@@ -97,11 +107,12 @@ impl<S: HasAuth> Procedure<S> for Logout {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
         let svc = ctx.service.auth();
-        if let Some(claims) = ctx
-            .request
-            .bearer_token()
-            .and_then(|t| svc.keys.verify_allow_expired(t).ok())
-        {
+        let token = svc.request_token(&ctx.request)?.map(|(token, _)| token);
+        let cookies = &svc.settings.cookies;
+        if cookies.token(&ctx.request).is_some() || cookies.wanted(&ctx.request)? {
+            cookies.clear(&ctx.request);
+        }
+        if let Some(claims) = token.and_then(|t| svc.keys.verify_allow_expired(t).ok()) {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
             sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;

@@ -145,6 +145,7 @@ pub fn request(token: Option<&str>) -> Arc<RequestMeta> {
         peer: None,
         request_id: "sensors-test".to_owned(),
         connection_params: Vec::new(),
+        response_headers: Default::default(),
     })
 }
 
