@@ -13,6 +13,7 @@ use crate::error::AuthError;
 use crate::events::RevokeReason;
 use crate::service::HasAuth;
 use crate::sessions;
+use crate::token::TokenKeys;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
 
@@ -35,10 +36,13 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         let svc = ctx.service.auth();
         let token = ctx.request.bearer_token().ok_or(AuthError::InvalidToken)?;
         svc.db_up()?;
-        let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
-            tracing::debug!(error = %e, "refresh token refused");
-            AuthError::InvalidToken
-        })?;
+        let claims = svc
+            .verify_token(token, TokenKeys::verify_allow_expired)
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "refresh token refused");
+                AuthError::InvalidToken
+            })?;
         let now = now_ms();
         let session = sessions::find(&svc.db, &claims.sid)
             .await?
@@ -94,11 +98,15 @@ impl<S: HasAuth> Procedure<S> for Logout {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
         let svc = ctx.service.auth();
-        if let Some(claims) = ctx
-            .request
-            .bearer_token()
-            .and_then(|t| svc.keys.verify_allow_expired(t).ok())
-        {
+        let token = ctx.request.bearer_token();
+        let claims = match token {
+            Some(t) => svc
+                .verify_token(t, TokenKeys::verify_allow_expired)
+                .await
+                .ok(),
+            None => None,
+        };
+        if let Some(claims) = claims {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
             sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;
