@@ -162,3 +162,43 @@ async fn two_instances_share_a_rotated_key_set_sqlite() {
     let db = format!("sqlite://{}", dir.path().join("shared.db").display());
     two_instances_share_a_rotated_key_set(&db).await;
 }
+
+#[tokio::test]
+async fn keys_from_pem_files_sign_and_verify() {
+    use gatehouse_auth::keys::{KeyPair, SigningAlg};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys dir");
+    let older = KeyPair::generate(SigningAlg::Es256).expect("generate");
+    let newer = KeyPair::generate(SigningAlg::Es256).expect("generate");
+    for (name, pair) in [("2026-01.pem", &older), ("2026-06.pem", &newer)] {
+        std::fs::write(keys.join(name), pair.to_pem().expect("pem").as_bytes()).expect("write");
+    }
+    std::fs::write(keys.join("README.txt"), "not a key").expect("write");
+    let with_files = || {
+        let mut cmd = common::binary(dir.path());
+        cmd.env("JWT_SECRET", SECRET)
+            .env("JWT_ALGORITHM", "es256")
+            .env("JWT_KEYS_DIR", &keys);
+        cmd
+    };
+    let (_child, addr) = common::spawn_listening(with_files()).await;
+    let client = Client::new(addr);
+    let (token, _) = register(&client, "files@example.com").await;
+    // The last file by name signs; both verify and are published.
+    assert_eq!(kid(&token), newer.kid);
+    assert_eq!(client.me(&token).await.status, 200);
+    let mut both = vec![older.kid.clone(), newer.kid.clone()];
+    both.sort();
+    assert_eq!(jwks_kids(&client).await, both);
+    // The key set is the operator's files: the command line does not rotate it.
+    let mut cmd = with_files();
+    cmd.args(["keys", "rotate"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = tokio::time::timeout(Duration::from_secs(60), cmd.status())
+        .await
+        .expect("in time")
+        .expect("ran");
+    assert!(!status.success());
+}
