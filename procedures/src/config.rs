@@ -532,9 +532,9 @@ impl Config {
     /// The secret the key set's private keys are sealed with in the
     /// database: `GATEHOUSE_KEY_ENCRYPTION_SECRET`, else the JWT secret
     /// (`jwt_secret`, from [`Self::load_secret`]), which every instance
-    /// already shares (it seals queued mail too). A secret of its own lets
-    /// the operator keep it out of the services that only need `JWT_SECRET`
-    /// for nothing else once tokens are signed asymmetrically.
+    /// already shares (it seals queued mail too), so nothing new has to be
+    /// distributed. A secret of its own keeps the two apart, e.g. to change
+    /// `JWT_SECRET` without losing the key set.
     pub fn key_encryption_secret(&self, jwt_secret: &[u8]) -> Result<Vec<u8>, ConfigError> {
         match &self.key_encryption_secret {
             Some(s) if s.len() < 32 => Err(ConfigError::KeyEncryptionSecretTooShort(s.len())),

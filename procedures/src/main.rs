@@ -129,9 +129,16 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
             let (db, _) = key_store(config).await?;
             let rows = store::list(&db).await.map_err(|e| e.to_string())?;
             println!("{:<45} {:<6} {:<25} STATE", "KID", "ALG", "CREATED");
+            // The newest live key of JWT_ALGORITHM signs; another live one
+            // (two instances rotated at once, or another algorithm) verifies.
+            let signing = rows
+                .iter()
+                .find(|r| r.retired_at.is_none() && r.alg == config.jwt_algorithm.as_str())
+                .map(|r| r.kid.clone());
             for row in rows {
                 let state = match (row.retired_at, row.not_after) {
-                    (None, _) => "active".to_owned(),
+                    (None, _) if signing.as_ref() == Some(&row.kid) => "active".to_owned(),
+                    (None, _) => "verifying".to_owned(),
                     (Some(_), Some(end)) if end <= now => "expired (to prune)".to_owned(),
                     (Some(_), end) => format!(
                         "verifying until {}",

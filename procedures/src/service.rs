@@ -155,8 +155,27 @@ impl AuthService {
         let KeySource::Database { seal } = &self.key_source else {
             return Ok(());
         };
-        let stored = crate::keys::store::load(&self.db, seal, now_ms()).await?;
+        let now = now_ms();
         let alg = self.keys.algorithm();
+        // Opening keys (decrypting, parsing, a probe signature) costs up to
+        // milliseconds for RSA: skip it when the set is the one in use.
+        let rows = crate::keys::store::list(&self.db)
+            .await
+            .map_err(crate::keys::store::StoreError::from)?;
+        let mut kids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.not_after.is_none_or(|end| end > now))
+            .map(|r| r.kid.clone())
+            .collect();
+        kids.sort();
+        let active = rows
+            .iter()
+            .find(|r| r.retired_at.is_none() && r.alg == alg.as_str())
+            .map(|r| r.kid.clone());
+        if kids == self.keys.kids() && active == self.keys.active_kid() {
+            return Ok(());
+        }
+        let stored = crate::keys::store::load(&self.db, seal, now).await?;
         let (active, others) =
             crate::keys::pick(stored, alg).ok_or(crate::keys::KeySetError::NoActiveKey(alg))?;
         self.keys.replace(&active, &others)?;
