@@ -35,6 +35,19 @@ use crate::service::Service;
 /// and `/metrics`, behind request-id, tracing, panic-catching and (when origins
 /// are configured) CORS middleware.
 pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfig) -> axum::Router {
+    app_with_routes(registry, service, config, axum::Router::new())
+}
+
+/// [`app`] with `extra` routes of the application's own (plain axum, e.g.
+/// documents under `/.well-known/`) mounted beside the framework's, behind
+/// the same request-id, tracing, panic-catching and CORS layers. Their
+/// paths must not clash with the framework's.
+pub fn app_with_routes<S: Service>(
+    registry: Registry<S>,
+    service: Arc<S>,
+    config: TrpcConfig,
+    extra: axum::Router,
+) -> axum::Router {
     let prometheus = metrics_handle();
     let cors = cors_layer(&config);
     let ready_service = service.clone();
@@ -65,7 +78,8 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
         .route(
             "/metrics",
             get(move || async move { render_metrics(prometheus) }),
-        );
+        )
+        .merge(extra);
     if docs {
         router = router.merge(crate::docs::router());
     }

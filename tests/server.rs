@@ -221,3 +221,25 @@ fn cors_origins_parse() {
         "\"ftp://a.example\" is not an origin like https://app.example.com"
     );
 }
+
+/// An app's own routes sit beside the framework's, behind the same layers
+/// (request ids here), and the framework's routes still answer.
+#[tokio::test]
+async fn extra_routes_are_served_behind_the_same_layers() {
+    let registry = router().build().expect("router");
+    let extra = axum::Router::new().route(
+        "/.well-known/example.json",
+        axum::routing::get(|| async { "{\"extra\":true}" }),
+    );
+    let app = gatehouse::server::app_with_routes(
+        registry,
+        Arc::new(TestService::default()),
+        TrpcConfig::default(),
+        extra,
+    );
+    let r = get(&app, "/.well-known/example.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, r#"{"extra":true}"#);
+    assert!(r.header("x-request-id").is_some(), "{:?}", r.headers);
+    assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
+}

@@ -12,6 +12,7 @@ mod m20261128_000001_session_generations;
 mod m20261128_000002_mail_outbox;
 mod m20261129_000001_account_events;
 mod m20261130_000001_usernames;
+mod m20261201_000001_signing_keys;
 
 /// Every migration, oldest first; `gatehouse migrate` and the server start
 /// both run [`MigratorTrait::up`] on it.
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_mail_outbox::Migration),
             Box::new(m20261129_000001_account_events::Migration),
             Box::new(m20261130_000001_usernames::Migration),
+            Box::new(m20261201_000001_signing_keys::Migration),
         ]
     }
 }

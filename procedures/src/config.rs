@@ -51,6 +51,64 @@ pub struct Config {
     )]
     pub jwt_secret: Option<String>,
 
+    /// How tokens are signed: `HS256` (with `JWT_SECRET`), or `EdDSA`,
+    /// `ES256`, `RS256` with a key set whose public keys are served at
+    /// `/.well-known/jwks.json` (see `docs/keys.md`).
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_ALGORITHM",
+        value_name = "JWT_ALGORITHM",
+        default_value = "HS256",
+        ignore_case = true
+    )]
+    pub jwt_algorithm: crate::keys::SigningAlg,
+
+    /// PEM private key that signs tokens (EdDSA, ES256 or RS256), instead of
+    /// the key set kept in the database.
+    #[arg(
+        long,
+        global = true,
+        env = "JWT_PRIVATE_KEY_FILE",
+        value_name = "JWT_PRIVATE_KEY_FILE"
+    )]
+    pub jwt_private_key_file: Option<PathBuf>,
+
+    /// Folder of PEM private keys (`*.pem`) that verify tokens, instead of
+    /// the key set kept in the database; the last by file name signs unless
+    /// `JWT_PRIVATE_KEY_FILE` names another.
+    #[arg(long, global = true, env = "JWT_KEYS_DIR", value_name = "JWT_KEYS_DIR")]
+    pub jwt_keys_dir: Option<PathBuf>,
+
+    /// Secret (at least 32 bytes) the private keys of the key set are
+    /// encrypted with in the database; default: the JWT secret.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_KEY_ENCRYPTION_SECRET",
+        value_name = "GATEHOUSE_KEY_ENCRYPTION_SECRET",
+        hide_env_values = true
+    )]
+    pub key_encryption_secret: Option<String>,
+
+    /// Seconds between reloads of the key set from the database, so a
+    /// rotation on one instance reaches the others (a token with an unknown
+    /// `kid` also triggers a reload, at most once a second).
+    #[arg(long, global = true, env = "GATEHOUSE_KEYS_RELOAD", value_name = "GATEHOUSE_KEYS_RELOAD",
+          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keys_reload: u64,
+
+    /// Public base URL of this service (e.g. `https://auth.example.com`),
+    /// for `jwks_uri` in `/.well-known/openid-configuration`; default: taken
+    /// from each request's `Host`.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_PUBLIC_URL",
+        value_name = "GATEHOUSE_PUBLIC_URL"
+    )]
+    pub public_url: Option<String>,
+
     /// Access-token lifetime in seconds.
     #[arg(long, global = true, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
@@ -341,6 +399,14 @@ pub enum ConfigError {
     AdminPair,
     #[error("GATEHOUSE_RESET_URL must be an http(s) URL, got {0:?}")]
     ResetUrl(String),
+    #[error("GATEHOUSE_KEY_ENCRYPTION_SECRET must be at least 32 bytes long (it has {0})")]
+    KeyEncryptionSecretTooShort(usize),
+    #[error("GATEHOUSE_PUBLIC_URL must be an http(s) URL, got {0:?}")]
+    PublicUrl(String),
+    #[error(
+        "JWT_PRIVATE_KEY_FILE / JWT_KEYS_DIR need an asymmetric JWT_ALGORITHM (EdDSA, ES256 or RS256)"
+    )]
+    KeyFilesWithHs256,
     #[error("JWT_ISSUER must not be empty")]
     Issuer,
     #[error(
@@ -389,6 +455,13 @@ impl Config {
         clean(&mut self.smtp_url);
         clean(&mut self.cors_origins);
         clean(&mut self.trusted_proxies);
+        clean(&mut self.key_encryption_secret);
+        clean(&mut self.public_url);
+        for path in [&mut self.jwt_private_key_file, &mut self.jwt_keys_dir] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *path = None;
+            }
+        }
         if self
             .outbox_dir
             .as_ref()
@@ -442,7 +515,18 @@ impl Config {
             return Err(ConfigError::AdminPair);
         }
         self.reset_url()?;
+        self.public_url()?;
         self.rest_prefix()?;
+        if let Some(secret) = &self.key_encryption_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::KeyEncryptionSecretTooShort(secret.len()));
+        }
+        if !self.jwt_algorithm.is_asymmetric()
+            && (self.jwt_private_key_file.is_some() || self.jwt_keys_dir.is_some())
+        {
+            return Err(ConfigError::KeyFilesWithHs256);
+        }
         if self.jwt_issuer.trim().is_empty() {
             return Err(ConfigError::Issuer);
         }
@@ -487,6 +571,45 @@ impl Config {
             "JWT_SECRET is not set; generated a new secret and saved it to this file \
              (set JWT_SECRET when running several instances)");
         Ok(secret.into_bytes())
+    }
+
+    /// The secret the key set's private keys are sealed with in the
+    /// database: `GATEHOUSE_KEY_ENCRYPTION_SECRET`, else the JWT secret
+    /// (`jwt_secret`, from [`Self::load_secret`]), which every instance
+    /// already shares (it seals queued mail too), so nothing new has to be
+    /// distributed. A secret of its own keeps the two apart, e.g. to change
+    /// `JWT_SECRET` without losing the key set.
+    pub fn key_encryption_secret(&self, jwt_secret: &[u8]) -> Result<Vec<u8>, ConfigError> {
+        match &self.key_encryption_secret {
+            Some(s) if s.len() < 32 => Err(ConfigError::KeyEncryptionSecretTooShort(s.len())),
+            Some(s) => Ok(s.as_bytes().to_vec()),
+            None => Ok(jwt_secret.to_vec()),
+        }
+    }
+
+    /// How long a retired signing key keeps verifying, in milliseconds: the
+    /// longest a token it signed can still be presented (its lifetime, or the
+    /// refresh window for `auth.refreshToken`, whichever is longer), plus the
+    /// leeway.
+    pub fn key_window_ms(&self) -> i64 {
+        let secs = self
+            .jwt_ttl
+            .max(self.jwt_refresh_ttl)
+            .saturating_add(self.jwt_leeway);
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
+    }
+
+    /// `GATEHOUSE_PUBLIC_URL`, an http(s) URL when set.
+    pub fn public_url(&self) -> Result<Option<Url>, ConfigError> {
+        let Some(raw) = &self.public_url else {
+            return Ok(None);
+        };
+        let refused = || ConfigError::PublicUrl(raw.clone());
+        let url = Url::parse(raw).map_err(|_| refused())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(refused());
+        }
+        Ok(Some(url))
     }
 
     /// `GATEHOUSE_CORS_ORIGINS` for the HTTP layer, read by the framework's

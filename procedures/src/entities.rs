@@ -194,3 +194,30 @@ pub mod account_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The shared key set of asymmetric token signing (see `crate::keys`).
+/// `private_key` is sealed (AES-256-GCM), `public_jwk` an RFC 7517 JWK.
+pub mod signing_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        /// `EdDSA`, `ES256` or `RS256`.
+        pub alg: String,
+        pub public_jwk: String,
+        pub private_key: String,
+        pub created_at: i64,
+        /// Set when a newer key took over signing; the key still verifies.
+        pub retired_at: Option<i64>,
+        /// After this the key verifies nothing and is pruned.
+        pub not_after: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -13,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod i18n;
+pub mod keys;
 pub mod limits;
 pub mod mail;
 pub mod outbox;
@@ -43,7 +44,6 @@ use crate::db_health::DbHealth;
 use crate::entities::user;
 use crate::mail::{FileOutbox, Mailer, SmtpMailer};
 use crate::password::PasswordHasher;
-use crate::token::TokenKeys;
 
 /// Every auth and users procedure, on any state that contains the auth
 /// service (`app_router::<AuthService>()` for the service alone). Needs no
@@ -85,6 +85,8 @@ pub enum StartError {
     Mail(#[from] mail::MailError),
     #[error("GATEHOUSE_ADMIN_EMAIL / GATEHOUSE_ADMIN_PASSWORD: {0}")]
     Admin(#[from] CreateUserError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] keys::KeySetError),
     #[error("could not build the router: {0}")]
     Router(#[from] gatehouse::RouterError),
     #[error("GATEHOUSE_ADDR: could not listen on {addr}: {source}")]
@@ -140,8 +142,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         mail: config.outbox(&secret),
         cookies: config.cookies()?,
     };
-    let keys =
-        TokenKeys::new(&secret, &config.jwt_issuer, config.jwt_ttl).with_leeway(config.jwt_leeway);
+    let (keys, key_source) = keys::token_keys(config, &db, &secret).await?;
     let health = DbHealth::new();
     health.spawn_probe(
         &config.database_url(),
@@ -149,7 +150,8 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
     );
     let service = AuthService::new(db, keys, hasher, mailer, settings)
         .with_fast_session_reads(&config.database_url())
-        .with_health(health);
+        .with_health(health)
+        .with_key_source(key_source);
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
         bootstrap_admin(&service, email, password).await?;
     }
@@ -182,8 +184,11 @@ where
     let registry = router.build()?;
     let state = Arc::new(make_state(build_service(&config).await?).await?);
     spawn_housekeeping(state.clone());
+    spawn_key_reload(state.clone(), Duration::from_secs(config.keys_reload));
+    let well_known = keys::routes::routes(state.clone(), config.public_url()?);
     // The app first: it installs the metrics recorder the worker reports to.
-    let app = gatehouse::server::app(registry, state.clone(), config.trpc()?);
+    let app =
+        gatehouse::server::app_with_routes(registry, state.clone(), config.trpc()?, well_known);
     let mail_worker = spawn_mail_worker(state.auth());
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -242,6 +247,26 @@ pub fn spawn_housekeeping<S: HasAuth>(state: Arc<S>) {
             every.tick().await;
             if let Err(e) = state.auth().housekeeping().await {
                 tracing::warn!(error = %e, "housekeeping failed");
+            }
+        }
+    });
+}
+
+/// Rereads the key set from the database every `every` (when it lives
+/// there), so a rotation on another instance is picked up without a
+/// restart even before a token signed with the new key arrives.
+pub fn spawn_key_reload<S: HasAuth>(state: Arc<S>, every: Duration) {
+    if !state.auth().keys_are_shared() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Err(e) = state.auth().reload_keys().await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
             }
         }
     });

@@ -1,5 +1,5 @@
 //! The `gatehouse` binary: `serve` (default), `migrate`, `users create`,
-//! `bindings`.
+//! `keys rotate|list|prune`, `bindings`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -41,6 +41,12 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Manage the signing keys shared through the database (asymmetric
+    /// JWT_ALGORITHM only; see docs/keys.md).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Write the TypeScript bindings (`AppRouter`) for the auth procedures.
     Bindings {
         /// Output folder; default `bindings/` at the workspace root.
@@ -66,6 +72,94 @@ enum UsersCommand {
         #[arg(long)]
         username: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new key of JWT_ALGORITHM that signs from now on (every instance
+    /// picks it up within GATEHOUSE_KEYS_RELOAD seconds); the older keys keep
+    /// verifying until the longest token lifetime or refresh window is over.
+    Rotate,
+    /// Show every key: kid, algorithm, created, state.
+    List,
+    /// Delete the keys whose verifying window is over (the server does it
+    /// too, in its housekeeping).
+    Prune,
+}
+
+/// The database and the sealing key of the key set, for `gatehouse keys`.
+async fn key_store(
+    config: &Config,
+) -> Result<(sea_orm::DatabaseConnection, gatehouse_auth::outbox::MailKey), String> {
+    if config.jwt_private_key_file.is_some() || config.jwt_keys_dir.is_some() {
+        return Err("the keys come from JWT_PRIVATE_KEY_FILE / JWT_KEYS_DIR: \
+                    rotate by adding a key file and restarting"
+            .to_owned());
+    }
+    let secret = config.load_secret().map_err(|e| e.to_string())?;
+    let sealing = config
+        .key_encryption_secret(&secret)
+        .map_err(|e| e.to_string())?;
+    let db = gatehouse_auth::open_database(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((db, gatehouse_auth::outbox::MailKey::signing_keys(&sealing)))
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), String> {
+    use gatehouse_auth::keys::store;
+    let now = gatehouse_auth::db::now_ms();
+    match command {
+        KeysCommand::Rotate => {
+            let alg = config.jwt_algorithm;
+            if !alg.is_asymmetric() {
+                return Err("JWT_ALGORITHM is HS256, which has no key set: \
+                            set JWT_ALGORITHM to EdDSA, ES256 or RS256 \
+                            (HS256 rotates only by changing JWT_SECRET, which signs everyone out)"
+                    .to_owned());
+            }
+            let (db, seal) = key_store(config).await?;
+            let pair = store::rotate(&db, &seal, alg, config.key_window_ms(), now)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(target: "audit", event = "keys.rotated", kid = %pair.kid, %alg);
+            println!("new {alg} signing key {}", pair.kid);
+        }
+        KeysCommand::List => {
+            let (db, _) = key_store(config).await?;
+            let rows = store::list(&db).await.map_err(|e| e.to_string())?;
+            println!("{:<45} {:<6} {:<25} STATE", "KID", "ALG", "CREATED");
+            // The newest live key of JWT_ALGORITHM signs; another live one
+            // (two instances rotated at once, or another algorithm) verifies.
+            let signing = rows
+                .iter()
+                .find(|r| r.retired_at.is_none() && r.alg == config.jwt_algorithm.as_str())
+                .map(|r| r.kid.clone());
+            for row in rows {
+                let state = match (row.retired_at, row.not_after) {
+                    (None, _) if signing.as_ref() == Some(&row.kid) => "active".to_owned(),
+                    (None, _) => "verifying".to_owned(),
+                    (Some(_), Some(end)) if end <= now => "expired (to prune)".to_owned(),
+                    (Some(_), end) => format!(
+                        "verifying until {}",
+                        end.map_or_else(|| "-".to_owned(), gatehouse_auth::db::rfc3339)
+                    ),
+                };
+                println!(
+                    "{:<45} {:<6} {:<25} {state}",
+                    row.kid,
+                    row.alg,
+                    gatehouse_auth::db::rfc3339(row.created_at)
+                );
+            }
+        }
+        KeysCommand::Prune => {
+            let (db, _) = key_store(config).await?;
+            let pruned = store::prune(&db, now).await.map_err(|e| e.to_string())?;
+            println!("pruned {pruned} key(s)");
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {
@@ -165,6 +259,7 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Keys { command } => keys_command(&cli.config, command).await,
             Command::Bindings { out } => {
                 let out = out.unwrap_or_else(|| {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bindings"))

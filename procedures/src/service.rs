@@ -2,6 +2,7 @@
 //! authenticator the framework calls for guarded procedures.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use gatehouse::{ErrorCode, Principal, RequestMeta, Role, RpcError, Service};
@@ -16,17 +17,22 @@ use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::events::{EventHub, RevokeReason};
 use crate::i18n;
+use crate::keys::KeySource;
 use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
 use crate::sessions::{self, SessionReader};
-use crate::token::{Claims, SessionClaims, TokenKeys};
+use crate::token::{Claims, SessionClaims, TokenError, TokenKeys};
 use crate::types::{AuthPayload, User, parse_role};
 
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
 const LAST_USED_EVERY_MS: i64 = 60_000;
+
+/// A token with an unknown `kid` reloads the key set from the database at
+/// most this often, so tokens with made-up kids cannot hammer the database.
+const UNKNOWN_KID_RELOAD_EVERY_MS: i64 = 1_000;
 
 /// Longest `/readyz` waits for the database to answer a ping.
 const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
@@ -57,6 +63,9 @@ pub struct Settings {
 pub struct AuthService {
     pub(crate) db: DatabaseConnection,
     pub(crate) keys: TokenKeys,
+    key_source: KeySource,
+    /// When an unknown `kid` last reloaded the key set (Unix ms).
+    unknown_kid_reload: AtomicI64,
     pub(crate) hasher: PasswordHasher,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) settings: Settings,
@@ -103,6 +112,8 @@ impl AuthService {
         Self {
             db,
             keys,
+            key_source: KeySource::Secret,
+            unknown_kid_reload: AtomicI64::new(0),
             hasher,
             outbox,
             settings,
@@ -118,6 +129,88 @@ impl AuthService {
     pub fn with_health(mut self, health: Arc<DbHealth>) -> Self {
         self.health = health;
         self
+    }
+
+    /// Where [`Self::reload_keys`] reads the key set from (see
+    /// [`crate::keys::token_keys`]); without it the keys never change.
+    #[must_use]
+    pub fn with_key_source(mut self, source: KeySource) -> Self {
+        self.key_source = source;
+        self
+    }
+
+    /// The signing keys, e.g. for the `kid` of new tokens.
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// Whether the key set lives in the database and so can change under a
+    /// running instance.
+    pub fn keys_are_shared(&self) -> bool {
+        matches!(self.key_source, KeySource::Database { .. })
+    }
+
+    /// Rereads the key set from the database (a rotation by another
+    /// instance or `gatehouse keys rotate`). Without a live key of
+    /// `JWT_ALGORITHM` the current keys stay.
+    pub async fn reload_keys(&self) -> Result<(), crate::keys::KeySetError> {
+        let KeySource::Database { seal } = &self.key_source else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let alg = self.keys.algorithm();
+        // Opening keys (decrypting, parsing, a probe signature) costs up to
+        // milliseconds for RSA: skip it when the set is the one in use.
+        let rows = crate::keys::store::list(&self.db)
+            .await
+            .map_err(crate::keys::store::StoreError::from)?;
+        let mut kids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.not_after.is_none_or(|end| end > now))
+            .map(|r| r.kid.clone())
+            .collect();
+        kids.sort();
+        let active = rows
+            .iter()
+            .find(|r| r.retired_at.is_none() && r.alg == alg.as_str())
+            .map(|r| r.kid.clone());
+        if kids == self.keys.kids() && active == self.keys.active_kid() {
+            return Ok(());
+        }
+        let stored = crate::keys::store::load(&self.db, seal, now).await?;
+        let (active, others) =
+            crate::keys::pick(stored, alg).ok_or(crate::keys::KeySetError::NoActiveKey(alg))?;
+        self.keys.replace(&active, &others)?;
+        Ok(())
+    }
+
+    /// `check(keys, token)`, and once more after reloading the key set if
+    /// the token names a `kid` this instance does not know yet (a key
+    /// another instance just rotated in), at most once a second.
+    pub(crate) async fn verify_token<T>(
+        &self,
+        token: &str,
+        check: impl Fn(&TokenKeys, &str) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        match check(&self.keys, token) {
+            Err(TokenError::UnknownKey(kid)) if self.keys_are_shared() => {
+                let now = now_ms();
+                let last = self.unknown_kid_reload.load(Ordering::Relaxed);
+                if now - last < UNKNOWN_KID_RELOAD_EVERY_MS
+                    || self
+                        .unknown_kid_reload
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                {
+                    return Err(TokenError::UnknownKey(kid));
+                }
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "could not reload the signing keys");
+                }
+                check(&self.keys, token)
+            }
+            other => other,
+        }
     }
 
     /// `Err(Unavailable)` while the database is known to be unreachable, so
@@ -266,10 +359,13 @@ impl AuthService {
 
     /// Checks a token against its session and user in one query.
     async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
-        let claims = self.keys.verify::<SessionClaims>(token).map_err(|e| {
-            tracing::debug!(error = %e, "token refused");
-            AuthError::InvalidToken
-        })?;
+        let claims = self
+            .verify_token(token, TokenKeys::verify::<SessionClaims>)
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "token refused");
+                AuthError::InvalidToken
+            })?;
         let Some((session, user)) = self.sessions.read(&self.db, &claims.sid).await? else {
             return Err(AuthError::SessionRevoked);
         };
@@ -334,6 +430,10 @@ impl AuthService {
         limits::prune(&self.db, now.saturating_sub(window_ms), now).await?;
         crate::outbox::housekeeping(&self.db, now).await?;
         crate::events::prune(&self.db, now.saturating_sub(crate::events::RETENTION_MS)).await?;
+        let pruned = crate::keys::store::prune(&self.db, now).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned signing keys past their verifying window");
+        }
         Ok(())
     }
 

@@ -1,10 +1,16 @@
-//! HS256 access tokens: signing and the strict validation every guarded call
-//! and `auth.refreshToken` rely on.
+//! Access tokens: signing (HS256, or EdDSA / ES256 / RS256 with a key set,
+//! see [`crate::keys`]) and the strict validation every guarded call and
+//! `auth.refreshToken` rely on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use gatehouse::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyError, KeyPair, SigningAlg};
 
 /// Longest token accepted in `Authorization`, in bytes. Ours are well under
 /// 1 KiB; anything this large is refused before it is decoded, so a client
@@ -122,11 +128,86 @@ pub fn new_jti(generation: &str) -> String {
     format!("{generation}.{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The signing secret and the two validations (access and refresh).
+/// One key a token may be verified with: the key and a validation pinned
+/// to that key's algorithm alone.
+struct VerifyKey {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl VerifyKey {
+    fn new(key: DecodingKey, alg: Algorithm, base: &Validation) -> Self {
+        let mut validation = base.clone();
+        validation.algorithms = vec![alg];
+        Self { key, validation }
+    }
+}
+
+/// The keys of one moment: the one that signs, every one that verifies (by
+/// `kid`), and the JWKS document of the public ones. Replaced as a whole
+/// when the key set changes, so a verification sees one consistent set.
+struct KeySet {
+    header: Header,
+    signer: EncodingKey,
+    by_kid: HashMap<String, VerifyKey>,
+    /// The key for tokens without a `kid`: under HS256 those signed before
+    /// tokens had one; none with a key set.
+    without_kid: Option<VerifyKey>,
+    /// `/.well-known/jwks.json`, serialised once (asymmetric keys only).
+    jwks: Option<Arc<str>>,
+}
+
+impl KeySet {
+    fn hs256(secret: &[u8], base: &Validation) -> Self {
+        let kid = crate::keys::hs256_kid(secret);
+        let verify = || VerifyKey::new(DecodingKey::from_secret(secret), Algorithm::HS256, base);
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.clone());
+        Self {
+            header,
+            signer: EncodingKey::from_secret(secret),
+            by_kid: HashMap::from([(kid, verify())]),
+            without_kid: Some(verify()),
+            jwks: None,
+        }
+    }
+
+    fn asymmetric<'a>(
+        active: &'a KeyPair,
+        others: impl IntoIterator<Item = &'a KeyPair>,
+        base: &Validation,
+    ) -> Result<Self, KeyError> {
+        let mut by_kid = HashMap::new();
+        let mut jwks = Vec::new();
+        for pair in std::iter::once(active).chain(others) {
+            if by_kid.contains_key(&pair.kid) {
+                continue;
+            }
+            let key = DecodingKey::from_jwk(&pair.jwk)?;
+            by_kid.insert(pair.kid.clone(), VerifyKey::new(key, pair.alg.jwt(), base));
+            jwks.push(&pair.jwk);
+        }
+        let document = serde_json::to_string(&serde_json::json!({ "keys": jwks }))
+            .map_err(|e| KeyError::Encode(e.to_string()))?;
+        let mut header = Header::new(active.alg.jwt());
+        header.kid = Some(active.kid.clone());
+        Ok(Self {
+            header,
+            signer: active.encoding_key().clone(),
+            by_kid,
+            without_kid: None,
+            jwks: Some(document.into()),
+        })
+    }
+}
+
+/// The signing keys and the validation of access and refresh tokens.
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    access: Validation,
+    set: RwLock<Arc<KeySet>>,
+    /// The checks every key shares (issuer, required claims); each key's
+    /// copy is pinned to its own algorithm.
+    base: Validation,
+    algorithm: SigningAlg,
     /// Clock skew tolerated on `exp` and `nbf`, in milliseconds.
     leeway_ms: i64,
     pub issuer: String,
@@ -137,6 +218,7 @@ pub struct TokenKeys {
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenKeys")
+            .field("algorithm", &self.algorithm)
             .field("issuer", &self.issuer)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
@@ -156,16 +238,61 @@ pub enum TokenError {
     NotYetValid,
     #[error("token header names critical extensions we do not understand: {0:?}")]
     Critical(Vec<String>),
+    /// No key of the set has this `kid` (or the token has none where one
+    /// is required). It may be a key another instance just added, so the
+    /// caller may reload the key set and try once more.
+    #[error("token signed with an unknown key {0:?}")]
+    UnknownKey(Option<String>),
+    #[error("token alg {0:?} is not the algorithm of its key")]
+    WrongAlgorithm(Algorithm),
+    #[error("could not sign: {0}")]
+    Key(#[from] KeyError),
 }
 
 impl TokenKeys {
-    /// Keys for `secret`, issuing and requiring `issuer`, with no clock
-    /// leeway (see [`Self::with_leeway`]).
+    /// HS256 keys for `secret`, issuing and requiring `issuer`, with no
+    /// clock leeway (see [`Self::with_leeway`]). Tokens carry a `kid`
+    /// derived from the secret ([`crate::keys::hs256_kid`]); tokens without
+    /// one (signed before tokens had it) are accepted too.
     pub fn new(secret: &[u8], issuer: &str, ttl: u64) -> Self {
-        // Pinned to HS256: `alg: none` and every other algorithm are refused
-        // before the signature is even looked at.
+        let base = Self::base_validation(issuer);
+        let set = KeySet::hs256(secret, &base);
+        Self::with_set(set, base, SigningAlg::Hs256, issuer, ttl)
+    }
+
+    /// Keys of a key set: `active` signs, it and `others` verify.
+    pub fn asymmetric(
+        active: &KeyPair,
+        others: &[KeyPair],
+        issuer: &str,
+        ttl: u64,
+    ) -> Result<Self, KeyError> {
+        let base = Self::base_validation(issuer);
+        let set = KeySet::asymmetric(active, others, &base)?;
+        Ok(Self::with_set(set, base, active.alg, issuer, ttl))
+    }
+
+    fn with_set(
+        set: KeySet,
+        base: Validation,
+        algorithm: SigningAlg,
+        issuer: &str,
+        ttl: u64,
+    ) -> Self {
+        Self {
+            set: RwLock::new(Arc::new(set)),
+            base,
+            algorithm,
+            leeway_ms: 0,
+            issuer: issuer.to_owned(),
+            ttl,
+        }
+    }
+
+    fn base_validation(issuer: &str) -> Validation {
+        // Each key pins its own algorithm: `alg: none` and every other
+        // algorithm are refused before the signature is even looked at.
         let mut access = Validation::new(Algorithm::HS256);
-        access.algorithms = vec![Algorithm::HS256];
         access.set_issuer(&[issuer]);
         access.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
         // `exp` and `nbf` are checked in `verify`, to the millisecond
@@ -175,14 +302,45 @@ impl TokenKeys {
         access.validate_exp = false;
         access.validate_nbf = false;
         access.validate_aud = false;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            access,
-            leeway_ms: 0,
-            issuer: issuer.to_owned(),
-            ttl,
-        }
+        access
+    }
+
+    /// Replaces the key set (after a rotation, here or on another
+    /// instance): `active` signs from now on, it and `others` verify.
+    pub fn replace(&self, active: &KeyPair, others: &[KeyPair]) -> Result<(), KeyError> {
+        let set = Arc::new(KeySet::asymmetric(active, others, &self.base)?);
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.set
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The algorithm tokens are signed with (`JWT_ALGORITHM`).
+    pub fn algorithm(&self) -> SigningAlg {
+        self.algorithm
+    }
+
+    /// The `kid` new tokens carry.
+    pub fn active_kid(&self) -> Option<String> {
+        self.current().header.kid.clone()
+    }
+
+    /// Every `kid` a token may carry, sorted.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self.current().by_kid.keys().cloned().collect();
+        kids.sort();
+        kids
+    }
+
+    /// The JWKS document (RFC 7517) of the verifying keys; `None` under
+    /// HS256, whose key must stay secret.
+    pub fn jwks(&self) -> Option<Arc<str>> {
+        self.current().jwks.clone()
     }
 
     /// Tolerates `secs` of clock skew between instances on `exp` and `nbf`
@@ -194,20 +352,17 @@ impl TokenKeys {
         self
     }
 
-    /// Signs claims with HS256.
+    /// Signs claims with the active key, naming it in the `kid` header.
     pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            claims,
-            &self.encoding,
-        )?)
+        let set = self.current();
+        Ok(jsonwebtoken::encode(&set.header, claims, &set.signer)?)
     }
 
-    /// Validates size, signature, algorithm, issuer (a single string),
-    /// `iat`, `nbf` and `exp`, refuses any `crit` header, and decodes the
-    /// claims as `T`: [`Claims`] for all of them, [`SessionClaims`] for what
-    /// a guarded call checks. A token is expired from the millisecond its
-    /// `exp` is reached (plus the leeway).
+    /// Validates size, key (`kid`), algorithm (that of the key),
+    /// signature, issuer (a single string), `iat`, `nbf` and `exp`, refuses
+    /// any `crit` header, and decodes the claims as `T`: [`Claims`] for all
+    /// of them, [`SessionClaims`] for what a guarded call checks. A token is
+    /// expired from the millisecond its `exp` is reached (plus the leeway).
     pub fn verify<T: DeserializeOwned + TimeClaims>(&self, token: &str) -> Result<T, TokenError> {
         let claims = self.decode::<T>(token)?;
         let (_, exp) = claims.window();
@@ -230,7 +385,26 @@ impl TokenKeys {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge(token.len()));
         }
-        let data = jsonwebtoken::decode::<T>(token, &self.decoding, &self.access)?;
+        let header = jsonwebtoken::decode_header(token)?;
+        let data = {
+            let set = self.set.read().unwrap_or_else(PoisonError::into_inner);
+            let key = match header.kid.as_deref() {
+                Some(kid) => set.by_kid.get(kid),
+                None => set.without_kid.as_ref(),
+            };
+            let Some(key) = key else {
+                // Only logged; an attacker's kid may be long.
+                let kid = header.kid.map(|kid| kid.chars().take(64).collect());
+                return Err(TokenError::UnknownKey(kid));
+            };
+            // Alg confusion: a token must use its key's algorithm (an HS256
+            // token "signed" with an RS256 key's public bytes is refused
+            // here, and again by the validation pinned to the key's alg).
+            if !key.validation.algorithms.contains(&header.alg) {
+                return Err(TokenError::WrongAlgorithm(header.alg));
+            }
+            jsonwebtoken::decode::<T>(token, &key.key, &key.validation)?
+        };
         // We implement no JWS extension, so any `crit` entry is one we do not
         // understand, and RFC 7515 (4.1.11) says to refuse the token.
         if let Some(crit) = data.header.crit {
@@ -247,10 +421,11 @@ impl TokenKeys {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn claims(now: i64) -> Claims {
+    /// Claims of a token valid for a minute from `now` (Unix seconds).
+    pub(crate) fn claims(now: i64) -> Claims {
         Claims {
             iss: "gatehouse".into(),
             iat: now,
@@ -305,4 +480,245 @@ mod tests {
             "future nbf on refresh"
         );
     }
+}
+
+/// The asymmetric algorithms, the key set and its rotation.
+#[cfg(test)]
+mod key_set_tests {
+    use super::*;
+    use crate::keys::{KeyPair, SigningAlg};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    const ASYMMETRIC: [SigningAlg; 3] = [SigningAlg::EdDsa, SigningAlg::Es256, SigningAlg::Rs256];
+
+    fn claims() -> Claims {
+        super::tests::claims(chrono::Utc::now().timestamp())
+    }
+
+    fn header_of(token: &str) -> Header {
+        jsonwebtoken::decode_header(token).expect("header")
+    }
+
+    /// A token with `header` and our claims, signed by `key`.
+    fn forge(header: &Header, key: &EncodingKey) -> String {
+        jsonwebtoken::encode(header, &claims(), key).expect("sign")
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_verifies_with_its_kid() {
+        for alg in ASYMMETRIC {
+            let pair = KeyPair::generate(alg).expect("generate");
+            let keys = TokenKeys::asymmetric(&pair, &[], "gatehouse", 60).expect("keys");
+            let token = keys.sign(&claims()).expect("sign");
+            let header = header_of(&token);
+            assert_eq!(header.alg, alg.jwt(), "{alg}");
+            assert_eq!(header.kid.as_deref(), Some(pair.kid.as_str()), "{alg}");
+            assert_eq!(keys.verify::<Claims>(&token).expect("valid").sub, "u");
+            assert_eq!(
+                keys.verify::<SessionClaims>(&token).expect("valid").sid,
+                "s"
+            );
+
+            // Same kid, another key: the signature does not match.
+            let other = KeyPair::generate(alg).expect("generate");
+            let forged = forge(&header, other.encoding_key());
+            assert!(
+                matches!(keys.verify::<Claims>(&forged), Err(TokenError::Jwt(_))),
+                "{alg}"
+            );
+            // A key the set does not have, and no kid at all: unknown key.
+            let elsewhere = TokenKeys::asymmetric(&other, &[], "gatehouse", 60).expect("keys");
+            assert!(
+                matches!(
+                    elsewhere.verify::<Claims>(&token),
+                    Err(TokenError::UnknownKey(Some(_)))
+                ),
+                "{alg}"
+            );
+            let mut no_kid = header.clone();
+            no_kid.kid = None;
+            let token = forge(&no_kid, pair.encoding_key());
+            assert!(
+                matches!(
+                    keys.verify::<Claims>(&token),
+                    Err(TokenError::UnknownKey(None))
+                ),
+                "{alg}"
+            );
+            let mut made_up = header.clone();
+            made_up.kid = Some("made-up".into());
+            let token = forge(&made_up, pair.encoding_key());
+            assert!(
+                matches!(
+                    keys.verify::<SessionClaims>(&token),
+                    Err(TokenError::UnknownKey(_))
+                ),
+                "{alg}"
+            );
+            // The other checks still hold: another issuer is refused.
+            let wrong_iss = TokenKeys::asymmetric(&pair, &[], "other", 60).expect("keys");
+            assert!(
+                wrong_iss
+                    .verify::<Claims>(&keys.sign(&claims()).expect("sign"))
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn the_jwks_lists_the_public_keys_only() {
+        for alg in ASYMMETRIC {
+            let pair = KeyPair::generate(alg).expect("generate");
+            let older = KeyPair::generate(alg).expect("generate");
+            let keys = TokenKeys::asymmetric(&pair, std::slice::from_ref(&older), "gatehouse", 60)
+                .expect("keys");
+            let jwks: serde_json::Value =
+                serde_json::from_str(&keys.jwks().expect("a JWKS")).expect("json");
+            let listed = jwks["keys"].as_array().expect("keys");
+            assert_eq!(listed.len(), 2, "{alg}");
+            assert_eq!(listed[0]["kid"], pair.kid.as_str());
+            assert_eq!(listed[1]["kid"], older.kid.as_str());
+            for key in listed {
+                assert_eq!(key["alg"], alg.as_str());
+                assert_eq!(key["use"], "sig");
+                // No private parameter of RFC 7518 (d, p, q, dp, dq, qi).
+                for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+                    assert!(key.get(private).is_none(), "{alg} JWK has {private}");
+                }
+            }
+        }
+        assert!(TokenKeys::new(&[7u8; 32], "gatehouse", 60).jwks().is_none());
+    }
+
+    #[test]
+    fn alg_confusion_is_refused() {
+        for alg in ASYMMETRIC {
+            let pair = KeyPair::generate(alg).expect("generate");
+            let keys = TokenKeys::asymmetric(&pair, &[], "gatehouse", 60).expect("keys");
+            let jwks = keys.jwks().expect("jwks");
+            let jwk: serde_json::Value = serde_json::from_str(&jwks).expect("json");
+            let jwk = &jwk["keys"][0];
+            // The public key in every form a verifier might hand an HMAC.
+            let mut publics: Vec<Vec<u8>> =
+                vec![jwks.as_bytes().to_vec(), jwk.to_string().into_bytes()];
+            for part in ["x", "y", "n"] {
+                if let Some(b64) = jwk[part].as_str() {
+                    publics.push(b64.as_bytes().to_vec());
+                    publics.push(URL_SAFE_NO_PAD.decode(b64).expect("b64"));
+                }
+            }
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(pair.kid.clone());
+            for public in &publics {
+                let token = forge(&header, &EncodingKey::from_secret(public));
+                assert!(
+                    matches!(
+                        keys.verify::<Claims>(&token),
+                        Err(TokenError::WrongAlgorithm(Algorithm::HS256))
+                    ),
+                    "{alg}: HS256 with the public key as secret"
+                );
+                assert!(keys.verify_allow_expired(&token).is_err());
+            }
+            // Another asymmetric algorithm under this key's kid.
+            for other in ASYMMETRIC.into_iter().filter(|a| *a != alg) {
+                let foreign = KeyPair::generate(other).expect("generate");
+                let mut header = Header::new(other.jwt());
+                header.kid = Some(pair.kid.clone());
+                let token = forge(&header, foreign.encoding_key());
+                assert!(
+                    matches!(
+                        keys.verify::<Claims>(&token),
+                        Err(TokenError::WrongAlgorithm(_))
+                    ),
+                    "{alg} key, {other} token"
+                );
+            }
+            // `alg: none` under the right kid.
+            let signed = keys.sign(&claims()).expect("sign");
+            let (_, rest) = signed.split_once('.').expect("three parts");
+            let (payload, _) = rest.split_once('.').expect("three parts");
+            let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, pair.kid));
+            assert!(
+                keys.verify::<Claims>(&format!("{none}.{payload}."))
+                    .is_err(),
+                "{alg}: none"
+            );
+        }
+    }
+
+    #[test]
+    fn hs256_tokens_carry_a_kid_and_old_ones_without_still_verify() {
+        let secret = [7u8; 32];
+        let keys = TokenKeys::new(&secret, "gatehouse", 60);
+        let token = keys.sign(&claims()).expect("sign");
+        let header = header_of(&token);
+        assert_eq!(header.alg, Algorithm::HS256);
+        let kid = header.kid.clone().expect("a kid");
+        assert_eq!(kid, crate::keys::hs256_kid(&secret));
+        assert_ne!(kid, crate::keys::hs256_kid(&[8u8; 32]));
+        assert!(keys.verify::<Claims>(&token).is_ok());
+        // Signed before tokens had a kid.
+        let before = forge(
+            &Header::new(Algorithm::HS256),
+            &EncodingKey::from_secret(&secret),
+        );
+        assert!(keys.verify::<Claims>(&before).is_ok());
+        let mut other = header;
+        other.kid = Some("hs256-other".into());
+        let token = forge(&other, &EncodingKey::from_secret(&secret));
+        assert!(matches!(
+            keys.verify::<Claims>(&token),
+            Err(TokenError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn pem_keys_round_trip_in_every_common_encoding() {
+        use pkcs8::LineEnding::LF;
+        for alg in ASYMMETRIC {
+            let pair = KeyPair::generate(alg).expect("generate");
+            let pem = pair.to_pem().expect("pem");
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{alg}");
+            let again = KeyPair::from_pem(&pem).expect("parse");
+            assert_eq!((again.alg, &again.kid), (alg, &pair.kid));
+        }
+        // OpenSSL's traditional forms: SEC1 for P-256, PKCS#1 for RSA.
+        let ec = KeyPair::generate(SigningAlg::Es256).expect("generate");
+        let sec1 = p256::SecretKey::from_pkcs8_pem(&ec.to_pem().expect("pem"))
+            .expect("p256")
+            .to_sec1_pem(LF)
+            .expect("sec1");
+        assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+        assert_eq!(KeyPair::from_pem(&sec1).expect("sec1").kid, ec.kid);
+        let rsa = KeyPair::generate(SigningAlg::Rs256).expect("generate");
+        let pkcs1 = {
+            use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+            rsa::RsaPrivateKey::from_pkcs1_der(rsa.der())
+                .expect("rsa")
+                .to_pkcs1_pem(LF)
+                .expect("pkcs1")
+        };
+        assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert_eq!(KeyPair::from_pem(&pkcs1).expect("pkcs1").kid, rsa.kid);
+        assert!(
+            KeyPair::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
+        // Too small an RSA key is refused.
+        let small = {
+            use pkcs8::EncodePrivateKey;
+            rsa::RsaPrivateKey::new(&mut rand08::rngs::OsRng, 1024)
+                .expect("rsa")
+                .to_pkcs8_pem(LF)
+                .expect("pem")
+        };
+        assert!(matches!(
+            KeyPair::from_pem(&small),
+            Err(crate::keys::KeyError::RsaTooSmall(1024))
+        ));
+    }
+
+    use pkcs8::DecodePrivateKey;
 }

@@ -13,6 +13,7 @@ use crate::error::AuthError;
 use crate::events::RevokeReason;
 use crate::service::HasAuth;
 use crate::sessions;
+use crate::token::TokenKeys;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
 use crate::validate;
 
@@ -42,10 +43,13 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         // Refreshed by cookie, answered by cookie.
         let cookie = from_cookie || svc.settings.cookies.wanted(&ctx.request)?;
         svc.db_up()?;
-        let claims = svc.keys.verify_allow_expired(token).map_err(|e| {
-            tracing::debug!(error = %e, "refresh token refused");
-            AuthError::InvalidToken
-        })?;
+        let claims = svc
+            .verify_token(token, TokenKeys::verify_allow_expired)
+            .await
+            .map_err(|e| {
+                tracing::debug!(error = %e, "refresh token refused");
+                AuthError::InvalidToken
+            })?;
         let now = now_ms();
         let session = sessions::find(&svc.db, &claims.sid)
             .await?
@@ -112,7 +116,14 @@ impl<S: HasAuth> Procedure<S> for Logout {
         if cookies.token(&ctx.request).is_some() || cookies.wanted(&ctx.request)? {
             cookies.clear(&ctx.request);
         }
-        if let Some(claims) = token.and_then(|t| svc.keys.verify_allow_expired(t).ok()) {
+        let claims = match token {
+            Some(t) => svc
+                .verify_token(t, TokenKeys::verify_allow_expired)
+                .await
+                .ok(),
+            None => None,
+        };
+        if let Some(claims) = claims {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
             sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;

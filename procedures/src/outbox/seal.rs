@@ -26,9 +26,21 @@ impl MailKey {
     /// The key of a JWT signing secret (HKDF-SHA256, a label of its own, so
     /// it is independent of the signing key).
     pub fn derive(secret: &[u8]) -> Self {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"gatehouse mail outbox").extract(secret);
+        Self::derive_labelled(secret, b"gatehouse mail outbox", b"mail body v1")
+    }
+
+    /// The key sealing the private signing keys in the database
+    /// (`crate::keys::store`): the same construction under labels of its
+    /// own, so it is independent of the mail key even from the same secret.
+    pub fn signing_keys(secret: &[u8]) -> Self {
+        Self::derive_labelled(secret, b"gatehouse signing keys", b"private key v1")
+    }
+
+    fn derive_labelled(secret: &[u8], salt: &[u8], info: &[u8]) -> Self {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(secret);
+        let info = [info];
         let okm = prk
-            .expand(&[b"mail body v1"], &AES_256_GCM)
+            .expand(&info, &AES_256_GCM)
             .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
         Self(Arc::new(LessSafeKey::new(UnboundKey::from(okm))))
     }
@@ -43,7 +55,7 @@ impl MailKey {
 
     /// `text` encrypted for the row `id`: `v1:` and the hex of nonce,
     /// ciphertext and tag.
-    pub(super) fn seal(&self, id: &str, text: &str) -> String {
+    pub(crate) fn seal(&self, id: &str, text: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         let mut data = text.as_bytes().to_vec();
@@ -67,7 +79,7 @@ impl MailKey {
 
     /// The text sealed for row `id`, or `None` if it was sealed with another
     /// key (the JWT secret changed), for another row, or altered.
-    pub(super) fn open(&self, id: &str, stored: &str) -> Option<String> {
+    pub(crate) fn open(&self, id: &str, stored: &str) -> Option<String> {
         let raw = hex::decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
         if raw.len() < NONCE_LEN {
             return None;
