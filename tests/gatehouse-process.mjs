@@ -1,6 +1,6 @@
-// Shared by the browser tests (examples/react-events, tests/docs-page): the
-// gatehouse binary on a fresh SQLite database, and a bounded run that always
-// cleans up. Plain Node, no dependencies, so any package can import it.
+// Shared by the browser tests (examples/react-events, examples/cookie-session,
+// tests/docs-page): the gatehouse binary on a fresh SQLite database, and a
+// bounded run that always cleans up. Plain Node, no dependencies, so any package can import it.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

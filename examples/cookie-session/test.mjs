@@ -10,44 +10,26 @@
 //
 //   node test.mjs          (GATEHOUSE_BIN, CHROMIUM to override the paths)
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
+import { runBounded, startGatehouse } from "../../tests/gatehouse-process.mjs";
+
 const here = dirname(fileURLToPath(import.meta.url));
-const repo = resolve(here, "..", "..");
-const GATEHOUSE_BIN = process.env.GATEHOUSE_BIN ?? join(repo, "target", "debug", "gatehouse");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const OUT = process.env.COOKIE_SESSION_OUT ?? mkdtempSync(join(tmpdir(), "gatehouse-cookie-session-"));
 const PASSWORD = "Cookie-Passphrase-42";
 const TOTAL_LIMIT_MS = 90_000;
 
 const started = Date.now();
-const cleanups = [];
-const watchdog = setTimeout(async () => {
-  console.error(`cookie-session: over ${TOTAL_LIMIT_MS / 1000} s, giving up`);
-  await cleanup();
-  process.exit(1);
-}, TOTAL_LIMIT_MS);
-
-async function cleanup() {
-  while (cleanups.length) {
-    try {
-      await cleanups.pop()();
-    } catch (e) {
-      console.error(`cleanup: ${e}`);
-    }
-  }
-}
 
 /** Serves `files` (path → [content type, body]) on 127.0.0.1 at a free port. */
-async function serve(files) {
+async function serve(files, cleanups) {
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://x").pathname;
     const file = files[path === "/" ? "/index.html" : path];
@@ -66,53 +48,6 @@ async function serve(files) {
       }),
   );
   return server.address().port;
-}
-
-/** The gatehouse binary on a fresh SQLite database, allowing `pageOrigin` only. */
-async function startGatehouse(pageOrigin) {
-  const dir = mkdtempSync(join(tmpdir(), "gatehouse-cookie-session-db-"));
-  const child = spawn(GATEHOUSE_BIN, [], {
-    cwd: dir,
-    env: {
-      ...process.env,
-      GATEHOUSE_ADDR: "127.0.0.1:0",
-      DATABASE_URL: `sqlite://${join(dir, "gatehouse.db")}`,
-      JWT_SECRET: "cookie-session-secret-cookie-session-0123",
-      BCRYPT_COST: "4",
-      GATEHOUSE_OUTBOX_DIR: join(dir, "outbox"),
-      GATEHOUSE_CORS_ORIGINS: pageOrigin,
-      GATEHOUSE_COOKIE_MODE: "opt-in",
-      RUST_LOG: process.env.RUST_LOG ?? "warn",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  child.stderr.on("data", (chunk) => {
-    stderr = (stderr + chunk).slice(-20_000);
-  });
-  cleanups.push(async () => {
-    if (child.exitCode === null) {
-      const exited = new Promise((ok) => child.once("exit", ok));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const port = await new Promise((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`gatehouse did not start in 20 s:\n${stderr}`)), 20_000);
-    createInterface({ input: child.stdout }).on("line", (line) => {
-      const m = /^gatehouse listening on http:\/\/127\.0\.0\.1:(\d+)\/?$/.exec(line.trim());
-      if (m) {
-        clearTimeout(timer);
-        ok(Number(m[1]));
-      }
-    });
-    child.on("error", (e) => fail(new Error(`cannot start ${GATEHOUSE_BIN}: ${e.message}`)));
-    child.on("exit", (code) => fail(new Error(`gatehouse exited with ${code}:\n${stderr}`)));
-  });
-  return { port, stderr: () => stderr };
 }
 
 /** A call from Node (no browser, no cookie): bearer-style, as before. */
@@ -148,23 +83,29 @@ function evilPage(api) {
 
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-async function main() {
+async function main(cleanups) {
   mkdirSync(OUT, { recursive: true });
   const appPort = await serve({
     "/index.html": ["text/html; charset=utf-8", readFileSync(join(here, "index.html"))],
     "/app.js": ["text/javascript; charset=utf-8", readFileSync(join(here, "app.js"))],
-  });
+  }, cleanups);
   const appOrigin = `http://localhost:${appPort}`;
-  const gatehouse = await startGatehouse(appOrigin);
-  const api = `http://localhost:${gatehouse.port}`;
+  // The API allows the page's origin only.
+  const gatehouse = await startGatehouse("cookie-session", {
+    GATEHOUSE_CORS_ORIGINS: appOrigin,
+    GATEHOUSE_COOKIE_MODE: "opt-in",
+  });
+  cleanups.push(gatehouse.stop);
+  const port = new URL(gatehouse.origin).port;
+  const api = `http://localhost:${port}`;
   const evilFiles = {};
-  const evilPort = await serve(evilFiles);
+  const evilPort = await serve(evilFiles, cleanups);
   evilFiles["/index.html"] = ["text/html; charset=utf-8", evilPage(api)];
   const evilOrigin = `http://localhost:${evilPort}`;
   console.log(`page ${appOrigin}, API ${api}, other origin ${evilOrigin} (${elapsed()})`);
 
   const email = `cookie-${process.pid}-${Date.now()}@example.com`;
-  const apiFromNode = `http://127.0.0.1:${gatehouse.port}`;
+  const apiFromNode = gatehouse.origin;
   await nodeCall(apiFromNode, "auth.register", { email, password: PASSWORD, firstName: "Cora", lastName: "Cookie" });
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
@@ -244,12 +185,4 @@ async function main() {
   }
 }
 
-try {
-  await main();
-} catch (e) {
-  console.error(e);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(watchdog);
-  await cleanup();
-}
+await runBounded("cookie-session", TOTAL_LIMIT_MS, main);
