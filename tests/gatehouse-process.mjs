@@ -3,6 +3,7 @@
 // bounded run that always cleans up. Plain Node, no dependencies, so any package can import it.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -97,4 +98,29 @@ export async function runBounded(name, limitMs, main) {
   }
   await cleanup();
   clearTimeout(watchdog);
+}
+
+/**
+ * Serves `files` (path → [content type, body]; `/` is `/index.html`) on
+ * 127.0.0.1 at a free port, which it returns; closed by `cleanups`.
+ */
+export async function serveFiles(files, cleanups) {
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? "/", "http://x").pathname;
+    const file = files[path === "/" ? "/index.html" : path];
+    if (file) {
+      res.writeHead(200, { "content-type": file[0] }).end(file[1]);
+    } else {
+      res.writeHead(404).end("not found");
+    }
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  cleanups.push(
+    () =>
+      new Promise((ok) => {
+        server.close(ok);
+        server.closeAllConnections();
+      }),
+  );
+  return server.address().port;
 }

@@ -11,14 +11,13 @@
 //   node test.mjs          (GATEHOUSE_BIN, CHROMIUM to override the paths)
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
-import { runBounded, startGatehouse } from "../../tests/gatehouse-process.mjs";
+import { runBounded, serveFiles, startGatehouse } from "../../tests/gatehouse-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -27,28 +26,6 @@ const PASSWORD = "Cookie-Passphrase-42";
 const TOTAL_LIMIT_MS = 90_000;
 
 const started = Date.now();
-
-/** Serves `files` (path → [content type, body]) on 127.0.0.1 at a free port. */
-async function serve(files, cleanups) {
-  const server = createServer((req, res) => {
-    const path = new URL(req.url ?? "/", "http://x").pathname;
-    const file = files[path === "/" ? "/index.html" : path];
-    if (file) {
-      res.writeHead(200, { "content-type": file[0] }).end(file[1]);
-    } else {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  cleanups.push(
-    () =>
-      new Promise((ok) => {
-        server.close(ok);
-        server.closeAllConnections();
-      }),
-  );
-  return server.address().port;
-}
 
 /** A call from Node (no browser, no cookie): bearer-style, as before. */
 async function nodeCall(api, path, input, token) {
@@ -85,7 +62,7 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
 async function main(cleanups) {
   mkdirSync(OUT, { recursive: true });
-  const appPort = await serve({
+  const appPort = await serveFiles({
     "/index.html": ["text/html; charset=utf-8", readFileSync(join(here, "index.html"))],
     "/app.js": ["text/javascript; charset=utf-8", readFileSync(join(here, "app.js"))],
   }, cleanups);
@@ -99,7 +76,7 @@ async function main(cleanups) {
   const port = new URL(gatehouse.origin).port;
   const api = `http://localhost:${port}`;
   const evilFiles = {};
-  const evilPort = await serve(evilFiles, cleanups);
+  const evilPort = await serveFiles(evilFiles, cleanups);
   evilFiles["/index.html"] = ["text/html; charset=utf-8", evilPage(api)];
   const evilOrigin = `http://localhost:${evilPort}`;
   console.log(`page ${appOrigin}, API ${api}, other origin ${evilOrigin} (${elapsed()})`);

@@ -7,7 +7,6 @@
 //   node test.mjs          (GATEHOUSE_BIN, CHROMIUM to override the paths)
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +15,7 @@ import { createTRPCClient, httpBatchLink } from "@trpc/client";
 import { chromium } from "playwright-core";
 import superjson from "superjson";
 
-import { runBounded, startGatehouse } from "../../tests/gatehouse-process.mjs";
+import { runBounded, serveFiles, startGatehouse } from "../../tests/gatehouse-process.mjs";
 import { bundle } from "./build.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -30,26 +29,14 @@ const started = Date.now();
 
 /** Serves index.html and the bundle on 127.0.0.1 at a free port. */
 async function serveStatic(cleanups, appJs) {
-  const html = readFileSync(join(here, "index.html"));
-  const server = createServer((req, res) => {
-    const path = new URL(req.url ?? "/", "http://x").pathname;
-    if (path === "/" || path === "/index.html") {
-      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(html);
-    } else if (path === "/app.js") {
-      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" }).end(appJs);
-    } else {
-      res.writeHead(404).end("not found");
-    }
-  });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  cleanups.push(
-    () =>
-      new Promise((ok) => {
-        server.close(ok);
-        server.closeAllConnections();
-      }),
+  const port = await serveFiles(
+    {
+      "/index.html": ["text/html; charset=utf-8", readFileSync(join(here, "index.html"))],
+      "/app.js": ["text/javascript; charset=utf-8", appJs],
+    },
+    cleanups,
   );
-  return `http://127.0.0.1:${server.address().port}`;
+  return `http://127.0.0.1:${port}`;
 }
 
 function nodeClient(url, token = null) {
