@@ -86,7 +86,7 @@ pub enum StartError {
     #[error("GATEHOUSE_ADMIN_EMAIL / GATEHOUSE_ADMIN_PASSWORD: {0}")]
     Admin(#[from] CreateUserError),
     #[error("signing keys: {0}")]
-    Keys(#[from] keys::KeySetError),
+    Keys(#[from] keys::set::KeySetError),
     #[error("could not build the router: {0}")]
     Router(#[from] gatehouse::RouterError),
     #[error("GATEHOUSE_ADDR: could not listen on {addr}: {source}")]
@@ -142,7 +142,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         mail: config.outbox(&secret),
         cookies: config.cookies()?,
     };
-    let (keys, key_source) = keys::token_keys(config, &db, &secret).await?;
+    let (keys, key_source) = keys::set::token_keys(config, &db, &secret).await?;
     let health = DbHealth::new();
     health.spawn_probe(
         &config.database_url(),

@@ -17,7 +17,7 @@ use crate::entities::{password_reset, user};
 use crate::error::AuthError;
 use crate::events::{EventHub, RevokeReason};
 use crate::i18n;
-use crate::keys::KeySource;
+use crate::keys::set::KeySource;
 use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
@@ -132,7 +132,7 @@ impl AuthService {
     }
 
     /// Where [`Self::reload_keys`] reads the key set from (see
-    /// [`crate::keys::token_keys`]); without it the keys never change.
+    /// [`crate::keys::set::token_keys`]); without it the keys never change.
     #[must_use]
     pub fn with_key_source(mut self, source: KeySource) -> Self {
         self.key_source = source;
@@ -153,7 +153,7 @@ impl AuthService {
     /// Rereads the key set from the database (a rotation by another
     /// instance or `gatehouse keys rotate`). Without a live key of
     /// `JWT_ALGORITHM` the current keys stay.
-    pub async fn reload_keys(&self) -> Result<(), crate::keys::KeySetError> {
+    pub async fn reload_keys(&self) -> Result<(), crate::keys::set::KeySetError> {
         let KeySource::Database { seal } = &self.key_source else {
             return Ok(());
         };
@@ -178,8 +178,8 @@ impl AuthService {
             return Ok(());
         }
         let stored = crate::keys::store::load(&self.db, seal, now).await?;
-        let (active, others) =
-            crate::keys::pick(stored, alg).ok_or(crate::keys::KeySetError::NoActiveKey(alg))?;
+        let (active, others) = crate::keys::set::pick(stored, alg)
+            .ok_or(crate::keys::set::KeySetError::NoActiveKey(alg))?;
         self.keys.replace(&active, &others)?;
         Ok(())
     }

@@ -227,7 +227,7 @@ mod tests {
     }
 
     fn keys_at(stored: Vec<StoredKey>, alg: SigningAlg) -> TokenKeys {
-        let (active, others) = super::super::pick(stored, alg).expect("a live key");
+        let (active, others) = super::super::set::pick(stored, alg).expect("a live key");
         TokenKeys::asymmetric(&active, &others, "gatehouse", 3600).expect("keys")
     }
 
@@ -254,7 +254,7 @@ mod tests {
                 .expect("rotate");
             assert_ne!(new.kid, first_kid);
             let stored = load(&db, &seal, t0 + 20).await.expect("load");
-            let (active, others) = super::super::pick(stored, alg).expect("live key");
+            let (active, others) = super::super::set::pick(stored, alg).expect("live key");
             keys.replace(&active, &others).expect("replace");
             assert_eq!(
                 keys.active_kid().as_deref(),
@@ -275,7 +275,7 @@ mod tests {
             let later = t0 + 10 + window;
             let stored = load(&db, &seal, later).await.expect("load");
             assert_eq!(stored.len(), 1, "{alg}");
-            let (active, others) = super::super::pick(stored, alg).expect("live key");
+            let (active, others) = super::super::set::pick(stored, alg).expect("live key");
             keys.replace(&active, &others).expect("replace");
             assert!(
                 matches!(
@@ -301,7 +301,7 @@ mod tests {
                 .expect("ensure");
             let stored = load(&db, &seal, later + 2).await.expect("load");
             assert!(
-                super::super::pick(stored, next).is_some(),
+                super::super::set::pick(stored, next).is_some(),
                 "{alg} -> {next}"
             );
         }
