@@ -136,7 +136,16 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
             .order_by_asc(user::Column::Id)
             .paginate(db, page_size);
         let total = paginator.num_items().await?;
-        let rows = paginator.fetch_page(page - 1).await?;
+        // A page past the end is empty; deciding that here keeps a huge page
+        // number from overflowing the offset the paginator computes.
+        let past_end = (page - 1)
+            .checked_mul(page_size)
+            .is_none_or(|offset| offset >= total);
+        let rows = if past_end {
+            Vec::new()
+        } else {
+            paginator.fetch_page(page - 1).await?
+        };
         let items = rows
             .iter()
             .map(UserDetails::try_from)
