@@ -223,4 +223,19 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
+
+    #[tokio::test]
+    async fn the_configured_pool_size_reaches_the_pool() {
+        let max = |db: &DatabaseConnection| {
+            db.get_sqlite_connection_pool()
+                .options()
+                .get_max_connections()
+        };
+        let sized = connect_sized("sqlite::memory:", DEFAULT_ACQUIRE_TIMEOUT, Some(7))
+            .await
+            .expect("connect");
+        assert_eq!(max(&sized), 7);
+        let default = connect("sqlite::memory:").await.expect("connect");
+        assert_eq!(max(&default), sqlite_pool_size());
+    }
 }
