@@ -363,6 +363,16 @@ pub struct Config {
           default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub db_acquire_timeout_ms: u64,
 
+    /// Most pooled database connections this process keeps. Default: 16 on
+    /// PostgreSQL (a server shared by several instances must not run out of
+    /// its `max_connections`), the allowed cores plus one on SQLite (reads
+    /// are CPU-bound there, more connections only add wake-ups). On
+    /// PostgreSQL more connections than the database's cores only queue
+    /// inside the database; `bench/README.md` has measured sizes.
+    #[arg(long, global = true, env = "GATEHOUSE_DB_MAX_CONNECTIONS", value_name = "GATEHOUSE_DB_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub db_max_connections: Option<u32>,
+
     /// How long the PostgreSQL health probe waits for a connection or a
     /// ping, in milliseconds, before it calls the database unreachable (and
     /// calls answer SERVICE_UNAVAILABLE at once until it is back).

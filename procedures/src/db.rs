@@ -44,6 +44,11 @@ fn sqlite_pool_size() -> u32 {
     u32::try_from(cores).unwrap_or(u32::MAX).saturating_add(1)
 }
 
+/// PostgreSQL pool size when none is configured: enough for a database
+/// server with a few cores to be kept busy, few enough that several
+/// instances fit in PostgreSQL's default `max_connections` (100).
+pub const POSTGRES_POOL_SIZE: u32 = 16;
+
 /// How long a call waits for a pooled connection by default. Long enough
 /// for a busy pool to hand one out; it also bounds how long calls already
 /// waiting when the database goes away take to fail (later calls fail at
@@ -62,6 +67,16 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
 pub async fn connect_with(
     url: &str,
     acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbError> {
+    connect_sized(url, acquire_timeout, None).await
+}
+
+/// [`connect_with`] with a pool of at most `max_connections` (`None`: the
+/// default of the backend, see [`POSTGRES_POOL_SIZE`] and the SQLite size).
+pub async fn connect_sized(
+    url: &str,
+    acquire_timeout: Duration,
+    max_connections: Option<u32>,
 ) -> Result<DatabaseConnection, DbError> {
     let mut options = ConnectOptions::new(url.to_owned());
     // sea-orm hands both to the pool as its one acquire timeout.
@@ -85,7 +100,7 @@ pub async fn connect_with(
         // SQLite reads are CPU-bound, so more connections than cores only add
         // wake-ups and cache churn.
         options
-            .max_connections(sqlite_pool_size())
+            .max_connections(max_connections.unwrap_or_else(sqlite_pool_size))
             .min_connections(1);
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
@@ -95,7 +110,9 @@ pub async fn connect_with(
                 .foreign_keys(true)
         });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        options.max_connections(16).min_connections(1);
+        options
+            .max_connections(max_connections.unwrap_or(POSTGRES_POOL_SIZE))
+            .min_connections(1);
     } else {
         return Err(DbError::Unsupported(url.to_owned()));
     }
@@ -205,5 +222,20 @@ mod tests {
             Some(PathBuf::from("/tmp/x.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+
+    #[tokio::test]
+    async fn the_configured_pool_size_reaches_the_pool() {
+        let max = |db: &DatabaseConnection| {
+            db.get_sqlite_connection_pool()
+                .options()
+                .get_max_connections()
+        };
+        let sized = connect_sized("sqlite::memory:", DEFAULT_ACQUIRE_TIMEOUT, Some(7))
+            .await
+            .expect("connect");
+        assert_eq!(max(&sized), 7);
+        let default = connect("sqlite::memory:").await.expect("connect");
+        assert_eq!(max(&default), sqlite_pool_size());
     }
 }

@@ -110,9 +110,10 @@ impl StartError {
 
 /// Opens the database of `config` and applies migrations.
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartError> {
-    let db = db::connect_with(
+    let db = db::connect_sized(
         &config.database_url(),
         Duration::from_millis(config.db_acquire_timeout_ms),
+        config.db_max_connections,
     )
     .await?;
     db::migrate(&db).await?;

@@ -12,10 +12,16 @@
 //! Gatehouse spends above it is routing, the tRPC envelope, JSON, logging
 //! and middleware.
 //!
+//! With `BASELINE_SESSION_PG` (a PostgreSQL URL) instead, the same check
+//! reads the session and user from Gatehouse's PostgreSQL database through
+//! a sqlx pool of `BASELINE_PG_POOL` connections (default 16, Gatehouse's
+//! default): the same driver Gatehouse reaches PostgreSQL with, without the
+//! ORM, one prepared statement, the same query.
+//!
 //! Env: `GATEHOUSE_ADDR` (default `127.0.0.1:0`); `BASELINE_SESSION_DB` (a
-//! Gatehouse SQLite file), `JWT_SECRET`, `GATEHOUSE_JWT_ISSUER` (default
-//! `gatehouse`). Prints `bench-baseline listening on http://ip:port` on
-//! stdout once bound.
+//! Gatehouse SQLite file) or `BASELINE_SESSION_PG`, `BASELINE_PG_POOL`,
+//! `JWT_SECRET`, `GATEHOUSE_JWT_ISSUER` (default `gatehouse`). Prints
+//! `bench-baseline listening on http://ip:port` on stdout once bound.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -60,8 +66,23 @@ async fn me() -> Response {
 struct SessionCheck {
     key: DecodingKey,
     validation: Validation,
-    db: PathBuf,
+    db: SessionStore,
 }
+
+/// Where the session ⋈ user row is read from.
+enum SessionStore {
+    /// A SQLite file, one read-only connection per runtime thread.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database through a sqlx pool.
+    Postgres(sqlx::PgPool),
+}
+
+/// The same read in PostgreSQL's placeholder syntax.
+const SESSION_USER_SQL_PG: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
+     s.rotated_at, s.last_used_at, s.revoked_at, \
+     u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
+     u.created_at, u.updated_at \
+     FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1";
 
 #[derive(serde::Deserialize)]
 struct Claims {
@@ -75,7 +96,7 @@ thread_local! {
 }
 
 impl SessionCheck {
-    fn from_env(db: PathBuf) -> anyhow::Result<Self> {
+    fn from_env(db: SessionStore) -> anyhow::Result<Self> {
         let secret = std::env::var("JWT_SECRET")?;
         let issuer =
             std::env::var("GATEHOUSE_JWT_ISSUER").unwrap_or_else(|_| "gatehouse".to_owned());
@@ -91,25 +112,50 @@ impl SessionCheck {
         })
     }
 
-    /// True when the token is valid and its session is alive and belongs to
-    /// the token's user.
-    fn check(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
+    /// The token's claims when it is valid.
+    fn claims(&self, headers: &HeaderMap) -> Option<Claims> {
+        let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.strip_prefix("Bearer "))?;
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+
+    /// True when the token is valid and its session is alive and belongs to
+    /// the token's user.
+    async fn check(&self, headers: &HeaderMap) -> bool {
+        let Some(claims) = self.claims(headers) else {
+            return false;
+        };
+        match &self.db {
+            SessionStore::Sqlite(path) => Self::check_sqlite(path, &claims),
+            SessionStore::Postgres(pool) => Self::check_postgres(pool, &claims).await,
+        }
+    }
+
+    async fn check_postgres(pool: &sqlx::PgPool, claims: &Claims) -> bool {
+        use sqlx::Row as _;
+        let Ok(Some(row)) = sqlx::query(SESSION_USER_SQL_PG)
+            .bind(claims.sid.as_str())
+            .fetch_optional(pool)
+            .await
         else {
             return false;
         };
-        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) else {
-            return false;
-        };
-        let claims = data.claims;
+        let user_id: Result<String, _> = row.try_get(1);
+        let revoked_at: Result<Option<i64>, _> = row.try_get(6);
+        let user: Result<Option<String>, _> = row.try_get(7);
+        matches!((user_id, revoked_at, user), (Ok(u), Ok(None), Ok(Some(_))) if u == claims.sub)
+    }
+
+    fn check_sqlite(path: &std::path::Path, claims: &Claims) -> bool {
         READER.with(|cell| {
             let mut cell = cell.borrow_mut();
             if cell.is_none() {
                 *cell = rusqlite::Connection::open_with_flags(
-                    &self.db,
+                    path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
@@ -134,7 +180,7 @@ impl SessionCheck {
 }
 
 async fn me_checked(State(check): State<Arc<SessionCheck>>, headers: HeaderMap) -> Response {
-    if check.check(&headers) {
+    if check.check(&headers).await {
         fixed_answer()
     } else {
         StatusCode::UNAUTHORIZED.into_response()
@@ -147,10 +193,26 @@ async fn main() -> anyhow::Result<()> {
     let probes = Router::new()
         .route("/readyz", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }));
-    let app = match std::env::var_os("BASELINE_SESSION_DB") {
+    let store = if let Some(db) = std::env::var_os("BASELINE_SESSION_DB") {
+        Some(SessionStore::Sqlite(PathBuf::from(db)))
+    } else if let Ok(url) = std::env::var("BASELINE_SESSION_PG") {
+        let size = match std::env::var("BASELINE_PG_POOL") {
+            Ok(v) => v.parse()?,
+            Err(_) => 16,
+        };
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(size)
+            .min_connections(1)
+            .connect(&url)
+            .await?;
+        Some(SessionStore::Postgres(pool))
+    } else {
+        None
+    };
+    let app = match store {
         None => probes.route("/trpc/auth.me", get(me)),
-        Some(db) => {
-            let check = Arc::new(SessionCheck::from_env(PathBuf::from(db))?);
+        Some(store) => {
+            let check = Arc::new(SessionCheck::from_env(store)?);
             probes.route("/trpc/auth.me", get(me_checked).with_state(check))
         }
     };

@@ -31,11 +31,20 @@ struct Args {
     out: PathBuf,
 }
 
-const SERVERS: [(&str, &str); 4] = [
+const SERVERS: [(&str, &str); 7] = [
     ("gatehouse", "Gatehouse"),
     ("baseline", "bare axum"),
     ("axum-session", "axum + JWT check + session read"),
     ("trpc-node", "tRPC Node"),
+    ("gatehouse-pg", "Gatehouse on PostgreSQL"),
+    (
+        "axum-session-pg",
+        "axum + JWT check + session read on PostgreSQL",
+    ),
+    (
+        "gatehouse-pg-lb",
+        "2 × Gatehouse on one PostgreSQL behind haproxy",
+    ),
 ];
 
 /// One wrk run, as `trpc.lua`'s `done()` wrote it.
@@ -194,6 +203,9 @@ fn main() -> anyhow::Result<()> {
     let a = "baseline";
     let n = "trpc-node";
     let sess = "axum-session";
+    let gp = "gatehouse-pg";
+    let sp = "axum-session-pg";
+    let lb = "gatehouse-pg-lb";
     let conns = |k: &str| {
         meta.get("connections")
             .and_then(|c| c.get(k))
@@ -362,6 +374,26 @@ fn main() -> anyhow::Result<()> {
             }
         },
         {
+            let r = ratio(me_g, rate(sess, "me"));
+            Target {
+                name: "auth.me req/s vs axum-session bound (SQLite)",
+                goal: "≥ 85%",
+                measured: r,
+                shown: r.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
+                pass: r.map(|r| r >= 0.85),
+            }
+        },
+        {
+            let r = ratio(rate(gp, "me"), rate(sp, "me"));
+            Target {
+                name: "auth.me req/s on PostgreSQL vs its axum-session bound",
+                goal: "≥ 85%",
+                measured: r,
+                shown: r.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
+                pass: r.map(|r| r >= 0.85),
+            }
+        },
+        {
             let r = ratio(rate(g, "login"), limit_of(g));
             Target {
                 name: "auth.login vs bcrypt limit",
@@ -413,6 +445,86 @@ fn main() -> anyhow::Result<()> {
                     .map_or("–".into(), |r| format!("{:.0}%", r * 100.0))
             )?;
         }
+    }
+    // PostgreSQL: one instance, its bound, two instances behind haproxy.
+    let mut pg = String::new();
+    if [gp, sp, lb]
+        .iter()
+        .any(|s| servers.get(s).is_some_and(|x| !x.runs.is_empty()))
+    {
+        writeln!(
+            pg,
+            "\n## PostgreSQL\n\n\
+             Same machine, the throwaway server of `tests/postgres.sh` on the server CPUs; \
+             pool size {} (Gatehouse's `GATEHOUSE_DB_MAX_CONNECTIONS` and the bound's).\n\n\
+             | scenario | Gatehouse | axum-session bound | 2 × Gatehouse + haproxy | GH / bound | 2 × GH / GH |\n\
+             |---|---:|---:|---:|---:|---:|",
+            meta.get("pg_pool").and_then(Value::as_str).unwrap_or("?")
+        )?;
+        let mut prow = |label: String,
+                        vals: [Option<f64>; 3],
+                        fmt: fn(Option<f64>) -> String,
+                        ratios: bool|
+         -> std::fmt::Result {
+            let (rb, rl) = if ratios {
+                (ratio(vals[0], vals[1]), ratio(vals[2], vals[0]))
+            } else {
+                (None, None)
+            };
+            writeln!(
+                pg,
+                "| {label} | {} | {} | {} | {} | {} |",
+                fmt(vals[0]),
+                fmt(vals[1]),
+                fmt(vals[2]),
+                ratio_s(rb),
+                ratio_s(rl)
+            )
+        };
+        let three = |f: &dyn Fn(&str) -> Option<f64>| [f(gp), f(sp), f(lb)];
+        prow(
+            format!("auth.me GET, {} conns: req/s", conns("me")),
+            three(&|s| rate(s, "me")),
+            f0,
+            true,
+        )?;
+        prow("auth.me p50 ms".into(), three(&|s| p50(s, "me")), f2, true)?;
+        prow("auth.me p99 ms".into(), three(&|s| p99(s, "me")), f2, true)?;
+        prow(
+            format!("auth.login, {} conns: logins/s", conns("login")),
+            [rate(gp, "login"), None, None],
+            f1,
+            false,
+        )?;
+        prow(
+            "auth.login p99 ms".into(),
+            [p99(gp, "login"), None, None],
+            f2,
+            false,
+        )?;
+        prow(
+            "logins/s as % of bcrypt limit".into(),
+            [
+                ratio(rate(gp, "login"), limit_of(gp)).map(|r| r * 100.0),
+                None,
+                None,
+            ],
+            f0,
+            false,
+        )?;
+        prow("peak RSS MiB (one instance)".into(), three(&rss), f2, false)?;
+        prow(
+            "start → first 200 /readyz, ms".into(),
+            three(&startup),
+            f0,
+            false,
+        )?;
+        prow(
+            "errors (non-2xx, socket, timeouts), all runs".into(),
+            three(&errs),
+            f0,
+            false,
+        )?;
     }
     let mut tt = String::new();
     writeln!(tt, "| target | goal | measured | verdict |")?;
@@ -479,7 +591,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(Value::as_f64)),
     );
     let md = format!(
-        "# Gatehouse benchmark results\n\n{header}\n{t}\n## Targets\n\n{tt}{bound}{}",
+        "# Gatehouse benchmark results\n\n{header}\n{t}{pg}\n## Targets\n\n{tt}{bound}{}",
         if notes.is_empty() {
             String::new()
         } else {
@@ -487,7 +599,7 @@ fn main() -> anyhow::Result<()> {
         }
     );
     print!(
-        "\n{t}\n{tt}{bound}{}",
+        "\n{t}{pg}\n{tt}{bound}{}",
         if notes.is_empty() {
             String::new()
         } else {
@@ -513,6 +625,13 @@ fn main() -> anyhow::Result<()> {
             "flood_me_p99_ms": { "gatehouse": p99(g, "flood-me"), "trpc-node": p99(n, "flood-me") },
             "peak_rss_mib": { "gatehouse": rss(g), "baseline": rss(a), "axum-session": rss(sess), "trpc-node": rss(n) },
             "startup_ms": { "gatehouse": startup(g), "baseline": startup(a), "trpc-node": startup(n) },
+            "postgres": {
+                "me_rps": { "gatehouse": rate(gp, "me"), "axum-session": rate(sp, "me"), "two_instances_haproxy": rate(lb, "me") },
+                "me_fraction_of_bound": ratio(rate(gp, "me"), rate(sp, "me")),
+                "login_per_s": rate(gp, "login"),
+                "login_fraction_of_bcrypt_limit": ratio(rate(gp, "login"), limit_of(gp)),
+                "pool": meta.get("pg_pool"),
+            },
         },
         "targets": targets.iter().map(|x| json!({
             "target": x.name, "goal": x.goal, "measured": x.measured, "pass": x.pass,
