@@ -102,6 +102,8 @@ struct Server {
     /// `bcrypt-limit` run just before this server's login scenario.
     bcrypt: Option<Value>,
     runs: BTreeMap<String, Wrk>,
+    /// The server process's CPU seconds during each measured run.
+    cpu_s: BTreeMap<String, f64>,
 }
 
 fn read_number(path: &Path) -> Option<f64> {
@@ -119,12 +121,21 @@ fn load_server(dir: &Path) -> anyhow::Result<Server> {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok()),
         runs: BTreeMap::new(),
+        cpu_s: BTreeMap::new(),
     };
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(s);
     };
     for entry in entries {
         let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "cpu_s")
+            && let (Some(name), Some(secs)) = (
+                path.file_stem().and_then(|n| n.to_str()),
+                read_number(&path),
+            )
+        {
+            s.cpu_s.insert(name.to_owned(), secs);
+        }
         if path.extension().is_some_and(|e| e == "json")
             && path.file_stem().is_some_and(|n| n != "bcrypt")
         {
@@ -187,6 +198,12 @@ fn main() -> anyhow::Result<()> {
     let rate = |s: &str, sc: &str| run(s, sc).map(Wrk::rate);
     let p50 = |s: &str, sc: &str| run(s, sc).map(Wrk::p50_ms);
     let p99 = |s: &str, sc: &str| run(s, sc).map(Wrk::p99_ms);
+    // Server CPU µs per request of a run.
+    let cpu_us = |s: &str, sc: &str| {
+        let secs = servers.get(s)?.cpu_s.get(sc)?;
+        let requests = run(s, sc)?.requests;
+        (requests > 0).then(|| secs * 1e6 / requests as f64)
+    };
     let global_limit = bcrypt
         .as_ref()
         .and_then(|b| b.get("limit_per_s"))
@@ -246,6 +263,12 @@ fn main() -> anyhow::Result<()> {
     )?;
     row("1. auth.me p50 ms".into(), all(&|s| p50(s, "me")), f2, true)?;
     row("1. auth.me p99 ms".into(), all(&|s| p99(s, "me")), f2, true)?;
+    row(
+        "1. auth.me server CPU µs per request".into(),
+        all(&|s| cpu_us(s, "me")),
+        f1,
+        true,
+    )?;
     row(
         format!("2. auth.login, {} conns: logins/s", conns("login")),
         [rate(g, "login"), None, rate(n, "login")],
@@ -394,6 +417,16 @@ fn main() -> anyhow::Result<()> {
             }
         },
         {
+            let r = ratio(rate(g, "login"), rate(n, "login"));
+            Target {
+                name: "auth.login logins/s vs tRPC Node",
+                goal: "≥ 1×",
+                measured: r,
+                shown: ratio_s(r),
+                pass: r.map(|r| r >= 1.0),
+            }
+        },
+        {
             let r = ratio(rate(g, "login"), limit_of(g));
             Target {
                 name: "auth.login vs bcrypt limit",
@@ -432,17 +465,18 @@ fn main() -> anyhow::Result<()> {
             "\n## The mandated work alone\n\n\
              The bare axum route doing only what `docs/api.md` demands of every guarded call (verify the \
              JWT, read the session ⋈ user row from Gatehouse's SQLite file), {} conns:\n\n\
-             | server | auth.me req/s | p99 ms | Gatehouse as a share |\n|---|---:|---:|---:|",
+             | server | auth.me req/s | p99 ms | Gatehouse as a share | server CPU µs per request |\n|---|---:|---:|---:|---:|",
             conns("me")
         )?;
         for (server, label) in [(a, "bare axum"), (sess, "axum + JWT check + session read")] {
             writeln!(
                 bound,
-                "| {label} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} |",
                 f0(rate(server, "me")),
                 f2(p99(server, "me")),
                 ratio(me_g, rate(server, "me"))
-                    .map_or("–".into(), |r| format!("{:.0}%", r * 100.0))
+                    .map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
+                f1(cpu_us(server, "me")),
             )?;
         }
     }
@@ -490,6 +524,12 @@ fn main() -> anyhow::Result<()> {
         )?;
         prow("auth.me p50 ms".into(), three(&|s| p50(s, "me")), f2, true)?;
         prow("auth.me p99 ms".into(), three(&|s| p99(s, "me")), f2, true)?;
+        prow(
+            "auth.me server CPU µs per request (PostgreSQL's not counted)".into(),
+            [cpu_us(gp, "me"), cpu_us(sp, "me"), None],
+            f1,
+            false,
+        )?;
         prow(
             format!("auth.login, {} conns: logins/s", conns("login")),
             [rate(gp, "login"), None, None],
@@ -616,6 +656,10 @@ fn main() -> anyhow::Result<()> {
                 "gatehouse": me_g, "baseline": rate(a, "me"),
                 "axum-session": rate(sess, "me"), "trpc-node": rate(n, "me"),
             },
+            "me_cpu_us_per_request": {
+                "gatehouse": cpu_us(g, "me"), "baseline": cpu_us(a, "me"),
+                "axum-session": cpu_us(sess, "me"), "trpc-node": cpu_us(n, "me"),
+            },
             "bcrypt_limit_per_s": { "run_start": global_limit, "gatehouse": limit_of(g), "trpc-node": limit_of(n) },
             "login_per_s": { "gatehouse": rate(g, "login"), "trpc-node": rate(n, "login") },
             "login_fraction_of_bcrypt_limit": {
@@ -628,6 +672,7 @@ fn main() -> anyhow::Result<()> {
             "postgres": {
                 "me_rps": { "gatehouse": rate(gp, "me"), "axum-session": rate(sp, "me"), "two_instances_haproxy": rate(lb, "me") },
                 "me_fraction_of_bound": ratio(rate(gp, "me"), rate(sp, "me")),
+                "me_cpu_us_per_request": { "gatehouse": cpu_us(gp, "me"), "axum-session": cpu_us(sp, "me") },
                 "login_per_s": rate(gp, "login"),
                 "login_fraction_of_bcrypt_limit": ratio(rate(gp, "login"), limit_of(gp)),
                 "pool": meta.get("pg_pool"),
