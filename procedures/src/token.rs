@@ -170,11 +170,41 @@ pub fn new_jti(generation: &str) -> String {
 struct VerifyKey {
     key: DecodingKey,
     alg: Algorithm,
+    /// An Ed25519 key decompressed once. jsonwebtoken's EdDSA verifier
+    /// rebuilds the curve point from the key's bytes on every call; the
+    /// signature check itself is the same `ed25519-dalek` call either way.
+    ed25519: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl VerifyKey {
-    fn new(key: DecodingKey, alg: Algorithm) -> Self {
-        Self { key, alg }
+    fn new(key: DecodingKey, alg: Algorithm) -> Result<Self, KeyError> {
+        let ed25519 = match alg {
+            Algorithm::EdDSA => {
+                let bytes: &[u8; 32] = key
+                    .try_get_as_bytes()?
+                    .get(..32)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(KeyError::Encode("an Ed25519 key has 32 bytes".into()))?;
+                Some(
+                    ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                        .map_err(|e| KeyError::Encode(e.to_string()))?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Self { key, alg, ed25519 })
+    }
+
+    /// Whether `signature` (base64url) signs `signed` under this key.
+    fn signs(&self, signature: &str, signed: &[u8]) -> Result<bool, TokenError> {
+        use ed25519_dalek::Verifier;
+        let Some(ed25519) = &self.ed25519 else {
+            return jsonwebtoken::crypto::verify(signature, signed, &self.key, self.alg)
+                .map_err(TokenError::Jwt);
+        };
+        let signature = base64url(signature, "signature is not base64url")?;
+        Ok(ed25519_dalek::Signature::from_slice(&signature)
+            .is_ok_and(|signature| ed25519.verify(signed, &signature).is_ok()))
     }
 }
 
@@ -195,7 +225,11 @@ struct KeySet {
 impl KeySet {
     fn hs256(secret: &[u8]) -> Self {
         let kid = crate::keys::hs256_kid(secret);
-        let verify = || VerifyKey::new(DecodingKey::from_secret(secret), Algorithm::HS256);
+        let verify = || VerifyKey {
+            key: DecodingKey::from_secret(secret),
+            alg: Algorithm::HS256,
+            ed25519: None,
+        };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
         Self {
@@ -218,7 +252,7 @@ impl KeySet {
                 continue;
             }
             let key = DecodingKey::from_jwk(&pair.jwk)?;
-            by_kid.insert(pair.kid.clone(), VerifyKey::new(key, pair.alg.jwt()));
+            by_kid.insert(pair.kid.clone(), VerifyKey::new(key, pair.alg.jwt())?);
             jwks.push(&pair.jwk);
         }
         let document = serde_json::to_string(&serde_json::json!({ "keys": jwks }))
@@ -429,14 +463,7 @@ impl TokenKeys {
             if header.alg != key.alg {
                 return Err(TokenError::WrongAlgorithm(header.alg));
             }
-            let valid = jsonwebtoken::crypto::verify(
-                parts.signature,
-                parts.signed.as_bytes(),
-                &key.key,
-                key.alg,
-            )
-            .map_err(TokenError::Jwt)?;
-            if !valid {
+            if !key.signs(parts.signature, parts.signed.as_bytes())? {
                 return Err(TokenError::BadSignature);
             }
         }
@@ -668,6 +695,22 @@ mod key_set_tests {
                 ),
                 "{alg}"
             );
+            // The right key, a damaged signature: cut short, one byte
+            // changed, or not base64url.
+            let (message, signature) = token.rsplit_once('.').expect("three parts");
+            let mut flipped = URL_SAFE_NO_PAD.decode(signature).expect("b64");
+            flipped[0] ^= 1;
+            for bad in [
+                &signature[..signature.len() - 4],
+                &URL_SAFE_NO_PAD.encode(&flipped),
+                "!!!!",
+                "",
+            ] {
+                assert!(
+                    keys.verify::<Claims>(&format!("{message}.{bad}")).is_err(),
+                    "{alg}: signature {bad:?}"
+                );
+            }
             // A key the set does not have, and no kid at all: unknown key.
             let elsewhere = TokenKeys::asymmetric(&other, &[], "gatehouse", 60).expect("keys");
             assert!(

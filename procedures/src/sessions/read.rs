@@ -349,7 +349,11 @@ mod tests {
             .expect("fast read");
         let pooled = read_pooled(db, sid).await.expect("pooled read");
         assert_eq!(fast, pooled, "fast and pooled reads differ for {sid}");
-        assert_eq!(fast, read_orm(db, sid).await, "the ORM reads {sid} otherwise");
+        assert_eq!(
+            fast,
+            read_orm(db, sid).await,
+            "the ORM reads {sid} otherwise"
+        );
         fast
     }
 
