@@ -384,6 +384,41 @@ async fn subscriptions_cannot_be_batched() {
     assert_eq!(unknown.status, http::StatusCode::NOT_FOUND);
 }
 
+/// A ping interval that is not shorter than the reconnect delay the
+/// clients are told would make every idle stream reconnect: refused when
+/// the app is built, as `@trpc/server` refuses to start.
+#[test]
+fn a_ping_slower_than_the_reconnect_delay_is_refused_at_start() {
+    let build = |ping: u64, reconnect: u64| {
+        let registry = router()
+            .subscription::<Forever>()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = TrpcConfig {
+            subscriptions: SubscriptionConfig {
+                ping_interval: Some(Duration::from_millis(ping)),
+                reconnect_after_inactivity: Some(Duration::from_millis(reconnect)),
+                ..SubscriptionConfig::default()
+            },
+            ..TrpcConfig::default()
+        };
+        std::panic::catch_unwind(|| {
+            gatehouse::server::app(registry, Arc::new(TestService::default()), config)
+        })
+    };
+    let refused = build(1000, 1000).expect_err("ping == reconnect delay was accepted");
+    let message = refused
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.contains("ping_interval"), "{message}");
+    assert!(
+        build(2000, 1000).is_err(),
+        "ping > reconnect delay was accepted"
+    );
+    assert!(build(999, 1000).is_ok(), "a consistent config was refused");
+}
+
 #[tokio::test]
 async fn idle_streams_are_pinged() {
     let server = start(SubscriptionConfig {

@@ -219,11 +219,25 @@ impl std::str::FromStr for CorsOrigins {
 /// The `/trpc` endpoint for `registry`, without any middleware. Every
 /// method is routed to the adapter, which answers wrong methods the way
 /// tRPC does (405 per call, 415 for unknown content types, 204 for HEAD).
+///
+/// # Panics
+///
+/// When [`SubscriptionConfig::is_consistent`] is false: a ping interval
+/// not shorter than the reconnect delay sent to clients would make every
+/// idle stream reconnect. `@trpc/server` refuses to start the same way; it
+/// is a mistake in the code that builds the config, found at start-up.
 pub fn trpc_router<S: Service>(
     registry: Arc<Registry<S>>,
     service: Arc<S>,
     config: TrpcConfig,
 ) -> axum::Router {
+    assert!(
+        config.subscriptions.is_consistent(),
+        "SubscriptionConfig: ping_interval ({:?}) must be shorter than \
+         reconnect_after_inactivity ({:?}), or clients reconnect every idle stream",
+        config.subscriptions.ping_interval,
+        config.subscriptions.reconnect_after_inactivity,
+    );
     let ok_metrics: Arc<call::OkMetrics> = Arc::new(
         registry
             .entries()
