@@ -4,12 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use common::{Client, PASSWORD, SECRET, login, login_token, register};
+use common::{Client, PASSWORD, SECRET, login, login_token, register, run_to_end};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 /// A clean environment for the binary: none of the developer's settings leak in.
@@ -29,27 +26,6 @@ async fn spawn(cmd: Command) -> Instance {
         _child: child,
         client: Client::new(addr),
     }
-}
-
-async fn run_to_end(mut cmd: Command, stdin: Option<&str>) -> (bool, String, String) {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input.as_bytes()).await.expect("write stdin");
-    }
-    drop(child.stdin.take());
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("finished in time")
-        .expect("output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

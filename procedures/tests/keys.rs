@@ -67,17 +67,10 @@ fn instance(dir: &Path, db: &str, reload: u64) -> Command {
 }
 
 async fn run(mut cmd: Command, args: &[&str]) -> String {
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("finished in time")
-        .expect("ran");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cmd.args(args);
+    let (ok, stdout, stderr) = common::run_to_end(cmd, None).await;
+    assert!(ok, "{args:?}: {stderr}");
+    stdout
 }
 
 async fn two_instances_share_a_rotated_key_set(db: &str) {

@@ -9,12 +9,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use common::{Client, PASSWORD, SECRET, login_token, register};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 fn instance(dir: &Path, db: &str) -> Command {
@@ -34,26 +31,9 @@ async fn warm(client: &Client, token: &str) {
 
 async fn create_admin(dir: &Path, db: &str, email: &str) {
     let mut cmd = instance(dir, db);
-    cmd.args(["users", "create", "--email", email, "--role", "ADMIN"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn users create");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .await
-        .expect("password");
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("finished in time")
-        .expect("ran");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cmd.args(["users", "create", "--email", email, "--role", "ADMIN"]);
+    let (ok, _, stderr) = common::run_to_end(cmd, Some(&format!("{PASSWORD}\n"))).await;
+    assert!(ok, "users create failed: {stderr}");
 }
 
 #[tokio::test]

@@ -869,6 +869,34 @@ pub fn binary(dir: &std::path::Path) -> tokio::process::Command {
     cmd
 }
 
+/// Runs a command of the binary (`migrate`, `users create`, `keys …`) to its
+/// end, with `stdin` piped in (then closed), within 60 s: whether it
+/// succeeded, its stdout and its stderr.
+pub async fn run_to_end(
+    mut cmd: tokio::process::Command,
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input.as_bytes()).await.expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("finished in time")
+        .expect("output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Spawns `cmd` (the binary, or a shell that `exec`s it) and waits for its
 /// `gatehouse listening on http://…` line.
 pub async fn spawn_listening(
