@@ -81,14 +81,14 @@ impl SessionClaims {
 /// The registered claims every decoded claim set carries (serde makes them
 /// required), for the checks of [`TokenKeys::verify`]: the issuer, and
 /// `exp` / `nbf` to the millisecond.
-pub trait TimeClaims {
+pub trait RegisteredClaims {
     /// `(nbf, exp)` in Unix seconds.
     fn window(&self) -> (i64, i64);
     /// The `iss` claim.
     fn issuer(&self) -> &str;
 }
 
-impl TimeClaims for Claims {
+impl RegisteredClaims for Claims {
     fn window(&self) -> (i64, i64) {
         (self.nbf, self.exp)
     }
@@ -97,7 +97,7 @@ impl TimeClaims for Claims {
     }
 }
 
-impl TimeClaims for SessionClaims {
+impl RegisteredClaims for SessionClaims {
     fn window(&self) -> (i64, i64) {
         (self.nbf, self.exp)
     }
@@ -121,43 +121,60 @@ pub fn new_jti(generation: &str) -> String {
 
 /// One key a token may be verified with, pinned to its algorithm alone.
 struct VerifyKey {
-    key: DecodingKey,
     alg: Algorithm,
+    check: SignatureCheck,
+}
+
+/// How a key checks a signature.
+enum SignatureCheck {
+    /// jsonwebtoken's own primitive for the key's algorithm.
+    Jwt(DecodingKey),
     /// An Ed25519 key decompressed once. jsonwebtoken's EdDSA verifier
     /// rebuilds the curve point from the key's bytes on every call; the
     /// signature check itself is the same `ed25519-dalek` call either way.
-    ed25519: Option<ed25519_dalek::VerifyingKey>,
+    Ed25519(ed25519_dalek::VerifyingKey),
 }
 
 impl VerifyKey {
     fn new(key: DecodingKey, alg: Algorithm) -> Result<Self, KeyError> {
-        let ed25519 = match alg {
+        let check = match alg {
             Algorithm::EdDSA => {
                 let bytes: &[u8; 32] = key
                     .try_get_as_bytes()?
                     .get(..32)
                     .and_then(|b| b.try_into().ok())
                     .ok_or(KeyError::Encode("an Ed25519 key has 32 bytes".into()))?;
-                Some(
+                SignatureCheck::Ed25519(
                     ed25519_dalek::VerifyingKey::from_bytes(bytes)
                         .map_err(|e| KeyError::Encode(e.to_string()))?,
                 )
             }
-            _ => None,
+            _ => SignatureCheck::Jwt(key),
         };
-        Ok(Self { key, alg, ed25519 })
+        Ok(Self { alg, check })
+    }
+
+    fn hs256(secret: &[u8]) -> Self {
+        Self {
+            alg: Algorithm::HS256,
+            check: SignatureCheck::Jwt(DecodingKey::from_secret(secret)),
+        }
     }
 
     /// Whether `signature` (base64url) signs `signed` under this key.
     fn signs(&self, signature: &str, signed: &[u8]) -> Result<bool, TokenError> {
         use ed25519_dalek::Verifier;
-        let Some(ed25519) = &self.ed25519 else {
-            return jsonwebtoken::crypto::verify(signature, signed, &self.key, self.alg)
-                .map_err(TokenError::Jwt);
-        };
-        let signature = base64url(signature, "signature is not base64url")?;
-        Ok(ed25519_dalek::Signature::from_slice(&signature)
-            .is_ok_and(|signature| ed25519.verify(signed, &signature).is_ok()))
+        match &self.check {
+            SignatureCheck::Jwt(key) => {
+                jsonwebtoken::crypto::verify(signature, signed, key, self.alg)
+                    .map_err(TokenError::Jwt)
+            }
+            SignatureCheck::Ed25519(key) => {
+                let signature = base64url(signature, "signature is not base64url")?;
+                Ok(ed25519_dalek::Signature::from_slice(&signature)
+                    .is_ok_and(|signature| key.verify(signed, &signature).is_ok()))
+            }
+        }
     }
 }
 
@@ -178,18 +195,13 @@ struct KeySet {
 impl KeySet {
     fn hs256(secret: &[u8]) -> Self {
         let kid = crate::keys::hs256_kid(secret);
-        let verify = || VerifyKey {
-            key: DecodingKey::from_secret(secret),
-            alg: Algorithm::HS256,
-            ed25519: None,
-        };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.clone());
         Self {
             header,
             signer: EncodingKey::from_secret(secret),
-            by_kid: HashMap::from([(kid, verify())]),
-            without_kid: Some(verify()),
+            by_kid: HashMap::from([(kid, VerifyKey::hs256(secret))]),
+            without_kid: Some(VerifyKey::hs256(secret)),
             jwks: None,
         }
     }
@@ -364,12 +376,14 @@ impl TokenKeys {
     /// any `crit` header, and decodes the claims as `T`: [`Claims`] for all
     /// of them, [`SessionClaims`] for what a guarded call checks. A token is
     /// expired from the millisecond its `exp` is reached (plus the leeway).
-    pub fn verify<T: DeserializeOwned + TimeClaims>(&self, token: &str) -> Result<T, TokenError> {
-        let claims = self.decode::<T>(token)?;
+    pub fn verify<T: DeserializeOwned + RegisteredClaims>(
+        &self,
+        token: &str,
+    ) -> Result<T, TokenError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let claims = self.decode::<T>(token, now_ms)?;
         let (_, exp) = claims.window();
-        if chrono::Utc::now().timestamp_millis()
-            >= exp.saturating_mul(1000).saturating_add(self.leeway_ms)
-        {
+        if now_ms >= exp.saturating_mul(1000).saturating_add(self.leeway_ms) {
             return Err(TokenError::Expired);
         }
         Ok(claims)
@@ -378,15 +392,20 @@ impl TokenKeys {
     /// Like [`Self::verify`] for all of [`Claims`], but accepts an expired
     /// token (for refresh and logout, which check the session instead).
     pub fn verify_allow_expired(&self, token: &str) -> Result<Claims, TokenError> {
-        self.decode::<Claims>(token)
+        self.decode::<Claims>(token, chrono::Utc::now().timestamp_millis())
     }
 
     /// Every check but `exp`, decoding each part once: the header, to pick
     /// the key by `kid` and refuse any other algorithm than the key's
     /// before the signature is looked at; the signature, by jsonwebtoken's
     /// own primitive for the key's algorithm; then the claims, straight into
-    /// `T`, whose required fields are the required claims.
-    fn decode<T: DeserializeOwned + TimeClaims>(&self, token: &str) -> Result<T, TokenError> {
+    /// `T`, whose required fields are the required claims. `nbf` is checked
+    /// against `now_ms`, the caller's clock reading.
+    fn decode<T: DeserializeOwned + RegisteredClaims>(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<T, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge(token.len()));
         }
@@ -427,9 +446,7 @@ impl TokenKeys {
             return Err(TokenError::WrongIssuer);
         }
         let (nbf, _) = claims.window();
-        if chrono::Utc::now().timestamp_millis()
-            < nbf.saturating_mul(1000).saturating_sub(self.leeway_ms)
-        {
+        if now_ms < nbf.saturating_mul(1000).saturating_sub(self.leeway_ms) {
             return Err(TokenError::NotYetValid);
         }
         Ok(claims)
