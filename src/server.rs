@@ -34,6 +34,12 @@ use crate::service::Service;
 /// page `/docs` (unless [`TrpcConfig::docs`] is off), `/healthz`, `/readyz`
 /// and `/metrics`, behind request-id, tracing, panic-catching and (when origins
 /// are configured) CORS middleware.
+///
+/// # Panics
+///
+/// When the subscription settings are inconsistent
+/// ([`crate::http::SubscriptionConfig::is_consistent`]): a mistake in the
+/// code that builds `config`, refused at start-up.
 pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfig) -> axum::Router {
     app_with_routes(registry, service, config, axum::Router::new())
 }
@@ -42,6 +48,12 @@ pub fn app<S: Service>(registry: Registry<S>, service: Arc<S>, config: TrpcConfi
 /// documents under `/.well-known/`) mounted beside the framework's, behind
 /// the same request-id, tracing, panic-catching and CORS layers. Their
 /// paths must not clash with the framework's.
+///
+/// # Panics
+///
+/// When the subscription settings are inconsistent
+/// ([`crate::http::SubscriptionConfig::is_consistent`]): a mistake in the
+/// code that builds `config`, refused at start-up.
 pub fn app_with_routes<S: Service>(
     registry: Registry<S>,
     service: Arc<S>,

@@ -386,7 +386,7 @@ async fn subscriptions_cannot_be_batched() {
 
 /// A ping interval that is not shorter than the reconnect delay the
 /// clients are told would make every idle stream reconnect: refused when
-/// the app is built, as `@trpc/server` refuses to start.
+/// the app is built (`@trpc/server` throws when such a stream opens).
 #[test]
 fn a_ping_slower_than_the_reconnect_delay_is_refused_at_start() {
     let build = |ping: u64, reconnect: u64| {

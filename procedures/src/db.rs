@@ -27,12 +27,13 @@ pub enum DbError {
     Migrate(DbErr),
 }
 
-/// The SQLite file path of a `sqlite:` URL, if it names a file.
+/// The SQLite file path of a `sqlite:` URL, if it names a file
+/// (`?mode=memory` names an in-memory database, whatever the path says).
 pub(crate) fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or(rest);
-    if path.is_empty() || path == ":memory:" {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
         return None;
     }
     Some(PathBuf::from(path))
@@ -222,6 +223,11 @@ mod tests {
             Some(PathBuf::from("/tmp/x.db"))
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(
+            sqlite_path("sqlite://shared?mode=memory&cache=shared"),
+            None
+        );
+        assert_eq!(sqlite_path("sqlite://x.db?cache=shared&mode=memory"), None);
     }
 
     #[tokio::test]

@@ -139,8 +139,10 @@ impl Default for SubscriptionConfig {
 
 impl SubscriptionConfig {
     /// Whether the ping interval is shorter than the client's reconnect
-    /// delay (tRPC refuses to start otherwise: every idle stream would be
-    /// reconnected needlessly).
+    /// delay (otherwise every idle stream would be reconnected needlessly).
+    /// Stricter than `@trpc/server`, which lets an equal interval through
+    /// and throws only when a stream opens: here a racy equal value is
+    /// refused too, once, when the app is built.
     pub fn is_consistent(&self) -> bool {
         match (self.ping_interval, self.reconnect_after_inactivity) {
             (Some(ping), Some(reconnect)) => ping < reconnect,
@@ -224,8 +226,9 @@ impl std::str::FromStr for CorsOrigins {
 ///
 /// When [`SubscriptionConfig::is_consistent`] is false: a ping interval
 /// not shorter than the reconnect delay sent to clients would make every
-/// idle stream reconnect. `@trpc/server` refuses to start the same way; it
-/// is a mistake in the code that builds the config, found at start-up.
+/// idle stream reconnect. `@trpc/server` throws when such a stream opens;
+/// here it is a mistake in the code that builds the config, found at
+/// start-up instead.
 pub fn trpc_router<S: Service>(
     registry: Arc<Registry<S>>,
     service: Arc<S>,

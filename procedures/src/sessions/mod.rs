@@ -16,8 +16,10 @@
 //!   copied: the session is revoked.
 //!
 //! Statements use sea-orm's query builder, except the per-call read of
-//! [`read`], whose fixed SQL on a synchronous SQLite connection doubled
-//! `auth.me` throughput (see that module).
+//! [`read`]: one fixed SQL statement, on a synchronous read-only SQLite
+//! connection that keeps the rows it read while the file is unchanged
+//! (exact, through `PRAGMA data_version`), or as a raw statement through
+//! the pool on PostgreSQL. It doubled `auth.me` throughput (see that module).
 
 mod generations;
 pub(crate) mod read;

@@ -17,7 +17,7 @@
 //! is why it keeps its own SQL. PostgreSQL and the fallback run the same
 //! fixed SQL through sea-orm's pool as a raw statement (prepared once per
 //! connection by sqlx, columns decoded by position): no query building per
-//! call, the same statement the PostgreSQL bound of `bench/run` sends.
+//! call, the same join the PostgreSQL bound of `bench/run` sends.
 //!
 //! Both paths read the committed state of the database at the moment of the
 //! call, so a revocation by any connection or process is seen at once.
@@ -155,7 +155,7 @@ impl SessionReader {
         if let Some(found) = self.read_fast(sid) {
             return Ok(found);
         }
-        // Boxed: the query builder's future is large, and inline it would
+        // Boxed: the pool's query future is large, and inline it would
         // make every guarded call's future (moved and boxed per call) that
         // much larger, though the SQLite fast path never runs it.
         Box::pin(read_pooled(db, sid)).await

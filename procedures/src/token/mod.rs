@@ -139,11 +139,11 @@ impl VerifyKey {
     fn new(key: DecodingKey, alg: Algorithm) -> Result<Self, KeyError> {
         let check = match alg {
             Algorithm::EdDSA => {
+                // Exactly 32 bytes: a longer row is damaged, not a key to cut.
                 let bytes: &[u8; 32] = key
                     .try_get_as_bytes()?
-                    .get(..32)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(KeyError::Encode("an Ed25519 key has 32 bytes".into()))?;
+                    .try_into()
+                    .map_err(|_| KeyError::Encode("an Ed25519 key has 32 bytes".into()))?;
                 SignatureCheck::Ed25519(
                     ed25519_dalek::VerifyingKey::from_bytes(bytes)
                         .map_err(|e| KeyError::Encode(e.to_string()))?,
@@ -275,8 +275,10 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet (nbf)")]
     NotYetValid,
-    #[error("token header names critical extensions we do not understand: {0:?}")]
-    Critical(Vec<String>),
+    /// Only the count: the names are the sender's, unchecked before the
+    /// signature, and may be long.
+    #[error("token header names {0} critical extension(s) we do not understand")]
+    Critical(usize),
     /// No key of the set has this `kid` (or the token has none where one
     /// is required). It may be a key another instance just added, so the
     /// caller may reload the key set and try once more.
@@ -416,7 +418,7 @@ impl TokenKeys {
         // We implement no JWS extension, so any `crit` entry is one we do not
         // understand, and RFC 7515 (4.1.11) says to refuse the token.
         if let Some(crit) = header.crit {
-            return Err(TokenError::Critical(crit));
+            return Err(TokenError::Critical(crit.len()));
         }
         {
             let set = self.set.read().unwrap_or_else(PoisonError::into_inner);
@@ -445,7 +447,12 @@ impl TokenKeys {
         if claims.issuer() != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
-        let (nbf, _) = claims.window();
+        let (nbf, exp) = claims.window();
+        // jsonwebtoken read these as unsigned and refused a negative one;
+        // we never sign one, so a token carrying one is not ours.
+        if nbf < 0 || exp < 0 {
+            return Err(TokenError::Malformed("exp and nbf must not be negative"));
+        }
         if now_ms < nbf.saturating_mul(1000).saturating_sub(self.leeway_ms) {
             return Err(TokenError::NotYetValid);
         }

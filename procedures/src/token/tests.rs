@@ -139,6 +139,15 @@ fn hand_made_tokens_are_refused() {
         &signed("[]", &claims(r#""gatehouse""#, "")),
         "header not an object",
     );
+    for (claim, value) in [("exp", -5), ("nbf", -5), ("exp", i64::MIN)] {
+        let mut c: serde_json::Value =
+            serde_json::from_str(&claims(r#""gatehouse""#, "")).expect("json");
+        c[claim] = value.into();
+        refused(
+            &signed(&header, &c.to_string()),
+            &format!("{claim} {value}"),
+        );
+    }
     refused(&signed(&header, "[]"), "claims not an object");
     refused(&signed(&header, "{"), "claims not JSON");
 

@@ -18,12 +18,21 @@
 //! default): the same driver Gatehouse reaches PostgreSQL with, without the
 //! ORM, one prepared statement, the same query.
 //!
+//! With `BASELINE_SESSION_CACHE=1` beside `BASELINE_SESSION_DB`, each
+//! thread's connection also keeps the verdicts it read while SQLite's
+//! `PRAGMA data_version` stays the same, the exact cache Gatehouse's fast
+//! path keeps (`procedures/src/sessions/read.rs`): the bound for the same
+//! work done the same way, so that what Gatehouse spends above it is the
+//! framework alone.
+//!
 //! Env: `GATEHOUSE_ADDR` (default `127.0.0.1:0`); `BASELINE_SESSION_DB` (a
-//! Gatehouse SQLite file) or `BASELINE_SESSION_PG`, `BASELINE_PG_POOL`,
+//! Gatehouse SQLite file) and `BASELINE_SESSION_CACHE`, or
+//! `BASELINE_SESSION_PG`, `BASELINE_PG_POOL`,
 //! `JWT_SECRET`, `GATEHOUSE_JWT_ISSUER` (default `gatehouse`). Prints
 //! `bench-baseline listening on http://ip:port` on stdout once bound.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,7 +48,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 /// and header count match the Gatehouse scenario.
 const ME_BODY: &str = r#"{"result":{"data":{"json":{"id":"0193a4f2-7b1c-7d3e-9a2b-4c5d6e7f8a9b","email":"bench-user-0@example.com","firstName":"Bench","lastName":"User0","role":"VIEWER","phone":null,"createdAt":"2026-11-22T04:00:00.000000Z","updatedAt":"2026-11-22T04:00:00.000000Z"}}}}"#;
 
-/// Gatehouse's session ⋈ user read (`procedures/src/session_read.rs`).
+/// Gatehouse's session ⋈ user read (`procedures/src/sessions/read.rs`,
+/// without the `username` column no check here needs).
 const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
      s.rotated_at, s.last_used_at, s.revoked_at, \
      u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
@@ -71,8 +81,9 @@ struct SessionCheck {
 
 /// Where the session ⋈ user row is read from.
 enum SessionStore {
-    /// A SQLite file, one read-only connection per runtime thread.
-    Sqlite(PathBuf),
+    /// A SQLite file, one read-only connection per runtime thread; `cache`:
+    /// keep verdicts while `PRAGMA data_version` is unchanged.
+    Sqlite { path: PathBuf, cache: bool },
     /// A PostgreSQL database through a sqlx pool.
     Postgres(sqlx::PgPool),
 }
@@ -90,9 +101,17 @@ struct Claims {
     sid: String,
 }
 
+/// One thread's read-only connection and, when caching, the verdicts it
+/// read since the database last changed: session id → (user id, alive).
+struct Reader {
+    conn: rusqlite::Connection,
+    version: i64,
+    verdicts: HashMap<String, (String, bool)>,
+}
+
 thread_local! {
-    /// One read-only connection per runtime thread, opened on first use.
-    static READER: RefCell<Option<rusqlite::Connection>> = const { RefCell::new(None) };
+    /// One reader per runtime thread, opened on first use.
+    static READER: RefCell<Option<Reader>> = const { RefCell::new(None) };
 }
 
 impl SessionCheck {
@@ -130,7 +149,7 @@ impl SessionCheck {
             return false;
         };
         match &self.db {
-            SessionStore::Sqlite(path) => Self::check_sqlite(path, &claims),
+            SessionStore::Sqlite { path, cache } => Self::check_sqlite(path, *cache, &claims),
             SessionStore::Postgres(pool) => Self::check_postgres(pool, &claims).await,
         }
     }
@@ -150,7 +169,7 @@ impl SessionCheck {
         matches!((user_id, revoked_at, user), (Ok(u), Ok(None), Ok(Some(_))) if u == claims.sub)
     }
 
-    fn check_sqlite(path: &std::path::Path, claims: &Claims) -> bool {
+    fn check_sqlite(path: &std::path::Path, cache: bool, claims: &Claims) -> bool {
         READER.with(|cell| {
             let mut cell = cell.borrow_mut();
             if cell.is_none() {
@@ -159,23 +178,58 @@ impl SessionCheck {
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
                         | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
-                .ok();
+                .ok()
+                .map(|conn| Reader {
+                    conn,
+                    version: i64::MIN,
+                    verdicts: HashMap::new(),
+                });
             }
-            let Some(conn) = cell.as_ref() else {
+            let Some(reader) = cell.as_mut() else {
                 return false;
             };
-            let Ok(mut statement) = conn.prepare_cached(SESSION_USER_SQL) else {
-                return false;
+            let verdict = if cache {
+                // As Gatehouse: the version first, then the row.
+                let Ok(version) = reader
+                    .conn
+                    .prepare_cached("PRAGMA data_version")
+                    .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
+                else {
+                    return false;
+                };
+                if version != reader.version {
+                    reader.verdicts.clear();
+                    reader.version = version;
+                }
+                match reader.verdicts.get(claims.sid.as_str()) {
+                    Some(verdict) => Some(verdict.clone()),
+                    None => {
+                        let read = Self::read_sqlite(&reader.conn, &claims.sid);
+                        if let Some(verdict) = &read {
+                            reader.verdicts.insert(claims.sid.clone(), verdict.clone());
+                        }
+                        read
+                    }
+                }
+            } else {
+                Self::read_sqlite(&reader.conn, &claims.sid)
             };
-            statement
-                .query_row([claims.sid.as_str()], |row| {
-                    let user_id: String = row.get(1)?;
-                    let revoked_at: Option<i64> = row.get(6)?;
-                    let user: Option<String> = row.get(7)?;
-                    Ok(revoked_at.is_none() && user_id == claims.sub && user.is_some())
-                })
-                .unwrap_or(false)
+            matches!(verdict, Some((user_id, true)) if user_id == claims.sub)
         })
+    }
+
+    /// The session's user id and whether the session is alive (not revoked,
+    /// its user still there).
+    fn read_sqlite(conn: &rusqlite::Connection, sid: &str) -> Option<(String, bool)> {
+        let mut statement = conn.prepare_cached(SESSION_USER_SQL).ok()?;
+        statement
+            .query_row([sid], |row| {
+                let user_id: String = row.get(1)?;
+                let revoked_at: Option<i64> = row.get(6)?;
+                let user: Option<String> = row.get(7)?;
+                Ok((user_id, revoked_at.is_none() && user.is_some()))
+            })
+            .ok()
     }
 }
 
@@ -194,7 +248,10 @@ async fn main() -> anyhow::Result<()> {
         .route("/readyz", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }));
     let store = if let Some(db) = std::env::var_os("BASELINE_SESSION_DB") {
-        Some(SessionStore::Sqlite(PathBuf::from(db)))
+        Some(SessionStore::Sqlite {
+            path: PathBuf::from(db),
+            cache: std::env::var("BASELINE_SESSION_CACHE").is_ok_and(|v| v == "1"),
+        })
     } else if let Ok(url) = std::env::var("BASELINE_SESSION_PG") {
         let size = match std::env::var("BASELINE_PG_POOL") {
             Ok(v) => v.parse()?,
