@@ -173,55 +173,58 @@ impl SessionCheck {
         READER.with(|cell| {
             let mut cell = cell.borrow_mut();
             if cell.is_none() {
-                *cell = rusqlite::Connection::open_with_flags(
-                    path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .ok()
-                .map(|conn| Reader {
-                    conn,
-                    version: i64::MIN,
-                    verdicts: HashMap::new(),
-                });
+                *cell = Reader::open(path);
             }
-            let Some(reader) = cell.as_mut() else {
-                return false;
-            };
-            let verdict = if cache {
-                // As Gatehouse: the version first, then the row.
-                let Ok(version) = reader
-                    .conn
-                    .prepare_cached("PRAGMA data_version")
-                    .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
-                else {
-                    return false;
-                };
-                if version != reader.version {
-                    reader.verdicts.clear();
-                    reader.version = version;
-                }
-                match reader.verdicts.get(claims.sid.as_str()) {
-                    Some(verdict) => Some(verdict.clone()),
-                    None => {
-                        let read = Self::read_sqlite(&reader.conn, &claims.sid);
-                        if let Some(verdict) = &read {
-                            reader.verdicts.insert(claims.sid.clone(), verdict.clone());
-                        }
-                        read
-                    }
-                }
-            } else {
-                Self::read_sqlite(&reader.conn, &claims.sid)
-            };
+            let verdict = cell
+                .as_mut()
+                .and_then(|reader| reader.verdict(&claims.sid, cache));
             matches!(verdict, Some((user_id, true)) if user_id == claims.sub)
         })
     }
+}
+
+impl Reader {
+    fn open(path: &std::path::Path) -> Option<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        Some(Self {
+            conn,
+            version: i64::MIN,
+            verdicts: HashMap::new(),
+        })
+    }
+
+    /// The session's user id and whether it is alive; with `cache`, from
+    /// the verdicts kept while `PRAGMA data_version` is unchanged (read
+    /// first, then the row, as Gatehouse does).
+    fn verdict(&mut self, sid: &str, cache: bool) -> Option<(String, bool)> {
+        if !cache {
+            return self.read(sid);
+        }
+        let version = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |row| row.get::<_, i64>(0)))
+            .ok()?;
+        if version != self.version {
+            self.verdicts.clear();
+            self.version = version;
+        }
+        if let Some(verdict) = self.verdicts.get(sid) {
+            return Some(verdict.clone());
+        }
+        let verdict = self.read(sid)?;
+        self.verdicts.insert(sid.to_owned(), verdict.clone());
+        Some(verdict)
+    }
 
     /// The session's user id and whether the session is alive (not revoked,
-    /// its user still there).
-    fn read_sqlite(conn: &rusqlite::Connection, sid: &str) -> Option<(String, bool)> {
-        let mut statement = conn.prepare_cached(SESSION_USER_SQL).ok()?;
+    /// its user still there), read from the file.
+    fn read(&self, sid: &str) -> Option<(String, bool)> {
+        let mut statement = self.conn.prepare_cached(SESSION_USER_SQL).ok()?;
         statement
             .query_row([sid], |row| {
                 let user_id: String = row.get(1)?;

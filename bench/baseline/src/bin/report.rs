@@ -181,9 +181,15 @@ struct Target {
     goal: &'static str,
     measured: Option<f64>,
     shown: String,
-    pass: Option<bool>,
-    /// Reported for information, not a target: no verdict.
-    info: bool,
+    verdict: Verdict,
+}
+
+/// What a row of the targets table is held to.
+enum Verdict {
+    /// A target: met, missed, or `None` when a figure is missing.
+    Goal(Option<bool>),
+    /// Reported for information, without a verdict.
+    Information,
 }
 
 impl Target {
@@ -194,8 +200,7 @@ impl Target {
             goal,
             measured: share,
             shown: share.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
-            pass: None,
-            info: true,
+            verdict: Verdict::Information,
         }
     }
 }
@@ -404,8 +409,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≥ 5×",
                 measured: r,
                 shown: ratio_s(r),
-                pass: r.map(|r| r >= 5.0),
-                info: false,
+                verdict: Verdict::Goal(r.map(|r| r >= 5.0)),
             }
         },
         Target::information(
@@ -420,8 +424,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≥ 85%",
                 measured: r,
                 shown: r.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
-                pass: r.map(|r| r >= 0.85),
-                info: false,
+                verdict: Verdict::Goal(r.map(|r| r >= 0.85)),
             }
         },
         // Like for like: the bound with Gatehouse's session cache, so the
@@ -438,8 +441,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≥ 85%",
                 measured: r,
                 shown: r.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
-                pass: r.map(|r| r >= 0.85),
-                info: false,
+                verdict: Verdict::Goal(r.map(|r| r >= 0.85)),
             }
         },
         {
@@ -449,8 +451,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≥ 1×",
                 measured: r,
                 shown: ratio_s(r),
-                pass: r.map(|r| r >= 1.0),
-                info: false,
+                verdict: Verdict::Goal(r.map(|r| r >= 1.0)),
             }
         },
         {
@@ -460,8 +461,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≥ 90%",
                 measured: r,
                 shown: r.map_or("–".into(), |r| format!("{:.0}%", r * 100.0)),
-                pass: r.map(|r| r >= 0.9),
-                info: false,
+                verdict: Verdict::Goal(r.map(|r| r >= 0.9)),
             }
         },
         {
@@ -471,8 +471,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≤ 10 ms",
                 measured: v,
                 shown: v.map_or("–".into(), |v| format!("{v:.2} ms")),
-                pass: v.map(|v| v <= 10.0),
-                info: false,
+                verdict: Verdict::Goal(v.map(|v| v <= 10.0)),
             }
         },
         {
@@ -482,8 +481,7 @@ fn main() -> anyhow::Result<()> {
                 goal: "≤ 64 MiB",
                 measured: v,
                 shown: v.map_or("–".into(), |v| format!("{v:.1} MiB")),
-                pass: v.map(|v| v <= 64.0),
-                info: false,
+                verdict: Verdict::Goal(v.map(|v| v <= 64.0)),
             }
         },
     ];
@@ -607,11 +605,11 @@ fn main() -> anyhow::Result<()> {
     writeln!(tt, "| target | goal | measured | verdict |")?;
     writeln!(tt, "|---|---|---:|---|")?;
     for x in &targets {
-        let verdict = match (x.info, x.pass) {
-            (true, _) => "info",
-            (false, Some(true)) => "PASS",
-            (false, Some(false)) => "MISS",
-            (false, None) => "n/a",
+        let verdict = match x.verdict {
+            Verdict::Information => "info",
+            Verdict::Goal(Some(true)) => "PASS",
+            Verdict::Goal(Some(false)) => "MISS",
+            Verdict::Goal(None) => "n/a",
         };
         writeln!(tt, "| {} | {} | {} | {verdict} |", x.name, x.goal, x.shown)?;
     }
@@ -719,8 +717,9 @@ fn main() -> anyhow::Result<()> {
             },
         },
         "targets": targets.iter().map(|x| json!({
-            "target": x.name, "goal": x.goal, "measured": x.measured, "pass": x.pass,
-            "information_only": x.info,
+            "target": x.name, "goal": x.goal, "measured": x.measured,
+            "pass": match x.verdict { Verdict::Goal(pass) => pass, Verdict::Information => None },
+            "information_only": matches!(x.verdict, Verdict::Information),
         })).collect::<Vec<_>>(),
     });
     let md_path = args.out.with_extension("md");
