@@ -103,21 +103,67 @@ pub async fn connect_sized(
         options
             .max_connections(max_connections.unwrap_or_else(sqlite_pool_size))
             .min_connections(1);
+        // FULL: every commit reaches the disk (fsync of the WAL) before the
+        // call that made it is answered, so an acknowledged logout or
+        // registration survives a power cut as well as a crashed process
+        // (NORMAL survives only the latter). See docs/operating.md.
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+        });
+        options.map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, _| Box::pin(leaves_no_transaction(conn)))
         });
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         options
             .max_connections(max_connections.unwrap_or(POSTGRES_POOL_SIZE))
             .min_connections(1);
+        options.map_sqlx_postgres_pool_opts(|pool| {
+            pool.after_release(|conn, _| Box::pin(leaves_no_transaction(conn)))
+        });
     } else {
         return Err(DbError::Unsupported(url.to_owned()));
     }
     Database::connect(options).await.map_err(DbError::Connect)
+}
+
+/// Counter of pooled connections closed because a transaction on them
+/// ended abnormally (see [`leaves_no_transaction`]).
+pub const DB_CONNECTIONS_DISCARDED_TOTAL: &str = "gatehouse_db_connections_discarded_total";
+
+/// The pool's check of a connection coming back from a call: whether it may
+/// be handed out again (`Ok(false)` closes it).
+///
+/// A transaction whose `COMMIT` or `ROLLBACK` failed can leave the driver's
+/// bookkeeping and the database out of step. SQLite rolls a transaction
+/// back by itself on a full disk, so the `ROLLBACK` that follows fails and
+/// the driver still counts one transaction open; it would then run the next
+/// caller's `BEGIN` as a `SAVEPOINT` nested in whatever is left, whose
+/// "commit" commits nothing while holding the write lock (acknowledged
+/// writes lost, every other connection locked out). Such a connection is
+/// closed instead: closing rolls back anything still open, and the pool
+/// opens a fresh one. The rollback a dropped transaction queues is run
+/// first (one round trip, only on that path), so a transaction that ended
+/// normally, committed or rolled back, costs nothing here.
+async fn leaves_no_transaction<C: sea_orm::sqlx::Connection>(
+    conn: &mut C,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "a database connection is still inside a transaction whose commit or rollback \
+             failed; closing it"
+        );
+        metrics::counter!(DB_CONNECTIONS_DISCARDED_TOTAL).increment(1);
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Applies every pending migration. Instances started together on one

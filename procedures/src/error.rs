@@ -3,7 +3,10 @@
 use gatehouse::{ErrorCode, RpcError};
 use http::{HeaderName, HeaderValue};
 
-use crate::db_health::{DB_ERRORS_TOTAL, RETRY_AFTER_SECS, is_unavailable};
+use crate::db_health::{
+    DB_ERRORS_TOTAL, RETRY_AFTER_SECS, STORAGE_RETRY_AFTER_SECS, StorageFull, is_storage_full,
+    is_unavailable,
+};
 use crate::password::PasswordError;
 
 /// `SERVICE_UNAVAILABLE` with a `Retry-After`: the database cannot be
@@ -18,6 +21,23 @@ fn unavailable() -> RpcError {
         HeaderName::from_static("retry-after"),
         HeaderValue::from(RETRY_AFTER_SECS),
     )
+}
+
+/// `SERVICE_UNAVAILABLE` for a write that found the database's disk full:
+/// nothing was written, and the client may retry once space is freed. The
+/// [`StorageFull`] cause tells the service to mark the storage full
+/// (`/readyz`); it is logged, never sent.
+fn storage_full(db: &sea_orm::DbErr) -> RpcError {
+    RpcError::keyed(
+        ErrorCode::ServiceUnavailable,
+        "unavailable",
+        AuthError::Unavailable.to_string(),
+    )
+    .with_header(
+        HeaderName::from_static("retry-after"),
+        HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+    )
+    .with_cause(StorageFull(db.to_string()))
 }
 
 /// Everything an auth procedure can fail with (its `Procedure::Error`), so
@@ -118,6 +138,10 @@ impl From<AuthError> for RpcError {
             AuthError::Unavailable => {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);
                 return unavailable();
+            }
+            AuthError::Db(ref db) if is_storage_full(db) => {
+                metrics::counter!(DB_ERRORS_TOTAL, "kind" => "storage_full").increment(1);
+                return storage_full(db);
             }
             AuthError::Db(ref db) if is_unavailable(db) => {
                 metrics::counter!(DB_ERRORS_TOTAL, "kind" => "unavailable").increment(1);

@@ -149,6 +149,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         &config.database_url(),
         Duration::from_millis(config.db_connect_timeout_ms),
     );
+    health.spawn_storage_probe(db.clone());
     let service = AuthService::new(db, keys, hasher, mailer, settings)
         .with_fast_session_reads(&config.database_url())
         .with_health(health)

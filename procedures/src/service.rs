@@ -499,7 +499,7 @@ impl Service for AuthService {
     /// Down at once while the probe says so; otherwise a ping that may take
     /// at most [`READY_PING_TIMEOUT`].
     async fn ready(&self) -> bool {
-        self.health.is_up()
+        self.health.is_ready()
             && matches!(
                 tokio::time::timeout(READY_PING_TIMEOUT, self.db.ping()).await,
                 Ok(Ok(()))
@@ -507,6 +507,16 @@ impl Service for AuthService {
     }
 
     fn finalize_error(&self, request: &RequestMeta, error: &mut RpcError) {
+        // Every error the service answers passes here, so this is where a
+        // write that found the disk full marks the storage (see
+        // `crate::db_health`).
+        if error
+            .cause
+            .as_deref()
+            .is_some_and(|cause| cause.is::<crate::db_health::StorageFull>())
+        {
+            self.health.mark_storage_full();
+        }
         i18n::localize(error, i18n::negotiate(request.header("accept-language")));
     }
 }
