@@ -9,9 +9,9 @@ use crate::db_health::{
 };
 use crate::password::PasswordError;
 
-/// `SERVICE_UNAVAILABLE` with a `Retry-After`: the database cannot be
-/// reached (or handed out no connection in time); the client may retry.
-fn unavailable() -> RpcError {
+/// `SERVICE_UNAVAILABLE` with a `Retry-After` of `retry_after` seconds:
+/// nothing was done, and the client may retry then.
+fn unavailable_for(retry_after: u64) -> RpcError {
     RpcError::keyed(
         ErrorCode::ServiceUnavailable,
         "unavailable",
@@ -19,25 +19,20 @@ fn unavailable() -> RpcError {
     )
     .with_header(
         HeaderName::from_static("retry-after"),
-        HeaderValue::from(RETRY_AFTER_SECS),
+        HeaderValue::from(retry_after),
     )
 }
 
-/// `SERVICE_UNAVAILABLE` for a write that found the database's disk full:
-/// nothing was written, and the client may retry once space is freed. The
+/// The database cannot be reached (or handed out no connection in time).
+fn unavailable() -> RpcError {
+    unavailable_for(RETRY_AFTER_SECS)
+}
+
+/// A write found the database's disk full: nothing was written. The
 /// [`StorageFull`] cause tells the service to mark the storage full
 /// (`/readyz`); it is logged, never sent.
 fn storage_full(db: &sea_orm::DbErr) -> RpcError {
-    RpcError::keyed(
-        ErrorCode::ServiceUnavailable,
-        "unavailable",
-        AuthError::Unavailable.to_string(),
-    )
-    .with_header(
-        HeaderName::from_static("retry-after"),
-        HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
-    )
-    .with_cause(StorageFull(db.to_string()))
+    unavailable_for(STORAGE_RETRY_AFTER_SECS).with_cause(StorageFull(db.to_string()))
 }
 
 /// Everything an auth procedure can fail with (its `Procedure::Error`), so
