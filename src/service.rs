@@ -22,6 +22,18 @@ pub trait Principal: Send + Sync + Clone + 'static {
     fn subject(&self) -> Option<&str> {
         None
     }
+
+    /// When these credentials stop being accepted (e.g. a token's `exp`),
+    /// if ever. A subscription the caller opened ends at that moment with
+    /// `UNAUTHORIZED` ([`crate::router::credentials_expired`]), because the
+    /// stream was authorised only once, when it opened: without an end it
+    /// would keep delivering to credentials that no other call accepts any
+    /// more. The client then renews them and resubscribes (from its last
+    /// event id, so a tracked stream loses nothing). `None` (the default)
+    /// never ends a stream for this reason.
+    fn expires_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// The application behind a router: its state plus its authenticator.

@@ -38,6 +38,9 @@ impl From<Option<EventsFields>> for EventsInput {
 /// The caller's session and account events: its own session revoked
 /// (then the stream ends with UNAUTHORIZED), its role changed, its profile
 /// updated. Each carries an id; reconnecting with the last one resumes.
+/// The stream also ends with UNAUTHORIZED when the caller's token expires
+/// (the framework does it, from [`gatehouse::Principal::expires_at`]); the
+/// client refreshes and resubscribes from its last id.
 #[derive(schemars::JsonSchema)]
 pub struct Events;
 
