@@ -29,6 +29,7 @@ pub use crate::metrics::{
 };
 use crate::router::Registry;
 use crate::service::Service;
+pub use crate::service::{MAX_REQUEST_ID_LEN, is_acceptable_request_id};
 
 /// The full application: `/trpc/*` plus `/openapi.json`, the API reference
 /// page `/docs` (unless [`TrpcConfig::docs`] is off), `/healthz`, `/readyz`
@@ -190,23 +191,6 @@ impl MakeRequestId for FastRequestId {
             .ok()
             .map(RequestId::new)
     }
-}
-
-/// Longest `x-request-id` a client may choose, in bytes.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Whether a client's `x-request-id` may be the request's id: 1 to
-/// [`MAX_REQUEST_ID_LEN`] bytes of ASCII letters, digits and `-_.:`. The id
-/// is echoed in the response and written into every log line of the
-/// request, so anything that could pass for log syntax (spaces, quotes,
-/// `=`, braces, control or non-ASCII bytes) or bloat every line is refused;
-/// UUIDs, ULIDs, W3C trace ids and `service:host:counter` styles all fit.
-pub fn is_acceptable_request_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// Removes a client's `x-request-id` that [`is_acceptable_request_id`]

@@ -70,6 +70,23 @@ pub trait Service: Send + Sync + 'static {
     fn finalize_error(&self, _request: &RequestMeta, _error: &mut RpcError) {}
 }
 
+/// Longest `x-request-id` a client may choose, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a client's `x-request-id` may be the request's id: 1 to
+/// [`MAX_REQUEST_ID_LEN`] bytes of ASCII letters, digits and `-_.:`. The id
+/// is echoed in the response and written into every log line of the
+/// request, so anything that could pass for log syntax (spaces, quotes,
+/// `=`, braces, control or non-ASCII bytes) or bloat every line is refused;
+/// UUIDs, ULIDs, W3C trace ids and `service:host:counter` styles all fit.
+pub fn is_acceptable_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// The parts of an HTTP request a procedure may need, without the body.
 #[derive(Debug, Clone)]
 pub struct RequestMeta {

@@ -255,7 +255,7 @@ pub(crate) fn request_meta(
 /// is served without them and the client's is missing or unacceptable.
 fn request_id(headers: &HeaderMap) -> String {
     match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if crate::server::is_acceptable_request_id(id.as_bytes()) => id.to_owned(),
+        Some(id) if crate::service::is_acceptable_request_id(id.as_bytes()) => id.to_owned(),
         _ => uuid::Uuid::new_v4().to_string(),
     }
 }
