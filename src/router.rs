@@ -10,6 +10,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
@@ -544,6 +545,42 @@ fn require_ids(events: RawEvents, path: Arc<str>) -> RawEvents {
         .boxed()
 }
 
+/// The error that ends a subscription when the caller's credentials expire
+/// ([`Principal::expires_at`]): `UNAUTHORIZED`, key `credentials_expired`.
+pub fn credentials_expired() -> RpcError {
+    RpcError::keyed(
+        ErrorCode::Unauthorized,
+        "credentials_expired",
+        "Credentials expired",
+    )
+}
+
+/// `events` until `at`, then [`credentials_expired`] and the end; an end or
+/// error of `events` before then ends it as usual. Once `at` has passed no
+/// further event is delivered, even one that is ready at that instant.
+fn until_expiry(events: RawEvents, at: SystemTime) -> RawEvents {
+    use futures::StreamExt;
+    // The wall-clock instant as a timer deadline (tokio's clock is
+    // monotonic); an instant already past fires at once.
+    let left = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    let expiry = Box::pin(tokio::time::sleep(left));
+    futures::stream::unfold(Some((events, expiry)), |state| async move {
+        let (mut events, mut expiry) = state?;
+        tokio::select! {
+            biased;
+            () = &mut expiry => Some((Err(credentials_expired()), None)),
+            event = events.next() => match event {
+                Some(Ok(event)) => Some((Ok(event), Some((events, expiry)))),
+                Some(Err(error)) => Some((Err(error), None)),
+                None => None,
+            },
+        }
+    })
+    .boxed()
+}
+
 /// Per-HTTP-request state shared by the calls of one batch: the request's
 /// metadata and the caller, authenticated at most once.
 pub struct RequestScope<S: Service> {
@@ -594,11 +631,16 @@ impl<S: Service> RequestScope<S> {
         let Handler::Subscribe { subscribe, tracked } = entry.handler else {
             return Err(RpcError::internal_error());
         };
+        let expires_at = principal.as_ref().and_then(Principal::expires_at);
         let events = subscribe(self.ctx(entry, principal), input).await?;
         let events = if tracked {
             require_ids(events, entry.path.clone())
         } else {
             events
+        };
+        let events = match expires_at {
+            Some(at) => until_expiry(events, at),
+            None => events,
         };
         Ok((admitted, events))
     }
@@ -655,5 +697,56 @@ impl<S: Service> RequestScope<S> {
                 Ok(Some(principal))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn event(n: u32) -> Result<RawEvent, RpcError> {
+        Ok(RawEvent {
+            id: Some(n.to_string()),
+            data: serde_json::value::to_raw_value(&n).expect("json"),
+        })
+    }
+
+    fn id(item: Option<Result<RawEvent, RpcError>>) -> Result<Option<String>, RpcError> {
+        item.map_or(Ok(None), |event| event.map(|e| e.id))
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_with_unauthorized_when_the_credentials_expire() {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let at = SystemTime::now() + Duration::from_millis(150);
+        let mut events = until_expiry(rx.boxed(), at);
+        tx.unbounded_send(event(1)).expect("send");
+        assert_eq!(id(events.next().await).expect("event"), Some("1".into()));
+        // Nothing more until the expiry, then the error and the end; an
+        // event ready at that moment is not delivered.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.unbounded_send(event(2)).expect("send");
+        let error = id(events.next().await).expect_err("expired");
+        assert_eq!(error.code, ErrorCode::Unauthorized);
+        assert_eq!(error.key, Some("credentials_expired"));
+        assert!(events.next().await.is_none(), "ended");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_before_the_expiry_ends_as_it_did() {
+        let at = SystemTime::now() + Duration::from_secs(60);
+        let inner = futures::stream::iter([event(1), Err(RpcError::internal_error()), event(3)]);
+        let mut events = until_expiry(inner.boxed(), at);
+        assert_eq!(id(events.next().await).expect("event"), Some("1".into()));
+        let error = id(events.next().await).expect_err("the stream's own error");
+        assert_eq!(error.code, ErrorCode::InternalServerError);
+        assert!(events.next().await.is_none(), "ended after its error");
+        let mut done = until_expiry(futures::stream::iter([event(1)]).boxed(), at);
+        assert!(done.next().await.is_some());
+        assert!(
+            done.next().await.is_none(),
+            "no expiry error after a normal end"
+        );
     }
 }

@@ -29,6 +29,7 @@ pub use crate::metrics::{
 };
 use crate::router::Registry;
 use crate::service::Service;
+pub use crate::service::{MAX_REQUEST_ID_LEN, is_acceptable_request_id};
 
 /// The full application: `/trpc/*` plus `/openapi.json`, the API reference
 /// page `/docs` (unless [`TrpcConfig::docs`] is off), `/healthz`, `/readyz`
@@ -101,6 +102,7 @@ pub fn app_with_routes<S: Service>(
     }
     router.layer(
         ServiceBuilder::new()
+            .map_request(drop_unacceptable_request_id)
             .layer(SetRequestIdLayer::x_request_id(FastRequestId))
             .layer(TraceLayer::new_for_http().make_span_with(request_span))
             .layer(PropagateRequestIdLayer::x_request_id()),
@@ -191,18 +193,38 @@ impl MakeRequestId for FastRequestId {
     }
 }
 
+/// Removes a client's `x-request-id` that [`is_acceptable_request_id`]
+/// refuses (or that is sent more than once), so that the request-id layer
+/// behind it makes one of its own and the response echoes that one.
+fn drop_unacceptable_request_id(mut req: Request<Body>) -> Request<Body> {
+    let mut ids = req.headers().get_all(X_REQUEST_ID).iter();
+    let acceptable = match (ids.next(), ids.next()) {
+        (None, _) => return req,
+        (Some(id), None) => is_acceptable_request_id(id.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !acceptable {
+        req.headers_mut().remove(X_REQUEST_ID);
+        tracing::debug!("x-request-id refused; a new id replaces it");
+    }
+    req
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 fn request_span(req: &Request<Body>) -> tracing::Span {
     let request_id = req
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     // The path only: query strings may carry inputs we should not log.
+    // Every field as `&str`, so the log formatter quotes and escapes it.
     tracing::info_span!(
         "request",
         request_id,
-        method = %req.method(),
-        uri = %req.uri().path(),
+        method = req.method().as_str(),
+        uri = req.uri().path(),
     )
 }
 

@@ -22,6 +22,18 @@ pub trait Principal: Send + Sync + Clone + 'static {
     fn subject(&self) -> Option<&str> {
         None
     }
+
+    /// When these credentials stop being accepted (e.g. a token's `exp`),
+    /// if ever. A subscription the caller opened ends at that moment with
+    /// `UNAUTHORIZED` ([`crate::router::credentials_expired`]), because the
+    /// stream was authorised only once, when it opened: without an end it
+    /// would keep delivering to credentials that no other call accepts any
+    /// more. The client then renews them and resubscribes (from its last
+    /// event id, so a tracked stream loses nothing). `None` (the default)
+    /// never ends a stream for this reason.
+    fn expires_at(&self) -> Option<std::time::SystemTime> {
+        None
+    }
 }
 
 /// The application behind a router: its state plus its authenticator.
@@ -56,6 +68,23 @@ pub trait Service: Send + Sync + 'static {
     /// and the protocol's own (unknown path, wrong method, request-level
     /// errors). The default leaves it unchanged.
     fn finalize_error(&self, _request: &RequestMeta, _error: &mut RpcError) {}
+}
+
+/// Longest `x-request-id` a client may choose, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a client's `x-request-id` may be the request's id: 1 to
+/// [`MAX_REQUEST_ID_LEN`] bytes of ASCII letters, digits and `-_.:`. The id
+/// is echoed in the response and written into every log line of the
+/// request, so anything that could pass for log syntax (spaces, quotes,
+/// `=`, braces, control or non-ASCII bytes) or bloat every line is refused;
+/// UUIDs, ULIDs, W3C trace ids and `service:host:counter` styles all fit.
+pub fn is_acceptable_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// The parts of an HTTP request a procedure may need, without the body.

@@ -110,6 +110,72 @@ async fn request_ids_are_set_and_propagated() {
     assert!(r.header("x-request-id").is_some());
 }
 
+/// A client's `x-request-id` is written into every log line of its request
+/// and echoed back, so only a short id of a safe charset is kept; anything
+/// else (log syntax, control or non-ASCII bytes, a huge id, two ids) is
+/// replaced by a generated one, and the response carries the id used.
+#[tokio::test]
+async fn only_short_safe_request_ids_are_kept() {
+    let app = app();
+    let echoed = |value: &[u8]| {
+        let app = app.clone();
+        let value = http::HeaderValue::from_bytes(value).expect("a valid header value");
+        async move {
+            let req = build(
+                request("GET", "/trpc/hello").header("x-request-id", value),
+                Body::empty(),
+            );
+            send(&app, req)
+                .await
+                .header("x-request-id")
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let longest = "a".repeat(gatehouse::server::MAX_REQUEST_ID_LEN);
+    for good in [
+        "abc-123",
+        "0af7651916cd43dd8448eb211c80319c",
+        "01HZY3J5W6Q8X9V2KDTM4N7P0R",
+        "edge:host-7.eu_1:42",
+        longest.as_str(),
+    ] {
+        assert_eq!(echoed(good.as_bytes()).await, good, "kept");
+    }
+    let huge = "a".repeat(60 * 1024);
+    let too_long = "a".repeat(gatehouse::server::MAX_REQUEST_ID_LEN + 1);
+    for bad in [
+        &b"x1 event=\"login.success\" user_id=\"forged\""[..],
+        b"a=b",
+        b"with space",
+        b"tab\there",
+        b"quote\"",
+        b"brace}",
+        b"caf\xc3\xa9",
+        b"",
+        too_long.as_bytes(),
+        huge.as_bytes(),
+    ] {
+        let id = echoed(bad).await;
+        assert!(
+            uuid::Uuid::parse_str(&id).is_ok(),
+            "{:?} replaced by a generated id, got {:?}",
+            String::from_utf8_lossy(&bad[..bad.len().min(60)]),
+            &id[..id.len().min(60)]
+        );
+    }
+    // Two ids: neither is chosen.
+    let req = build(
+        request("GET", "/trpc/hello")
+            .header("x-request-id", "one")
+            .header("x-request-id", "two"),
+        Body::empty(),
+    );
+    let id = send(&app, req).await;
+    let id = id.header("x-request-id").unwrap_or_default();
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id:?}");
+}
+
 #[tokio::test]
 async fn cors_preflight_and_exposed_headers() {
     let app = app_with(TrpcConfig {

@@ -124,15 +124,21 @@ impl CookieSettings {
             return Ok(());
         }
         let Some(origin) = request_origin(meta) else {
-            tracing::info!(request_id = %meta.request_id, "cookie request refused: no Origin or Referer");
+            tracing::info!(
+                request_id = meta.request_id.as_str(),
+                "cookie request refused: no Origin or Referer"
+            );
             return Err(AuthError::CsrfRejected);
         };
         let same_origin = meta
             .header("host")
             .is_some_and(|host| origin_host(&origin) == Some(host));
         if !same_origin && !self.allowed_origins.contains(&origin) {
-            tracing::info!(request_id = %meta.request_id, %origin,
-                "cookie request refused: origin not allowed");
+            tracing::info!(
+                request_id = meta.request_id.as_str(),
+                origin = origin.as_str(),
+                "cookie request refused: origin not allowed"
+            );
             return Err(AuthError::CsrfRejected);
         }
         let json = meta
@@ -140,8 +146,10 @@ impl CookieSettings {
             .and_then(|ct| ct.split(';').next())
             .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
         if !json && meta.header(SESSION_HEADER).is_none() {
-            tracing::info!(request_id = %meta.request_id,
-                "cookie request refused: neither JSON nor x-gatehouse-session");
+            tracing::info!(
+                request_id = meta.request_id.as_str(),
+                "cookie request refused: neither JSON nor x-gatehouse-session"
+            );
             return Err(AuthError::CsrfRejected);
         }
         Ok(())

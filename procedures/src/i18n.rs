@@ -181,6 +181,11 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Se requiere autenticación",
     ),
     (
+        "credentials_expired",
+        "Credentials expired",
+        "Las credenciales han caducado",
+    ),
+    (
         "role_required",
         "This procedure requires the {role} role",
         "Este procedimiento requiere el rol {role}",

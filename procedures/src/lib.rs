@@ -395,7 +395,7 @@ async fn bootstrap_admin(
         model.role = Set(Role::Admin.as_str().to_owned());
         model.updated_at = Set(db::now_ms());
         let u = model.update(db).await?;
-        tracing::warn!(target: "audit", event = "admin.bootstrap_promoted", user_id = %u.id,
+        tracing::warn!(target: "audit", event = "admin.bootstrap_promoted", user_id = u.id.as_str(),
             "no ADMIN existed; promoted the existing GATEHOUSE_ADMIN_EMAIL account");
         return Ok(());
     }
@@ -425,7 +425,7 @@ async fn bootstrap_admin(
         Err(CreateUserError::Exists) => return Ok(()),
         other => other?,
     };
-    tracing::info!(target: "audit", event = "admin.bootstrap_created", user_id = %u.id,
+    tracing::info!(target: "audit", event = "admin.bootstrap_created", user_id = u.id.as_str(),
         "created the first ADMIN from GATEHOUSE_ADMIN_EMAIL");
     Ok(())
 }

@@ -122,7 +122,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
             let pair = store::rotate(&db, &seal, alg, config.key_window_ms(), now)
                 .await
                 .map_err(|e| e.to_string())?;
-            tracing::info!(target: "audit", event = "keys.rotated", kid = %pair.kid, %alg);
+            tracing::info!(target: "audit", event = "keys.rotated", kid = pair.kid.as_str(), alg = alg.as_str());
             println!("new {alg} signing key {}", pair.kid);
         }
         KeysCommand::List => {
@@ -212,7 +212,7 @@ async fn users_create(
     let user = gatehouse_auth::create_user(&db, &hasher, new)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(target: "audit", event = "user.created_cli", user_id = %user.id, role = %role);
+    tracing::info!(target: "audit", event = "user.created_cli", user_id = user.id.as_str(), role = role.as_str());
     println!("created {} user {} ({})", role, user.email, user.id);
     Ok(())
 }

@@ -86,6 +86,10 @@ pub struct AuthUser {
     /// The user row as read while authenticating, so `auth.me` and friends
     /// need no second query.
     pub user: user::Model,
+    /// When the token stops being accepted (Unix ms): its `exp` plus
+    /// `JWT_LEEWAY`. Subscriptions opened with it end then (a session
+    /// cookie carries the same token, so the same holds for cookie streams).
+    pub expires_at_ms: i64,
 }
 
 impl Principal for AuthUser {
@@ -95,6 +99,14 @@ impl Principal for AuthUser {
 
     fn subject(&self) -> Option<&str> {
         Some(&self.user_id)
+    }
+
+    /// The token's end, so an `auth.events` stream cannot outlive it: it
+    /// was authorised once, when it opened, and would otherwise keep
+    /// delivering account changes to a token no other call accepts.
+    fn expires_at(&self) -> Option<std::time::SystemTime> {
+        let ms = u64::try_from(self.expires_at_ms).unwrap_or(0);
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms))
     }
 }
 
@@ -366,6 +378,7 @@ impl AuthService {
                 tracing::debug!(error = %e, "token refused");
                 AuthError::InvalidToken
             })?;
+        let expires_at_ms = self.keys.refused_from_ms(&claims);
         let Some((session, user)) = self.sessions.read(&self.db, &claims.sid).await? else {
             return Err(AuthError::SessionRevoked);
         };
@@ -409,6 +422,7 @@ impl AuthService {
             role,
             email: user.email.clone(),
             user,
+            expires_at_ms,
         })
     }
 

@@ -241,9 +241,9 @@ impl<S: HasAuth> Procedure<S> for SetRole {
         svc.revoke_sessions(&txn, &updated.id, None, RevokeReason::RoleChanged)
             .await?;
         txn.commit().await?;
-        tracing::info!(target: "audit", event = "user.role_changed", user_id = %updated.id,
-            actor_id = %me.user_id, from = %old_role, to = %input.role,
-            request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "user.role_changed", user_id = updated.id.as_str(),
+            actor_id = me.user_id.as_str(), from = old_role.as_str(), to = input.role.as_str(),
+            request_id = ctx.request.request_id.as_str());
         UserDetails::try_from(&updated)
     }
 }
@@ -287,8 +287,8 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        tracing::info!(target: "audit", event = "user.deleted", user_id = %target.id,
-            actor_id = %me.user_id, request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "user.deleted", user_id = target.id.as_str(),
+            actor_id = me.user_id.as_str(), request_id = ctx.request.request_id.as_str());
         Ok(Success::default())
     }
 }

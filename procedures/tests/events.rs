@@ -352,7 +352,113 @@ async fn a_bad_resume_point_is_bad_request(backend: Backend) {
     assert_eq!(message, "lastEventId must be the id of an earlier event");
 }
 
+/// Unix time now, in milliseconds.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit")
+}
+
+/// The `exp` of an access token, in Unix seconds.
+fn exp(token: &str) -> i64 {
+    common::claims(token)["exp"].as_i64().expect("exp")
+}
+
+/// The real binary with `JWT_TTL=2`: a stream ends with UNAUTHORIZED when
+/// its token expires (by bearer token or session cookie) and delivers
+/// nothing after that, while a stream whose
+/// token is still valid keeps delivering; after a refresh, a resubscribe
+/// from the last id gets what happened in between.
+async fn a_stream_ends_when_its_token_expires(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::test_config(backend, dir.path()).await;
+    let mut cmd = common::binary(dir.path());
+    cmd.env("DATABASE_URL", config.database_url())
+        .env("JWT_SECRET", common::SECRET)
+        .env("JWT_TTL", "2");
+    let (_child, addr) = common::spawn_listening(cmd).await;
+    let client = Client::new(addr);
+    let (first, _) = register(&client, "expiring@example.com").await;
+    let mut expiring = Stream::with_token(addr, &first, "").await;
+    // The same token in the session cookie (a browser's EventSource).
+    let cookie = format!("gatehouse_session={first}");
+    let mut by_cookie = Stream::open(addr, "", &[("cookie", &cookie)]).await;
+    client
+        .clone()
+        .with_token(&first)
+        .mutation("auth.updateProfile", json!({"firstName": "One"}))
+        .await
+        .data();
+    let (one_id, one) = expiring.data().await;
+    assert_eq!(one["user"]["firstName"], "One");
+    assert_eq!(by_cookie.data().await.0, one_id);
+
+    // A second session whose token outlives the first one's by a second
+    // or more (`exp` counts whole seconds).
+    let second = loop {
+        let token = login_token(&client, "expiring@example.com", PASSWORD).await;
+        if exp(&token) > exp(&first) {
+            break token;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut valid = Stream::with_token(addr, &second, "").await;
+
+    // Past the first token's expiry, the profile changes again.
+    let expired_at = exp(&first) * 1000;
+    let wait = u64::try_from(expired_at + 200 - now_ms()).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    client
+        .clone()
+        .with_token(&second)
+        .mutation("auth.updateProfile", json!({"firstName": "Two"}))
+        .await
+        .data();
+    // The expired token's stream ended at its expiry, before that change.
+    let (code, message) = expiring.error().await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("UNAUTHORIZED", "Credentials expired")
+    );
+    let (code, message) = by_cookie.error().await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("UNAUTHORIZED", "Credentials expired")
+    );
+    // The stream of the valid token delivers it.
+    let (two_id, two) = valid.data().await;
+    assert_eq!(two["user"]["firstName"], "Two");
+
+    // Refresh the expired token and resubscribe from the last id seen:
+    // the change in between arrives, then live ones.
+    let refreshed = client.refresh(&first).await.data()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let bearer = format!("Bearer {refreshed}");
+    let mut resumed = Stream::open(
+        addr,
+        "",
+        &[("authorization", &bearer), ("last-event-id", &one_id)],
+    )
+    .await;
+    let (missed_id, missed) = resumed.data().await;
+    assert_eq!(
+        (missed_id.as_str(), &missed["user"]["firstName"]),
+        (two_id.as_str(), &json!("Two"))
+    );
+    client
+        .clone()
+        .with_token(&refreshed)
+        .mutation("auth.updateProfile", json!({"firstName": "Three"}))
+        .await
+        .data();
+    assert_eq!(resumed.data().await.1["user"]["firstName"], "Three");
+}
+
 both_backends!(
+    a_stream_ends_when_its_token_expires,
     logout_revokes_the_subscribers_session,
     account_events_arrive_and_a_reconnect_misses_nothing,
     a_role_change_is_announced_then_ends_the_session,

@@ -250,11 +250,13 @@ pub(crate) fn request_meta(
     }
 }
 
-/// The client's `x-request-id`, or a new one.
+/// The request's `x-request-id` (set by [`crate::server::app`]'s layers,
+/// which replace a client's unacceptable one), or a new one when the router
+/// is served without them and the client's is missing or unacceptable.
 fn request_id(headers: &HeaderMap) -> String {
     match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) => id.to_owned(),
-        None => uuid::Uuid::new_v4().to_string(),
+        Some(id) if crate::service::is_acceptable_request_id(id.as_bytes()) => id.to_owned(),
+        _ => uuid::Uuid::new_v4().to_string(),
     }
 }
 

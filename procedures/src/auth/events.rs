@@ -38,6 +38,9 @@ impl From<Option<EventsFields>> for EventsInput {
 /// The caller's session and account events: its own session revoked
 /// (then the stream ends with UNAUTHORIZED), its role changed, its profile
 /// updated. Each carries an id; reconnecting with the last one resumes.
+/// The stream also ends with UNAUTHORIZED when the token expires: refresh
+/// it, then subscribe again from the last id.
+// (The framework ends it, at `Principal::expires_at` of `AuthUser`.)
 #[derive(schemars::JsonSchema)]
 pub struct Events;
 

@@ -115,10 +115,10 @@ impl RequestPasswordReset {
         match &user {
             Some(user) if queued => {
                 svc.outbox.wake();
-                tracing::info!(target: "audit", event = "reset.requested", user_id = %user.id, request_id);
+                tracing::info!(target: "audit", event = "reset.requested", user_id = user.id.as_str(), request_id);
             }
             Some(user) => {
-                tracing::warn!(target: "audit", event = "reset.throttled", user_id = %user.id, request_id);
+                tracing::warn!(target: "audit", event = "reset.throttled", user_id = user.id.as_str(), request_id);
             }
             None => {
                 tracing::info!(target: "audit", event = "reset.requested_unknown", request_id);
@@ -214,8 +214,8 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
             .await?;
         limits::clear(&txn, &format!("login:account:{email}")).await?;
         txn.commit().await?;
-        tracing::info!(target: "audit", event = "reset.completed", user_id = %user.id,
-            request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "reset.completed", user_id = user.id.as_str(),
+            request_id = ctx.request.request_id.as_str());
         Ok(Success::default())
     }
 }
@@ -265,8 +265,8 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
                 .await?
                 .matches;
         if !ok {
-            tracing::warn!(target: "audit", event = "password.change_failed", user_id = %user.id,
-                request_id = %ctx.request.request_id);
+            tracing::warn!(target: "audit", event = "password.change_failed", user_id = user.id.as_str(),
+                request_id = ctx.request.request_id.as_str());
             return Err(AuthError::WrongCurrentPassword);
         }
         let hash = svc.hasher.hash(&new_password).await?;
@@ -286,8 +286,8 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         txn.commit().await?;
-        tracing::info!(target: "audit", event = "password.changed", user_id = %user.id,
-            session_id = %me.session_id, request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "password.changed", user_id = user.id.as_str(),
+            session_id = me.session_id.as_str(), request_id = ctx.request.request_id.as_str());
         svc.issue(&user, &me.session_id, &new_generation)
     }
 }

@@ -101,8 +101,8 @@ impl<S: HasAuth> Procedure<S> for Register {
         };
         let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
         txn.commit().await.map_err(user_conflict)?;
-        tracing::info!(target: "audit", event = "register", user_id = %user.id,
-            session_id = %sid, request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "register", user_id = user.id.as_str(),
+            session_id = sid.as_str(), request_id = ctx.request.request_id.as_str());
         let payload = svc.issue(&user, &sid, &generation)?;
         Ok(svc.deliver(&ctx.request, cookie, payload))
     }
@@ -235,7 +235,7 @@ impl Login {
         )
         .await?;
         tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
-            failures = account.count, ip = %client_ip_string(ctx), request_id = %ctx.request.request_id);
+            failures = account.count, ip = client_ip_string(ctx).as_str(), request_id = ctx.request.request_id.as_str());
         if account.count > 3 {
             let steps = u64::try_from((account.count - 3).min(10)).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(50 * steps)).await;
@@ -281,8 +281,8 @@ impl<S: HasAuth> Procedure<S> for Login {
         if let Some(retry_after) =
             limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms()).await?
         {
-            tracing::warn!(target: "audit", event = "login.throttled", ip = %client_ip_string(&ctx),
-                request_id = %ctx.request.request_id);
+            tracing::warn!(target: "audit", event = "login.throttled", ip = client_ip_string(&ctx).as_str(),
+                request_id = ctx.request.request_id.as_str());
             return Err(AuthError::Throttled { retry_after });
         }
 
@@ -324,8 +324,8 @@ impl<S: HasAuth> Procedure<S> for Login {
         }
 
         let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
-        tracing::info!(target: "audit", event = "login.success", user_id = %user.id,
-            session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "login.success", user_id = user.id.as_str(),
+            session_id = sid.as_str(), ip = client_ip_string(&ctx).as_str(), request_id = ctx.request.request_id.as_str());
         let payload = svc.issue(&user, &sid, &generation)?;
         Ok(svc.deliver(&ctx.request, cookie, payload))
     }

@@ -70,8 +70,8 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         let grace = svc.settings.refresh_grace_ms;
         match sessions::refresh(&svc.db, grace, session, generation, now).await? {
             sessions::Refresh::Rotated(next) => {
-                tracing::info!(target: "audit", event = "token.refresh", user_id = %user.id,
-                    session_id = %sid, request_id = %ctx.request.request_id);
+                tracing::info!(target: "audit", event = "token.refresh", user_id = user.id.as_str(),
+                    session_id = sid.as_str(), request_id = ctx.request.request_id.as_str());
                 let payload = svc.issue(&user, &sid, &next)?;
                 Ok(svc.deliver(&ctx.request, cookie, payload))
             }
@@ -81,8 +81,8 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
                 Ok(svc.deliver(&ctx.request, cookie, payload))
             }
             sessions::Refresh::Reused => {
-                tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = %user.id,
-                    session_id = %sid, ip = %client_ip_string(&ctx), request_id = %ctx.request.request_id);
+                tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = user.id.as_str(),
+                    session_id = sid.as_str(), ip = client_ip_string(&ctx).as_str(), request_id = ctx.request.request_id.as_str());
                 Err(AuthError::SessionRevoked)
             }
             sessions::Refresh::Revoked => Err(AuthError::SessionRevoked),
@@ -127,8 +127,8 @@ impl<S: HasAuth> Procedure<S> for Logout {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
             sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;
-            tracing::info!(target: "audit", event = "logout", user_id = %claims.sub,
-                session_id = %claims.sid, request_id = %ctx.request.request_id);
+            tracing::info!(target: "audit", event = "logout", user_id = claims.sub.as_str(),
+                session_id = claims.sid.as_str(), request_id = ctx.request.request_id.as_str());
         }
         Ok(LogoutResult { success: true })
     }
@@ -201,8 +201,8 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
         if !revoked {
             return Err(AuthError::SessionNotFound);
         }
-        tracing::info!(target: "audit", event = "session.revoked", user_id = %me.user_id,
-            session_id = %id, request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "session.revoked", user_id = me.user_id.as_str(),
+            session_id = id, request_id = ctx.request.request_id.as_str());
         Ok(Success::default())
     }
 }
@@ -226,8 +226,8 @@ impl<S: HasAuth> Procedure<S> for LogoutAll {
         let n = svc
             .revoke_sessions(&svc.db, &me.user_id, None, RevokeReason::LogoutAll)
             .await?;
-        tracing::info!(target: "audit", event = "logout.all", user_id = %me.user_id,
-            sessions = n, request_id = %ctx.request.request_id);
+        tracing::info!(target: "audit", event = "logout.all", user_id = me.user_id.as_str(),
+            sessions = n, request_id = ctx.request.request_id.as_str());
         Ok(Success { success: True })
     }
 }

@@ -1,6 +1,7 @@
 //! One subscriber's events: its user's rows after the last id it saw, read
 //! whenever the hub says there may be more. Ends after the subscriber's own
-//! session is revoked, with UNAUTHORIZED.
+//! session is revoked, with UNAUTHORIZED. (When the subscriber's token
+//! expires, the framework ends the stream: see `AuthUser::expires_at_ms`.)
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -384,11 +384,18 @@ impl TokenKeys {
     ) -> Result<T, TokenError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let claims = self.decode::<T>(token, now_ms)?;
-        let (_, exp) = claims.window();
-        if now_ms >= exp.saturating_mul(1000).saturating_add(self.leeway_ms) {
+        if now_ms >= self.refused_from_ms(&claims) {
             return Err(TokenError::Expired);
         }
         Ok(claims)
+    }
+
+    /// The first millisecond (Unix) at which [`Self::verify`] refuses a
+    /// token with these claims as expired: its `exp` plus the leeway. Open
+    /// `auth.events` streams end then too.
+    pub fn refused_from_ms(&self, claims: &impl RegisteredClaims) -> i64 {
+        let (_, exp) = claims.window();
+        exp.saturating_mul(1000).saturating_add(self.leeway_ms)
     }
 
     /// Like [`Self::verify`] for all of [`Claims`], but accepts an expired
