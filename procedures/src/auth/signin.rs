@@ -1,7 +1,5 @@
 //! `auth.register` and `auth.login`: the two ways a session begins.
 
-use std::time::Duration;
-
 use garde::Validate;
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::Expr;
@@ -10,11 +8,10 @@ use serde::Deserialize;
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{MAX_PASSWORD_BYTES, client_ip_string};
+use super::{FailureCounters, MAX_PASSWORD_BYTES, client_ip_string, slow_down};
 use crate::db::{begin_write, is_unique_violation, is_username_violation, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
-use crate::limits;
 use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
 use crate::validate::{self, normalize_email, phone_value, username_value};
@@ -210,36 +207,13 @@ impl Login {
     /// answer down a little once failures pile up.
     async fn record_failure<S: HasAuth>(
         ctx: &Ctx<S>,
-        account_key: &str,
-        ip_key: &str,
+        counters: &FailureCounters,
         user_id: Option<&str>,
     ) -> Result<(), AuthError> {
-        let svc = ctx.service.auth();
-        let now = now_ms();
-        let window_ms =
-            i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        let account = limits::hit(
-            &svc.db,
-            account_key,
-            i64::from(svc.settings.login_max_failures),
-            window_ms,
-            now,
-        )
-        .await?;
-        limits::hit(
-            &svc.db,
-            ip_key,
-            i64::from(svc.settings.ip_max_failures),
-            window_ms,
-            now,
-        )
-        .await?;
+        let account = counters.count_failure(ctx.service.auth()).await?;
         tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
             failures = account.count, ip = %client_ip_string(ctx), request_id = %ctx.request.request_id);
-        if account.count > 3 {
-            let steps = u64::try_from((account.count - 3).min(10)).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(50 * steps)).await;
-        }
+        slow_down(account.count).await;
         Ok(())
     }
 }
@@ -270,17 +244,23 @@ impl<S: HasAuth> Procedure<S> for Login {
         // gains nothing; an unknown username counts under its own key, as
         // an unknown email does. Resolving the username costs one indexed
         // read whether or not it exists.
-        let (account_key, lookup) = match identifier {
-            Identifier::Email(email) => (format!("login:account:{email}"), Lookup::Email(email)),
+        let (counters, lookup) = match identifier {
+            Identifier::Email(email) => (
+                FailureCounters::of_email(&ctx, &email),
+                Lookup::Email(email),
+            ),
             Identifier::Username(name) => match svc.find_user_by_username(&name).await? {
-                Some(u) => (format!("login:account:{}", u.email), Lookup::Done(Some(u))),
-                None => (format!("login:username:{name}"), Lookup::Done(None)),
+                Some(u) => (
+                    FailureCounters::of_email(&ctx, &u.email),
+                    Lookup::Done(Some(u)),
+                ),
+                None => (
+                    FailureCounters::new(&ctx, format!("login:username:{name}")),
+                    Lookup::Done(None),
+                ),
             },
         };
-        let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
-        if let Some(retry_after) =
-            limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms()).await?
-        {
+        if let Some(retry_after) = counters.locked_for(svc).await? {
             tracing::warn!(target: "audit", event = "login.throttled", ip = %client_ip_string(&ctx),
                 request_id = %ctx.request.request_id);
             return Err(AuthError::Throttled { retry_after });
@@ -293,15 +273,15 @@ impl<S: HasAuth> Procedure<S> for Login {
         let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
             // Same work and the same answer as a wrong password.
             svc.hasher.verify_dummy(&password).await;
-            Login::record_failure(&ctx, &account_key, &ip_key, None).await?;
+            Login::record_failure(&ctx, &counters, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let verdict = svc.hasher.verify(&password, &user.password_hash).await?;
         if !verdict.matches {
-            Login::record_failure(&ctx, &account_key, &ip_key, Some(&user.id)).await?;
+            Login::record_failure(&ctx, &counters, Some(&user.id)).await?;
             return Err(AuthError::InvalidCredentials);
         }
-        limits::clear(&svc.db, &account_key).await?;
+        counters.succeeded(svc).await?;
 
         if verdict.needs_rehash {
             match svc.hasher.hash(&password).await {
