@@ -4,6 +4,7 @@ mod common;
 
 use common::{Backend, PASSWORD, SECRET, Server, claims, login, login_token, register};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 both_backends!(
@@ -19,6 +20,7 @@ both_backends!(
     every_generation_rotated_within_the_grace_period_works,
     a_password_change_ends_generations_still_in_their_grace,
     wrong_current_passwords_lock_the_account,
+    admin_email_is_reserved_until_an_admin_exists,
 );
 
 fn now() -> i64 {
@@ -487,4 +489,31 @@ async fn wrong_current_passwords_lock_the_account(backend: Backend) {
     assert!(r.header("retry-after").is_some());
     // The password was never changed and the token still works.
     assert_eq!(c.me(&token).await.status, 200);
+}
+
+/// While `GATEHOUSE_ADMIN_EMAIL` is set and no ADMIN exists, nobody may
+/// register that address (in any spelling that normalises to it).
+async fn admin_email_is_reserved_until_an_admin_exists(backend: Backend) {
+    let server = Server::start_with(backend, |c| {
+        c.admin_email = Some("Boss@Example.com".to_owned());
+        c.admin_password = Some("the operator password 1".to_owned());
+    })
+    .await;
+    let c = server.client();
+    // The admin was created at start; remove it behind the server's back,
+    // as if it had never been there.
+    gatehouse_auth::entities::user::Entity::delete_many()
+        .exec(server.service.db())
+        .await
+        .expect("delete the admin");
+    for spelling in ["boss@example.com", " BOSS@example.COM"] {
+        c.mutation(
+            "auth.register",
+            json!({ "email": spelling, "password": PASSWORD, "firstName": "B", "lastName": "O" }),
+        )
+        .await
+        .assert_error("CONFLICT", 409);
+    }
+    // Any other address registers as usual.
+    register(&c, "someone@example.com").await;
 }

@@ -77,6 +77,16 @@ impl<S: HasAuth> Procedure<S> for Register {
 
         let svc = ctx.service.auth();
         svc.db_up()?;
+        // The address the first ADMIN will be created with is not for anyone
+        // to claim first (see `bootstrap_admin`); answered as if it were
+        // registered, which it will be once the bootstrap runs.
+        if svc.settings.admin_email.as_ref() == Some(&email)
+            && !crate::admin_exists(&svc.db).await?
+        {
+            tracing::warn!(target: "audit", event = "register.admin_email_refused",
+                request_id = %ctx.request.request_id);
+            return Err(AuthError::EmailTaken);
+        }
         let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
         let model = user::ActiveModel {
