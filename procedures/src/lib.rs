@@ -9,6 +9,7 @@ pub mod config;
 pub mod cookies;
 pub mod db;
 pub mod db_health;
+pub mod email_check;
 pub mod entities;
 pub mod error;
 pub mod events;
@@ -143,7 +144,10 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         trusted_proxies: config.trusted_proxies()?,
         mail: config.outbox(&secret),
         cookies: config.cookies()?,
-        admin_email: config.admin_email.as_deref().map(validate::normalize_email),
+        admin_email: config
+            .admin_email
+            .as_deref()
+            .and_then(|email| validate::normalize_email(email).ok()),
     };
     let (keys, key_source) = keys::set::token_keys(config, &db, &secret).await?;
     let health = DbHealth::new();
@@ -280,6 +284,8 @@ pub fn spawn_key_reload<S: HasAuth>(state: Arc<S>, every: Duration) {
 pub enum CreateUserError {
     #[error("invalid email address {0:?}")]
     Email(String),
+    #[error("invalid email address {0:?}: {1}")]
+    EmailForm(String, validate::EmailError),
     #[error("{0}")]
     Policy(&'static str),
     #[error("first and last names must not be empty")]
@@ -329,7 +335,8 @@ pub async fn create_user(
     hasher: &PasswordHasher,
     new: NewUser<'_>,
 ) -> Result<user::Model, CreateUserError> {
-    let email = validate::normalize_email(new.email);
+    let email = validate::normalize_email(new.email)
+        .map_err(|e| CreateUserError::EmailForm(new.email.to_owned(), e))?;
     if !validate::is_valid_email(&email) {
         return Err(CreateUserError::Email(email));
     }
@@ -413,7 +420,8 @@ async fn bootstrap_admin(
     if admin_exists(db).await? {
         return Ok(());
     }
-    let normalized = validate::normalize_email(email);
+    let normalized = validate::normalize_email(email)
+        .map_err(|e| CreateUserError::EmailForm(email.to_owned(), e))?;
     if !validate::is_valid_email(&normalized) {
         return Err(CreateUserError::Email(normalized));
     }

@@ -506,7 +506,11 @@ async fn admin_email_is_reserved_until_an_admin_exists(backend: Backend) {
         .exec(server.service.db())
         .await
         .expect("delete the admin");
-    for spelling in ["boss@example.com", " BOSS@example.COM"] {
+    for spelling in [
+        "boss@example.com",
+        " BOSS@example.COM",
+        "\u{ff42}oss@example.com",
+    ] {
         c.mutation(
             "auth.register",
             json!({ "email": spelling, "password": PASSWORD, "firstName": "B", "lastName": "O" }),

@@ -24,7 +24,7 @@ use crate::mail::password_reset_mail;
 use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{AuthPayload, Success, text};
-use crate::validate::{self, normalize_email};
+use crate::validate;
 
 /// Reset tokens are valid this long.
 const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
@@ -139,7 +139,7 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
 
     async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         // `success` means the token and its mail are committed (the outbox
         // worker sends it shortly). A failure is an error, the same one for
         // known and unknown addresses: the account lookup is the first query,
@@ -184,7 +184,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
 
     async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         let token = input.token.trim();
         let password = input.password;
 

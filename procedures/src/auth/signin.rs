@@ -14,9 +14,10 @@ use crate::entities::user;
 use crate::error::AuthError;
 use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
-use crate::validate::{self, normalize_email, phone_value, username_value};
+use crate::validate::{self, phone_value, username_value};
 
-/// `auth.register` input. The email is trimmed and lower-cased; every
+/// `auth.register` input. The email is normalised (NFKC, lower case, the
+/// domain in ASCII: docs/api.md, Email addresses); every
 /// failing field is reported at once in `error.data.issues`.
 #[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +69,7 @@ impl<S: HasAuth> Procedure<S> for Register {
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         let password = input.password;
         let first_name = input.first_name.trim().to_owned();
         let last_name = input.last_name.trim().to_owned();
@@ -242,7 +243,9 @@ impl<S: HasAuth> Procedure<S> for Login {
         validate::check(&input)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
         let identifier = match (input.email.as_deref(), input.username.as_deref()) {
-            (Some(email), _) if !email.is_empty() => Identifier::Email(normalize_email(email)),
+            (Some(email), _) if !email.is_empty() => {
+                Identifier::Email(validate::email_value("email", email)?)
+            }
             (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
         };
         let password = input.password;
