@@ -129,6 +129,16 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Dirección de correo electrónico no válida",
     ),
     (
+        "email_invisible",
+        "Email address contains an invisible character",
+        "La dirección de correo electrónico contiene un carácter invisible",
+    ),
+    (
+        "email_domain_invalid",
+        "Email domain is not a valid domain name",
+        "El dominio del correo electrónico no es un nombre de dominio válido",
+    ),
+    (
         "password_too_short",
         "Password must be at least 8 characters",
         "La contraseña debe tener al menos 8 caracteres",

@@ -1,5 +1,5 @@
 //! The `gatehouse` binary: `serve` (default), `migrate`, `users create`,
-//! `keys rotate|list|prune`, `bindings`.
+//! `users check-emails`, `keys rotate|list|prune`, `bindings`.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -71,6 +71,14 @@ enum UsersCommand {
         /// Optional username (3 to 32 characters of a-z 0-9 . _ -).
         #[arg(long)]
         username: Option<String>,
+    },
+    /// Report stored emails that are not in normalised form (NFKC, lower
+    /// case, ASCII domain), cannot be normalised, or collide once
+    /// normalised; exits non-zero while any is left.
+    CheckEmails {
+        /// Rewrite the rows whose normalised form no other row has.
+        #[arg(long)]
+        fix: bool,
     },
 }
 
@@ -217,6 +225,24 @@ async fn users_create(
     Ok(())
 }
 
+async fn users_check_emails(config: &Config, fix: bool) -> Result<(), String> {
+    let db = gatehouse_auth::open_database(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let findings = gatehouse_auth::email_check::check_emails(&db, fix)
+        .await
+        .map_err(|e| format!("database error: {e}"))?;
+    for finding in &findings {
+        println!("{finding}");
+    }
+    let left = findings.iter().filter(|f| f.unresolved()).count();
+    if left > 0 {
+        return Err(format!("{left} stored email(s) need attention"));
+    }
+    println!("every stored email is in normalised form");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     init_tracing();
@@ -259,6 +285,9 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Users {
+                command: UsersCommand::CheckEmails { fix },
+            } => users_check_emails(&cli.config, fix).await,
             Command::Keys { command } => keys_command(&cli.config, command).await,
             Command::Bindings { out } => {
                 let out = out.unwrap_or_else(|| {

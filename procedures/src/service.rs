@@ -57,6 +57,10 @@ pub struct Settings {
     pub mail: OutboxSettings,
     /// httpOnly cookie sessions for browsers.
     pub cookies: crate::cookies::CookieSettings,
+    /// `GATEHOUSE_ADMIN_EMAIL`, normalised: while no ADMIN exists nobody may
+    /// register it, so the first-admin bootstrap of a later start does not
+    /// find it taken by someone else.
+    pub admin_email: Option<String>,
 }
 
 /// The auth service: database, token keys, password hasher, mail outbox.

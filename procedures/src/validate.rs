@@ -166,13 +166,25 @@ pub fn not_blank(value: &str, ctx: &()) -> garde::Result {
     Ok(())
 }
 
-/// An email address: sent and plausible once normalised.
+/// An email address: sent, normalisable, and plausible once normalised.
 pub fn email(value: &str, ctx: &()) -> garde::Result {
     required(value, ctx)?;
-    if !is_valid_email(&normalize_email(value)) {
-        return fail("email_invalid");
+    match normalize_email(value) {
+        Err(e) => fail(e.key()),
+        Ok(normalized) if !is_valid_email(&normalized) => fail("email_invalid"),
+        Ok(_) => Ok(()),
     }
-    Ok(())
+}
+
+/// The normalised form of an email field that passed its rule ([`email`],
+/// [`login_email`]). The rule already refused what has none, so `Err` (the
+/// same BAD_REQUEST, on `field`) only comes from a caller that skipped it.
+pub fn email_value(field: &str, raw: &str) -> Result<String, RpcError> {
+    normalize_email(raw).map_err(|e| {
+        let (key, message) =
+            i18n::known(e.key()).unwrap_or(("email_invalid", "Invalid email address"));
+        RpcError::validation(vec![Issue::new([field], message).with_key(key)])
+    })
 }
 
 /// A new password: sent and within the password policy.
@@ -283,7 +295,9 @@ pub fn login_email<'a>(
     username: &'a Option<String>,
 ) -> impl FnOnce(&Option<String>, &()) -> garde::Result + 'a {
     move |email, _| match email.as_deref() {
-        Some(e) if !e.is_empty() => Ok(()),
+        // Its format is not checked (an unknown address is just unknown),
+        // but one that has no normalised form can name no account.
+        Some(e) if !e.is_empty() => normalize_email(e).map(drop).or_else(|e| fail(e.key())),
         _ if username.is_some() => Ok(()),
         _ => fail("required"),
     }
@@ -305,9 +319,102 @@ pub fn login_username<'a>(
     }
 }
 
-/// Emails are compared trimmed and lower-cased.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+/// Why an email address has no normalised form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EmailError {
+    /// A default-ignorable code point: zero-width space, soft hyphen, word
+    /// joiner, byte-order mark, variation selector, bidi control, …. It
+    /// renders as nothing, so an address with one looks exactly like the
+    /// address without it; silently dropping it would be no better, as the
+    /// account would then be reachable under a string nobody can see.
+    #[error("Email address contains an invisible character (U+{:04X})", u32::from(*.0))]
+    Invisible(char),
+    /// The domain is not a valid (internationalised) domain name under
+    /// UTS #46 with the STD3 rules: e.g. it maps to a character no host
+    /// name may hold.
+    #[error("Email domain is not a valid domain name")]
+    Domain,
+}
+
+impl EmailError {
+    /// The message key of the validation issue (see [`crate::i18n`]).
+    pub fn key(&self) -> &'static str {
+        match self {
+            EmailError::Invisible(_) => "email_invisible",
+            EmailError::Domain => "email_domain_invalid",
+        }
+    }
+}
+
+/// The one form an email address is stored, compared and looked up in, so
+/// that addresses that read the same are the same account (issue 22). Every
+/// place that takes an email goes through here: registration, login, both
+/// password-reset calls, `gatehouse users create`, the first-admin bootstrap
+/// and `gatehouse users check-emails`.
+///
+/// - Surrounding white space is trimmed.
+/// - Invisible (default-ignorable) code points are refused
+///   ([`EmailError::Invisible`]).
+/// - NFKC folds compatibility look-alikes (fullwidth `ｌ` is `l`, the
+///   ligature `ﬁ` is `fi`) and composes accents one way; then everything is
+///   lower-cased (full Unicode, as before) and NFKC applied again, since
+///   lower-casing can leave a string that is not NFKC.
+/// - The domain becomes its ASCII form (UTS #46 ToASCII, punycode for
+///   internationalised labels: `bücher.de` is `xn--bcher-kva.de`), which is
+///   what mail systems resolve, so both spellings are one mailbox and one
+///   account. A non-ASCII domain that has no such form is refused
+///   ([`EmailError::Domain`]); an ASCII one is left for [`is_valid_email`],
+///   which words its complaint as it always did.
+///
+/// The local part keeps its (lower-cased, NFKC) letters: SMTPUTF8 allows
+/// them, and other scripts are real addresses. Look-alikes across scripts
+/// (Cyrillic `а` for Latin `a`) are not folded.
+///
+/// Whether the result is a plausible address at all is [`is_valid_email`]'s
+/// business; this only says what an address is the same as.
+pub fn normalize_email(email: &str) -> Result<String, EmailError> {
+    use unicode_normalization::UnicodeNormalization;
+
+    if let Some(c) = email.trim().chars().find(|&c| is_invisible(c)) {
+        return Err(EmailError::Invisible(c));
+    }
+    let folded: String = email
+        .trim()
+        .nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfkc()
+        .collect();
+    // NFKC can turn a character into a space plus a mark (U+00A8): trim
+    // again so that normalising twice changes nothing.
+    let folded = folded.trim();
+    if let Some(c) = folded.chars().find(|&c| is_invisible(c)) {
+        return Err(EmailError::Invisible(c));
+    }
+    let Some((local, domain)) = folded.rsplit_once('@').filter(|(_, d)| !d.is_empty()) else {
+        return Ok(folded.to_owned());
+    };
+    let ascii = idna::uts46::Uts46::new().to_ascii(
+        domain.as_bytes(),
+        idna::uts46::AsciiDenyList::STD3,
+        // Real domains have `--` in the third and fourth place (CDN hosts).
+        idna::uts46::Hyphens::CheckFirstLast,
+        idna::uts46::DnsLength::Verify,
+    );
+    match ascii {
+        Ok(ascii) => Ok(format!("{local}@{ascii}")),
+        Err(_) if domain.is_ascii() => Ok(folded.to_owned()),
+        Err(_) => Err(EmailError::Domain),
+    }
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters that display as
+/// nothing unless a font supports them (U+00AD, U+200B–U+200F, U+2060–U+206F,
+/// U+FEFF, variation selectors, tags, Hangul fillers, …). ICU4X's data, kept
+/// current with Unicode, rather than a hand-written list.
+fn is_invisible(c: char) -> bool {
+    use icu_properties::{CodePointSetData, props::DefaultIgnorableCodePoint};
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
 }
 
 /// A deliberately simple shape check (`local@domain.tld`, no spaces, sane
@@ -344,7 +451,66 @@ mod tests {
         assert!(!is_valid_email("a b@c.de"));
         assert!(!is_valid_email("@c.de"));
         assert!(!is_valid_email("a@.de"));
-        assert_eq!(normalize_email("  Bob@Example.COM "), "bob@example.com");
+        assert_eq!(
+            normalize_email("  Bob@Example.COM ").as_deref(),
+            Ok("bob@example.com")
+        );
+    }
+
+    #[test]
+    fn look_alike_emails_normalise_to_one_form_or_are_refused() {
+        for same in [
+            "look@example.com",
+            "\u{ff4c}ook@example.com",
+            "look@\u{ff45}xample.com",
+            "LOOK@EXAMPLE.\u{ff23}OM",
+            "look\u{ff20}example.com",
+            "look@example\u{3002}com",
+        ] {
+            assert_eq!(
+                normalize_email(same).as_deref(),
+                Ok("look@example.com"),
+                "{same:?}"
+            );
+        }
+        for (invisible, c) in [
+            ("look\u{200b}@example.com", '\u{200b}'),
+            ("lo\u{ad}ok@example.com", '\u{ad}'),
+            ("look@exam\u{2060}ple.com", '\u{2060}'),
+            ("\u{feff}look@example.com", '\u{feff}'),
+            ("look\u{fe0f}@example.com", '\u{fe0f}'),
+            ("look\u{e0100}@example.com", '\u{e0100}'),
+            ("lo\u{202e}ok@example.com", '\u{202e}'),
+            ("lo\u{200d}ok@example.com", '\u{200d}'),
+            ("lo\u{3164}ok@example.com", '\u{3164}'),
+        ] {
+            assert_eq!(normalize_email(invisible), Err(EmailError::Invisible(c)));
+        }
+        // Internationalised domains are stored in their ASCII form.
+        assert_eq!(
+            normalize_email("Jürgen@Bücher.DE").as_deref(),
+            Ok("jürgen@xn--bcher-kva.de")
+        );
+        assert_eq!(
+            normalize_email("j\u{fc}rgen@xn--bcher-kva.de"),
+            normalize_email("ju\u{308}rgen@bu\u{308}cher.de"),
+        );
+        assert_eq!(
+            normalize_email("a@b\u{e000}c.example"),
+            Err(EmailError::Domain)
+        );
+        // ASCII mistakes are left for the shape check.
+        assert_eq!(normalize_email("a@b..c").as_deref(), Ok("a@b..c"));
+        assert_eq!(normalize_email("nope").as_deref(), Ok("nope"));
+        // A second pass changes nothing.
+        for raw in ["\u{a8}a@b.co", "Jürgen@Bücher.DE", "x@ＥＸ.com"] {
+            let once = normalize_email(raw).expect("normalises");
+            assert_eq!(
+                normalize_email(&once).as_deref(),
+                Ok(once.as_str()),
+                "{raw:?}"
+            );
+        }
     }
 
     #[derive(garde::Validate, serde::Deserialize)]

@@ -317,3 +317,70 @@ async fn http_adapter_settings_reach_the_server() {
         "Batch call exceeds maximum size"
     );
 }
+
+/// Issue 22 (2): someone registers `GATEHOUSE_ADMIN_EMAIL` with a password
+/// of their own before the operator starts with the admin settings. The
+/// start is refused, naming the conflict, and the account stays a VIEWER;
+/// only an account whose password is `GATEHOUSE_ADMIN_PASSWORD` (the
+/// operator's own) is promoted.
+async fn first_admin_never_takes_over_an_account(db: String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = || {
+        let mut cmd = command(dir.path());
+        cmd.env("DATABASE_URL", &db).env("JWT_SECRET", SECRET);
+        cmd
+    };
+    let with_admin = |password: &str| {
+        let mut cmd = base();
+        cmd.env("GATEHOUSE_ADMIN_EMAIL", "Boss@Example.com")
+            .env("GATEHOUSE_ADMIN_PASSWORD", password);
+        cmd
+    };
+    // Open registration and no admin yet: the attacker is first.
+    let open = spawn(base()).await;
+    register(&open.client, "boss@example.com").await;
+    drop(open);
+
+    let (ok, _, stderr) = run_to_end(with_admin("the operator password 1"), None).await;
+    assert!(!ok, "the start must be refused");
+    for expected in [
+        "boss@example.com",
+        "not an ADMIN",
+        "GATEHOUSE_ADMIN_PASSWORD",
+        "gatehouse users create",
+        "users.delete",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing: {stderr}");
+    }
+
+    // Nothing was taken over: the attacker's password gives a VIEWER, the
+    // operator's does not log in.
+    let after = spawn(base()).await;
+    let r = login(&after.client, "boss@example.com", PASSWORD).await;
+    assert_eq!(r.data()["user"]["role"], "VIEWER");
+    login(&after.client, "boss@example.com", "the operator password 1")
+        .await
+        .assert_error("UNAUTHORIZED", 401);
+    drop(after);
+
+    // The exception: the account's password is GATEHOUSE_ADMIN_PASSWORD, so
+    // whoever set the variable controls the account; it is promoted.
+    let promoted = spawn(with_admin(PASSWORD)).await;
+    let r = login(&promoted.client, "boss@example.com", PASSWORD).await;
+    assert_eq!(r.data()["user"]["role"], "ADMIN");
+}
+
+#[tokio::test]
+async fn first_admin_never_takes_over_an_account_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("taken.db").display());
+    first_admin_never_takes_over_an_account(db).await;
+}
+
+#[tokio::test]
+async fn first_admin_never_takes_over_an_account_postgres() {
+    let Some(admin_url) = common::postgres_admin_url() else {
+        return;
+    };
+    first_admin_never_takes_over_an_account(common::fresh_postgres_db(&admin_url).await).await;
+}

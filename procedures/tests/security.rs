@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{Backend, PASSWORD, SECRET, Server, claims, login_token, register};
+use common::{Backend, PASSWORD, SECRET, Server, claims, login, login_token, register};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 both_backends!(
@@ -18,6 +19,8 @@ both_backends!(
     loosely_formed_tokens_are_refused,
     every_generation_rotated_within_the_grace_period_works,
     a_password_change_ends_generations_still_in_their_grace,
+    wrong_current_passwords_lock_the_account,
+    admin_email_is_reserved_until_an_admin_exists,
 );
 
 fn now() -> i64 {
@@ -442,4 +445,79 @@ async fn a_password_change_ends_generations_still_in_their_grace(backend: Backen
         assert_refused(&server, t, &format!("token {i} after the password change")).await;
     }
     assert_eq!(c.me(&fresh).await.status, 200);
+}
+
+/// Issue 22 (3): `auth.changePassword` proves a password like `auth.login`
+/// does, so a token holder's guesses at the current password count against
+/// the account's login lock, are refused once it is locked (the right
+/// password too), and lock `auth.login` of that account as well.
+async fn wrong_current_passwords_lock_the_account(backend: Backend) {
+    let server = Server::start_with(backend, |c| c.login_max_failures = 3).await;
+    let c = server.client();
+    let (token, _) = register(&c, "guessed@example.com").await;
+    let caller = c.clone().with_token(&token);
+    let change = |current: &'static str| {
+        let caller = caller.clone();
+        async move {
+            caller
+                .mutation(
+                    "auth.changePassword",
+                    json!({"currentPassword": current, "newPassword": "a brand new passphrase"}),
+                )
+                .await
+        }
+    };
+    // The failure that reaches the limit is still answered 401 and locks.
+    for _ in 0..3 {
+        change("not my password")
+            .await
+            .assert_error("UNAUTHORIZED", 401);
+    }
+    for current in ["not my password", PASSWORD] {
+        let r = change(current).await;
+        r.assert_error("TOO_MANY_REQUESTS", 429);
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After header")
+            .parse()
+            .expect("seconds");
+        assert!(retry > 0 && retry <= 900, "{retry}");
+    }
+    // The same lock as logins: the right password cannot log in either.
+    let r = login(&c, "guessed@example.com", PASSWORD).await;
+    r.assert_error("TOO_MANY_REQUESTS", 429);
+    assert!(r.header("retry-after").is_some());
+    // The password was never changed and the token still works.
+    assert_eq!(c.me(&token).await.status, 200);
+}
+
+/// While `GATEHOUSE_ADMIN_EMAIL` is set and no ADMIN exists, nobody may
+/// register that address (in any spelling that normalises to it).
+async fn admin_email_is_reserved_until_an_admin_exists(backend: Backend) {
+    let server = Server::start_with(backend, |c| {
+        c.admin_email = Some("Boss@Example.com".to_owned());
+        c.admin_password = Some("the operator password 1".to_owned());
+    })
+    .await;
+    let c = server.client();
+    // The admin was created at start; remove it behind the server's back,
+    // as if it had never been there.
+    gatehouse_auth::entities::user::Entity::delete_many()
+        .exec(server.service.db())
+        .await
+        .expect("delete the admin");
+    for spelling in [
+        "boss@example.com",
+        " BOSS@example.COM",
+        "\u{ff42}oss@example.com",
+    ] {
+        c.mutation(
+            "auth.register",
+            json!({ "email": spelling, "password": PASSWORD, "firstName": "B", "lastName": "O" }),
+        )
+        .await
+        .assert_error("CONFLICT", 409);
+    }
+    // Any other address registers as usual.
+    register(&c, "someone@example.com").await;
 }

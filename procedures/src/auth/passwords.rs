@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::MAX_PASSWORD_BYTES;
+use super::{FailureCounters, MAX_PASSWORD_BYTES, account_key, slow_down};
 use crate::db::{begin_write, now_ms};
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
@@ -24,7 +24,7 @@ use crate::mail::password_reset_mail;
 use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{AuthPayload, Success, text};
-use crate::validate::{self, normalize_email};
+use crate::validate;
 
 /// Reset tokens are valid this long.
 const RESET_TOKEN_TTL_MS: i64 = 60 * 60 * 1000;
@@ -139,7 +139,7 @@ impl<S: HasAuth> Procedure<S> for RequestPasswordReset {
 
     async fn call(ctx: Ctx<S>, input: RequestPasswordResetInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         // `success` means the token and its mail are committed (the outbox
         // worker sends it shortly). A failure is an error, the same one for
         // known and unknown addresses: the account lookup is the first query,
@@ -184,7 +184,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
 
     async fn call(ctx: Ctx<S>, input: ResetPasswordInput) -> Result<Success, AuthError> {
         validate::check(&input)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         let token = input.token.trim();
         let password = input.password;
 
@@ -212,7 +212,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(&txn, &user.id, None, RevokeReason::PasswordReset)
             .await?;
-        limits::clear(&txn, &format!("login:account:{email}")).await?;
+        limits::clear(&txn, &account_key(&user.email)).await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "reset.completed", user_id = user.id.as_str(),
             request_id = ctx.request.request_id.as_str());
@@ -237,6 +237,11 @@ pub struct ChangePasswordInput {
 
 /// Changes the caller's password; other sessions end, this one gets a new
 /// token.
+///
+/// A wrong current password counts as a failed login of the account and
+/// the address, and a locked account is refused before the password is
+/// checked, so a stolen token cannot guess the password faster than
+/// `auth.login` may.
 #[derive(schemars::JsonSchema)]
 pub struct ChangePassword;
 
@@ -248,7 +253,7 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
     type Input = ChangePasswordInput;
     type Output = AuthPayload;
     type Error = AuthError;
-    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized];
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized, ErrorCode::TooManyRequests];
 
     async fn call(ctx: Ctx<S>, input: ChangePasswordInput) -> Result<AuthPayload, AuthError> {
         let me = ctx.principal()?.clone();
@@ -258,6 +263,12 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
 
         let svc = ctx.service.auth();
         let user = me.user.clone();
+        let counters = FailureCounters::of_email(&ctx, &user.email);
+        if let Some(retry_after) = counters.locked_for(svc).await? {
+            tracing::warn!(target: "audit", event = "password.change_throttled", user_id = user.id.as_str(),
+                request_id = ctx.request.request_id.as_str());
+            return Err(AuthError::Throttled { retry_after });
+        }
         let ok = current.len() <= MAX_PASSWORD_BYTES
             && svc
                 .hasher
@@ -265,10 +276,13 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
                 .await?
                 .matches;
         if !ok {
+            let failures = counters.count_failure(svc).await?.count;
             tracing::warn!(target: "audit", event = "password.change_failed", user_id = user.id.as_str(),
                 request_id = ctx.request.request_id.as_str());
+            slow_down(failures).await;
             return Err(AuthError::WrongCurrentPassword);
         }
+        counters.succeeded(svc).await?;
         let hash = svc.hasher.hash(&new_password).await?;
         let now = now_ms();
         let txn = begin_write(&svc.db).await?;

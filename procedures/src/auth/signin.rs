@@ -1,7 +1,5 @@
 //! `auth.register` and `auth.login`: the two ways a session begins.
 
-use std::time::Duration;
-
 use garde::Validate;
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::Expr;
@@ -10,16 +8,16 @@ use serde::Deserialize;
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{MAX_PASSWORD_BYTES, client_ip_string};
+use super::{FailureCounters, MAX_PASSWORD_BYTES, client_ip_string, slow_down};
 use crate::db::{begin_write, is_unique_violation, is_username_violation, now_ms};
 use crate::entities::user;
 use crate::error::AuthError;
-use crate::limits;
 use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
-use crate::validate::{self, normalize_email, phone_value, username_value};
+use crate::validate::{self, phone_value, username_value};
 
-/// `auth.register` input. The email is trimmed and lower-cased; every
+/// `auth.register` input. The email is normalised (NFKC, lower case, the
+/// domain in ASCII: docs/api.md, Email addresses); every
 /// failing field is reported at once in `error.data.issues`.
 #[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -71,7 +69,7 @@ impl<S: HasAuth> Procedure<S> for Register {
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
-        let email = normalize_email(&input.email);
+        let email = validate::email_value("email", &input.email)?;
         let password = input.password;
         let first_name = input.first_name.trim().to_owned();
         let last_name = input.last_name.trim().to_owned();
@@ -80,6 +78,16 @@ impl<S: HasAuth> Procedure<S> for Register {
 
         let svc = ctx.service.auth();
         svc.db_up()?;
+        // The address the first ADMIN will be created with is not for anyone
+        // to claim first (see `bootstrap_admin`); answered as if it were
+        // registered, which it will be once the bootstrap runs.
+        if svc.settings.admin_email.as_ref() == Some(&email)
+            && !crate::admin_exists(&svc.db).await?
+        {
+            tracing::warn!(target: "audit", event = "register.admin_email_refused",
+                request_id = ctx.request.request_id.as_str());
+            return Err(AuthError::EmailTaken);
+        }
         let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
         let model = user::ActiveModel {
@@ -210,36 +218,13 @@ impl Login {
     /// answer down a little once failures pile up.
     async fn record_failure<S: HasAuth>(
         ctx: &Ctx<S>,
-        account_key: &str,
-        ip_key: &str,
+        counters: &FailureCounters,
         user_id: Option<&str>,
     ) -> Result<(), AuthError> {
-        let svc = ctx.service.auth();
-        let now = now_ms();
-        let window_ms =
-            i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
-        let account = limits::hit(
-            &svc.db,
-            account_key,
-            i64::from(svc.settings.login_max_failures),
-            window_ms,
-            now,
-        )
-        .await?;
-        limits::hit(
-            &svc.db,
-            ip_key,
-            i64::from(svc.settings.ip_max_failures),
-            window_ms,
-            now,
-        )
-        .await?;
+        let account = counters.count_failure(ctx.service.auth()).await?;
         tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
             failures = account.count, ip = client_ip_string(ctx).as_str(), request_id = ctx.request.request_id.as_str());
-        if account.count > 3 {
-            let steps = u64::try_from((account.count - 3).min(10)).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(50 * steps)).await;
-        }
+        slow_down(account.count).await;
         Ok(())
     }
 }
@@ -258,7 +243,9 @@ impl<S: HasAuth> Procedure<S> for Login {
         validate::check(&input)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
         let identifier = match (input.email.as_deref(), input.username.as_deref()) {
-            (Some(email), _) if !email.is_empty() => Identifier::Email(normalize_email(email)),
+            (Some(email), _) if !email.is_empty() => {
+                Identifier::Email(validate::email_value("email", email)?)
+            }
             (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
         };
         let password = input.password;
@@ -270,17 +257,23 @@ impl<S: HasAuth> Procedure<S> for Login {
         // gains nothing; an unknown username counts under its own key, as
         // an unknown email does. Resolving the username costs one indexed
         // read whether or not it exists.
-        let (account_key, lookup) = match identifier {
-            Identifier::Email(email) => (format!("login:account:{email}"), Lookup::Email(email)),
+        let (counters, lookup) = match identifier {
+            Identifier::Email(email) => (
+                FailureCounters::of_email(&ctx, &email),
+                Lookup::Email(email),
+            ),
             Identifier::Username(name) => match svc.find_user_by_username(&name).await? {
-                Some(u) => (format!("login:account:{}", u.email), Lookup::Done(Some(u))),
-                None => (format!("login:username:{name}"), Lookup::Done(None)),
+                Some(u) => (
+                    FailureCounters::of_email(&ctx, &u.email),
+                    Lookup::Done(Some(u)),
+                ),
+                None => (
+                    FailureCounters::new(&ctx, format!("login:username:{name}")),
+                    Lookup::Done(None),
+                ),
             },
         };
-        let ip_key = format!("login:ip:{}", client_ip_string(&ctx));
-        if let Some(retry_after) =
-            limits::locked_for(&svc.db, &[&account_key, &ip_key], now_ms()).await?
-        {
+        if let Some(retry_after) = counters.locked_for(svc).await? {
             tracing::warn!(target: "audit", event = "login.throttled", ip = client_ip_string(&ctx).as_str(),
                 request_id = ctx.request.request_id.as_str());
             return Err(AuthError::Throttled { retry_after });
@@ -293,15 +286,15 @@ impl<S: HasAuth> Procedure<S> for Login {
         let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
             // Same work and the same answer as a wrong password.
             svc.hasher.verify_dummy(&password).await;
-            Login::record_failure(&ctx, &account_key, &ip_key, None).await?;
+            Login::record_failure(&ctx, &counters, None).await?;
             return Err(AuthError::InvalidCredentials);
         };
         let verdict = svc.hasher.verify(&password, &user.password_hash).await?;
         if !verdict.matches {
-            Login::record_failure(&ctx, &account_key, &ip_key, Some(&user.id)).await?;
+            Login::record_failure(&ctx, &counters, Some(&user.id)).await?;
             return Err(AuthError::InvalidCredentials);
         }
-        limits::clear(&svc.db, &account_key).await?;
+        counters.succeeded(svc).await?;
 
         if verdict.needs_rehash {
             match svc.hasher.hash(&password).await {
