@@ -9,7 +9,6 @@ pub mod config;
 pub mod cookies;
 pub mod db;
 pub mod db_health;
-pub mod email_check;
 pub mod entities;
 pub mod error;
 pub mod events;
@@ -31,19 +30,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse::{Role, Router};
-use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter,
-};
-use uuid::Uuid;
+use gatehouse::Router;
+use sea_orm::DatabaseConnection;
 
 pub use config::{Config, ConfigError};
 pub use service::{AuthService, AuthUser, HasAuth, Settings};
+pub use users::{CreateUserError, NewUser, create_user, email_check};
 
 use crate::db_health::DbHealth;
-use crate::entities::user;
 use crate::mail::{FileOutbox, Mailer, SmtpMailer};
 use crate::password::PasswordHasher;
 
@@ -161,7 +155,7 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         .with_health(health)
         .with_key_source(key_source);
     if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-        bootstrap_admin(&service, email, password).await?;
+        users::bootstrap_admin(&service, email, password).await?;
     }
     Ok(service)
 }
@@ -278,237 +272,4 @@ pub fn spawn_key_reload<S: HasAuth>(state: Arc<S>, every: Duration) {
             }
         }
     });
-}
-
-/// Why a user could not be created from the command line or at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateUserError {
-    #[error("invalid email address {0:?}")]
-    Email(String),
-    #[error("invalid email address {0:?}: {1}")]
-    EmailForm(String, validate::EmailError),
-    #[error("{0}")]
-    Policy(&'static str),
-    #[error("first and last names must not be empty")]
-    Names,
-    #[error("a user with this email already exists")]
-    Exists,
-    /// `GATEHOUSE_ADMIN_EMAIL` names an account that is not an ADMIN and
-    /// whose password is not `GATEHOUSE_ADMIN_PASSWORD` (see
-    /// [`bootstrap_admin`] for why it is not promoted).
-    #[error(
-        "{0} already belongs to an account that is not an ADMIN and whose password is not GATEHOUSE_ADMIN_PASSWORD; \
-         refusing to make it the first ADMIN, since whoever registered it chose that password \
-         (and a mistyped address would take over someone else's account). \
-         Either set GATEHOUSE_ADMIN_EMAIL to another address; \
-         or, if that account is yours, set GATEHOUSE_ADMIN_PASSWORD to its password; \
-         or create an ADMIN with `gatehouse users create --role ADMIN --email <another address>` \
-         (once an ADMIN exists these settings are ignored) and then delete that account (users.delete) \
-         or let its owner keep it"
-    )]
-    AdminEmailTaken(String),
-    #[error("invalid username: {0}")]
-    Username(&'static str),
-    #[error("the username is already taken")]
-    UsernameTaken,
-    #[error("database error: {0}")]
-    Db(#[from] sea_orm::DbErr),
-    #[error("password hashing failed: {0}")]
-    Hash(#[from] password::PasswordError),
-}
-
-/// An account to create outside the API (command line, first admin).
-#[derive(Debug, Clone, Copy)]
-pub struct NewUser<'a> {
-    pub email: &'a str,
-    pub password: &'a str,
-    pub first_name: &'a str,
-    pub last_name: &'a str,
-    pub role: Role,
-    /// Optional; normalised and checked like a registration's.
-    pub username: Option<&'a str>,
-}
-
-/// Creates a user outside the API (CLI, first admin), with the same checks
-/// as registration.
-pub async fn create_user(
-    db: &DatabaseConnection,
-    hasher: &PasswordHasher,
-    new: NewUser<'_>,
-) -> Result<user::Model, CreateUserError> {
-    let email = validate::normalize_email(new.email)
-        .map_err(|e| CreateUserError::EmailForm(new.email.to_owned(), e))?;
-    if !validate::is_valid_email(&email) {
-        return Err(CreateUserError::Email(email));
-    }
-    password::check_password_policy(new.password)
-        .map_err(|e| CreateUserError::Policy(validate::policy_message(&e)))?;
-    if new.first_name.trim().is_empty() || new.last_name.trim().is_empty() {
-        return Err(CreateUserError::Names);
-    }
-    if let Err(e) = validate::username(&new.username.map(str::to_owned), &()) {
-        let key = e.message().to_string();
-        return Err(CreateUserError::Username(
-            i18n::english(&key).unwrap_or("not allowed"),
-        ));
-    }
-    insert_user(
-        db,
-        hasher,
-        NewUser {
-            email: &email,
-            ..new
-        },
-    )
-    .await
-}
-
-/// Hashes the password and inserts the user (its email already
-/// normalised), without the policy checks of [`create_user`]; a duplicate
-/// email is [`CreateUserError::Exists`].
-async fn insert_user(
-    db: &DatabaseConnection,
-    hasher: &PasswordHasher,
-    new: NewUser<'_>,
-) -> Result<user::Model, CreateUserError> {
-    let hash = hasher.hash(new.password).await?;
-    let now = db::now_ms();
-    let model = user::ActiveModel {
-        id: Set(Uuid::now_v7().to_string()),
-        email: Set(new.email.to_owned()),
-        password_hash: Set(hash),
-        first_name: Set(new.first_name.trim().to_owned()),
-        last_name: Set(new.last_name.trim().to_owned()),
-        phone: Set(None),
-        username: Set(validate::username_value(new.username)),
-        role: Set(new.role.as_str().to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    };
-    match model.insert(db).await {
-        Ok(u) => Ok(u),
-        Err(e) if db::is_username_violation(&e) => Err(CreateUserError::UsernameTaken),
-        Err(e) if db::is_unique_violation(&e) => Err(CreateUserError::Exists),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Whether any ADMIN exists.
-pub(crate) async fn admin_exists(db: &impl ConnectionTrait) -> Result<bool, sea_orm::DbErr> {
-    let admins = user::Entity::find()
-        .filter(user::Column::Role.eq(Role::Admin.as_str()))
-        .count(db)
-        .await?;
-    Ok(admins > 0)
-}
-
-/// Creates the first ADMIN from `GATEHOUSE_ADMIN_EMAIL`/`_PASSWORD` when no
-/// ADMIN exists yet.
-///
-/// An account that already has that email is promoted only if its password
-/// is `GATEHOUSE_ADMIN_PASSWORD`. Anyone else's account is never taken over:
-/// with open registration, whoever registered the address before the
-/// operator's first start chose its password, and promoting it would make
-/// them ADMIN (issue 22); and a mistyped address would hand the operator a
-/// real user's account. The start is refused instead
-/// ([`CreateUserError::AdminEmailTaken`]), naming the way out.
-async fn bootstrap_admin(
-    service: &AuthService,
-    email: &str,
-    password: &str,
-) -> Result<(), CreateUserError> {
-    let db = service.db();
-    if admin_exists(db).await? {
-        return Ok(());
-    }
-    let normalized = validate::normalize_email(email)
-        .map_err(|e| CreateUserError::EmailForm(email.to_owned(), e))?;
-    if !validate::is_valid_email(&normalized) {
-        return Err(CreateUserError::Email(normalized));
-    }
-    match password::check_password_policy(password) {
-        // Allowed with a warning so that a demo setup still starts; unlike a
-        // password bcrypt would truncate, it is still usable.
-        Err(password::PasswordPolicyError::TooCommon) => {
-            tracing::warn!("GATEHOUSE_ADMIN_PASSWORD is a common password; change it soon");
-        }
-        Err(e) => return Err(CreateUserError::Policy(validate::policy_message(&e))),
-        Ok(()) => {}
-    }
-    if let Some(existing) = find_by_email(db, &normalized).await? {
-        return promote_own_account(service, existing, password).await;
-    }
-    let admin = NewUser {
-        email: &normalized,
-        password,
-        first_name: "Admin",
-        last_name: "User",
-        role: Role::Admin,
-        username: None,
-    };
-    let u = match insert_user(db, &service.hasher, admin).await {
-        // Another instance starting at the same time created it first, or
-        // a registration took the address a moment ago: judged as above.
-        Err(CreateUserError::Exists) => {
-            return match find_by_email(db, &normalized).await? {
-                Some(existing) => promote_own_account(service, existing, password).await,
-                None => Err(CreateUserError::Exists),
-            };
-        }
-        other => other?,
-    };
-    tracing::info!(target: "audit", event = "admin.bootstrap_created", user_id = u.id.as_str(),
-        "created the first ADMIN from GATEHOUSE_ADMIN_EMAIL");
-    Ok(())
-}
-
-async fn find_by_email(
-    db: &DatabaseConnection,
-    email: &str,
-) -> Result<Option<user::Model>, sea_orm::DbErr> {
-    user::Entity::find()
-        .filter(user::Column::Email.eq(email))
-        .one(db)
-        .await
-}
-
-/// Makes `existing` (whose email is `GATEHOUSE_ADMIN_EMAIL`) the first ADMIN
-/// if `password` (`GATEHOUSE_ADMIN_PASSWORD`) is its password: then whoever
-/// set the variable demonstrably controls the account. Otherwise refuses
-/// (see [`bootstrap_admin`]). The check runs on the hasher's blocking pool,
-/// like every other bcrypt verification.
-async fn promote_own_account(
-    service: &AuthService,
-    existing: user::Model,
-    password: &str,
-) -> Result<(), CreateUserError> {
-    if existing.role == Role::Admin.as_str() {
-        // Created by another instance starting at the same time.
-        return Ok(());
-    }
-    let taken = || CreateUserError::AdminEmailTaken(existing.email.clone());
-    // A hash that cannot be read proves nothing: refused like a mismatch.
-    let proven = service
-        .hasher
-        .verify(password, &existing.password_hash)
-        .await
-        .is_ok_and(|v| v.matches);
-    if !proven {
-        return Err(taken());
-    }
-    // Only while the password is still the one just verified.
-    let promoted = user::Entity::update_many()
-        .col_expr(user::Column::Role, Expr::value(Role::Admin.as_str()))
-        .col_expr(user::Column::UpdatedAt, Expr::value(db::now_ms()))
-        .filter(user::Column::Id.eq(existing.id.clone()))
-        .filter(user::Column::PasswordHash.eq(existing.password_hash.clone()))
-        .exec(service.db())
-        .await?;
-    if promoted.rows_affected != 1 {
-        return Err(taken());
-    }
-    let u = existing;
-    tracing::warn!(target: "audit", event = "admin.bootstrap_promoted", user_id = u.id.as_str(),
-        "no ADMIN existed; promoted the existing GATEHOUSE_ADMIN_EMAIL account, whose password is GATEHOUSE_ADMIN_PASSWORD");
-    Ok(())
 }

@@ -11,7 +11,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
 };
 
-use crate::db::{fetch_unique, now_ms};
+use crate::db::now_ms;
 use crate::db_health::DbHealth;
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
@@ -453,33 +453,6 @@ impl AuthService {
             tracing::info!(pruned, "pruned signing keys past their verifying window");
         }
         Ok(())
-    }
-
-    /// Loads a user by id.
-    pub(crate) async fn find_user(
-        &self,
-        db: &impl ConnectionTrait,
-        id: &str,
-    ) -> Result<Option<user::Model>, AuthError> {
-        Ok(fetch_unique(user::Entity::find_by_id(id.to_owned()), db).await?)
-    }
-
-    /// Loads a user by (normalised) email.
-    pub(crate) async fn find_user_by_email(
-        &self,
-        email: &str,
-    ) -> Result<Option<user::Model>, AuthError> {
-        let select = user::Entity::find().filter(user::Column::Email.eq(email));
-        Ok(fetch_unique(select, &self.db).await?)
-    }
-
-    /// Loads a user by (normalised) username.
-    pub(crate) async fn find_user_by_username(
-        &self,
-        username: &str,
-    ) -> Result<Option<user::Model>, AuthError> {
-        let select = user::Entity::find().filter(user::Column::Username.eq(username));
-        Ok(fetch_unique(select, &self.db).await?)
     }
 }
 

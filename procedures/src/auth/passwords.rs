@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{FailureCounters, MAX_PASSWORD_BYTES, account_key, slow_down};
 use crate::db::{begin_write, now_ms};
-use crate::entities::{password_reset, user};
+use crate::entities::password_reset;
 use crate::error::AuthError;
 use crate::events::RevokeReason;
 use crate::limits;
@@ -24,6 +24,7 @@ use crate::mail::password_reset_mail;
 use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{AuthPayload, Success, text};
+use crate::users;
 use crate::validate;
 
 /// Reset tokens are valid this long.
@@ -43,12 +44,7 @@ async fn store_password(
     hash: String,
     now: i64,
 ) -> Result<(), AuthError> {
-    user::Entity::update_many()
-        .col_expr(user::Column::PasswordHash, Expr::value(hash))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now))
-        .filter(user::Column::Id.eq(user_id))
-        .exec(txn)
-        .await?;
+    users::set_password_hash(txn, user_id, hash, now).await?;
     password_reset::Entity::update_many()
         .col_expr(password_reset::Column::UsedAt, Expr::value(now))
         .filter(password_reset::Column::UserId.eq(user_id))
@@ -81,7 +77,7 @@ impl RequestPasswordReset {
     /// drawn, the mail rendered, and a write transaction bumps the address's
     /// counter, so the answer takes the same time either way.
     async fn run(svc: &AuthService, email: &str, request_id: &str) -> Result<(), AuthError> {
-        let user = svc.find_user_by_email(email).await?;
+        let user = users::find_by_email(&svc.db, email).await?;
         let now = now_ms();
         let window_ms =
             i64::try_from(svc.settings.login_window.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
@@ -190,8 +186,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
 
         let svc = ctx.service.auth();
         svc.db_up()?;
-        let user = svc
-            .find_user_by_email(&email)
+        let user = users::find_by_email(&svc.db, &email)
             .await?
             .ok_or(AuthError::InvalidResetToken)?;
         let hash = svc.hasher.hash(&password).await?;

@@ -2,17 +2,16 @@
 
 use garde::Validate;
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, Rest, Role};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde::Deserialize;
 use ts_rs::TS;
 
 use super::signin::user_conflict;
-use crate::db::{begin_write, now_ms};
-use crate::entities::user;
+use crate::db::begin_write;
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent};
 use crate::service::HasAuth;
 use crate::types::{UserDetails, double_option};
+use crate::users;
 use crate::validate::{self, phone_value, username_value};
 
 /// The caller's own account.
@@ -88,23 +87,16 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
             .map(|u| username_value(u.as_deref()));
 
         let svc = ctx.service.auth();
-        let user = me.user.clone();
-        let mut model: user::ActiveModel = user.into();
-        if let Some(v) = first_name {
-            model.first_name = Set(v);
-        }
-        if let Some(v) = last_name {
-            model.last_name = Set(v);
-        }
-        if let Some(v) = phone {
-            model.phone = Set(v);
-        }
-        if let Some(v) = username {
-            model.username = Set(v);
-        }
-        model.updated_at = Set(now_ms());
+        let changes = users::ProfileChanges {
+            first_name,
+            last_name,
+            phone,
+            username,
+        };
         let txn = begin_write(&svc.db).await?;
-        let user = model.update(&txn).await.map_err(user_conflict)?;
+        let user = users::update_profile(&txn, me.user.clone(), changes)
+            .await
+            .map_err(user_conflict)?;
         let details = UserDetails::try_from(&user)?;
         let event = AccountEvent::ProfileUpdated {
             user: details.clone(),

@@ -2,55 +2,19 @@
 
 use garde::Validate;
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use ts_rs::TS;
-use uuid::Uuid;
 
 use super::{FailureCounters, MAX_PASSWORD_BYTES, client_ip_string, slow_down};
-use crate::db::{begin_write, is_unique_violation, is_username_violation, now_ms};
+use crate::db::begin_write;
 use crate::entities::user;
 use crate::error::AuthError;
 use crate::service::HasAuth;
 use crate::types::{AuthPayload, text};
-use crate::validate::{self, phone_value, username_value};
+use crate::users::{self, CreateUserError, NewAccount};
+use crate::validate::{self, username_value};
 
-/// `auth.register` input. The email is normalised (NFKC, lower case, the
-/// domain in ASCII: docs/api.md, Email addresses); every
-/// failing field is reported at once in `error.data.issues`.
-#[derive(Debug, Deserialize, TS, Validate, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::types::text_fields_required)]
-pub struct RegisterInput {
-    #[serde(default, deserialize_with = "text")]
-    #[garde(custom(validate::email))]
-    #[schemars(email)]
-    pub email: String,
-    #[serde(default, deserialize_with = "text")]
-    #[garde(custom(validate::new_password))]
-    #[schemars(length(min = crate::password::MIN_PASSWORD_CHARS, max = crate::password::MAX_PASSWORD_BYTES))]
-    pub password: String,
-    #[serde(default, deserialize_with = "text")]
-    #[garde(custom(validate::name))]
-    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
-    pub first_name: String,
-    #[serde(default, deserialize_with = "text")]
-    #[garde(custom(validate::name))]
-    #[schemars(length(min = 1, max = crate::validate::MAX_NAME_CHARS))]
-    pub last_name: String,
-    #[serde(default)]
-    #[ts(optional)]
-    #[garde(custom(validate::phone))]
-    #[schemars(length(max = crate::validate::MAX_PHONE_CHARS))]
-    pub phone: Option<String>,
-    // Optional; trimmed and lower-cased, blank means none.
-    #[serde(default)]
-    #[ts(optional)]
-    #[garde(custom(validate::username))]
-    #[schemars(length(min = crate::validate::MIN_USERNAME_CHARS, max = crate::validate::MAX_USERNAME_CHARS), regex(pattern = crate::validate::USERNAME_PATTERN))]
-    pub username: Option<String>,
-}
+pub use crate::users::RegisterInput;
 
 /// Creates a VIEWER account and opens its first session.
 #[derive(schemars::JsonSchema)]
@@ -67,46 +31,23 @@ impl<S: HasAuth> Procedure<S> for Register {
     const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict];
 
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
-        validate::check(&input)?;
+        let account = NewAccount::checked(input, Role::Viewer)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
-        let email = validate::email_value("email", &input.email)?;
-        let password = input.password;
-        let first_name = input.first_name.trim().to_owned();
-        let last_name = input.last_name.trim().to_owned();
-        let phone = phone_value(input.phone.as_deref());
-        let username = username_value(input.username.as_deref());
-
         let svc = ctx.service.auth();
         svc.db_up()?;
         // The address the first ADMIN will be created with is not for anyone
-        // to claim first (see `bootstrap_admin`); answered as if it were
-        // registered, which it will be once the bootstrap runs.
-        if svc.settings.admin_email.as_ref() == Some(&email)
-            && !crate::admin_exists(&svc.db).await?
+        // to claim first (see `users::bootstrap_admin`); answered as if it
+        // were registered, which it will be once the bootstrap runs.
+        if svc.settings.admin_email.as_ref() == Some(&account.email)
+            && !users::admin_exists(&svc.db).await?
         {
             tracing::warn!(target: "audit", event = "register.admin_email_refused",
                 request_id = ctx.request.request_id.as_str());
             return Err(AuthError::EmailTaken);
         }
-        let hash = svc.hasher.hash(&password).await?;
-        let now = now_ms();
-        let model = user::ActiveModel {
-            id: Set(Uuid::now_v7().to_string()),
-            email: Set(email),
-            password_hash: Set(hash),
-            first_name: Set(first_name),
-            last_name: Set(last_name),
-            phone: Set(phone),
-            username: Set(username),
-            role: Set(Role::Viewer.as_str().to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let row = account.into_row(&svc.hasher).await?;
         let txn = begin_write(&svc.db).await?;
-        let user = match model.insert(&txn).await {
-            Ok(u) => u,
-            Err(e) => return Err(user_conflict(e)),
-        };
+        let user = users::insert_row(&txn, row).await?;
         let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
         txn.commit().await.map_err(user_conflict)?;
         tracing::info!(target: "audit", event = "register", user_id = user.id.as_str(),
@@ -116,18 +57,11 @@ impl<S: HasAuth> Procedure<S> for Register {
     }
 }
 
-/// A failed insert or update of a user row: a clash on the username index
-/// is [`AuthError::UsernameTaken`], any other unique clash (the email) is
-/// [`AuthError::EmailTaken`]. The indexes decide, so racing claims of the
-/// same name or address get exactly one winner.
+/// A failed insert or update of a user row, as the API answers it: a
+/// username clash is [`AuthError::UsernameTaken`], an email clash
+/// [`AuthError::EmailTaken`] (see [`CreateUserError::from_write`]).
 pub(crate) fn user_conflict(e: sea_orm::DbErr) -> AuthError {
-    if is_username_violation(&e) {
-        AuthError::UsernameTaken
-    } else if is_unique_violation(&e) {
-        AuthError::EmailTaken
-    } else {
-        e.into()
-    }
+    CreateUserError::from_write(e).into()
 }
 
 /// `auth.login` input: an email or a username (exactly one) and the
@@ -262,7 +196,7 @@ impl<S: HasAuth> Procedure<S> for Login {
                 FailureCounters::of_email(&ctx, &email),
                 Lookup::Email(email),
             ),
-            Identifier::Username(name) => match svc.find_user_by_username(&name).await? {
+            Identifier::Username(name) => match users::find_by_username(&svc.db, &name).await? {
                 Some(u) => (
                     FailureCounters::of_email(&ctx, &u.email),
                     Lookup::Done(Some(u)),
@@ -280,7 +214,7 @@ impl<S: HasAuth> Procedure<S> for Login {
         }
 
         let user = match lookup {
-            Lookup::Email(email) => svc.find_user_by_email(&email).await?,
+            Lookup::Email(email) => users::find_by_email(&svc.db, &email).await?,
             Lookup::Done(user) => user,
         };
         let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
@@ -300,12 +234,9 @@ impl<S: HasAuth> Procedure<S> for Login {
             match svc.hasher.hash(&password).await {
                 Ok(hash) => {
                     // Only if no other route changed the password meanwhile.
-                    let res = user::Entity::update_many()
-                        .col_expr(user::Column::PasswordHash, Expr::value(hash))
-                        .filter(user::Column::Id.eq(user.id.clone()))
-                        .filter(user::Column::PasswordHash.eq(user.password_hash.clone()))
-                        .exec(&svc.db)
-                        .await;
+                    let res =
+                        users::upgrade_password_hash(&svc.db, &user.id, &user.password_hash, hash)
+                            .await;
                     if let Err(e) = res {
                         tracing::warn!(error = %e, user_id = %user.id, "could not store re-hashed password");
                     }

@@ -58,8 +58,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         {
             return Err(AuthError::SessionRevoked);
         }
-        let user = svc
-            .find_user(&svc.db, &claims.sub)
+        let user = crate::users::find_by_id(&svc.db, &claims.sub)
             .await?
             .ok_or(AuthError::SessionRevoked)?;
         if parse_role(&user.role)? != claims.role {

@@ -12,10 +12,9 @@
 use std::collections::BTreeMap;
 
 use sea_orm::QuerySelect;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QueryOrder};
 
-use crate::db::{is_unique_violation, now_ms};
+use crate::db::is_unique_violation;
 use crate::entities::user;
 use crate::validate::{is_valid_email, normalize_email};
 
@@ -151,19 +150,12 @@ pub async fn check_emails(db: &DatabaseConnection, fix: bool) -> Result<Vec<Find
 /// Sets `row`'s email to `normalized` if it still holds the email read;
 /// whether it did.
 async fn rewrite(db: &DatabaseConnection, row: &Row, normalized: &str) -> Result<bool, DbErr> {
-    let result = user::Entity::update_many()
-        .col_expr(user::Column::Email, Expr::value(normalized))
-        .col_expr(user::Column::UpdatedAt, Expr::value(now_ms()))
-        .filter(user::Column::Id.eq(row.id.clone()))
-        .filter(user::Column::Email.eq(row.email.clone()))
-        .exec(db)
-        .await;
-    match result {
-        Ok(done) if done.rows_affected == 1 => {
+    match super::store::rewrite_email(db, &row.id, &row.email, normalized).await {
+        Ok(true) => {
             tracing::info!(target: "audit", event = "user.email_normalized", user_id = row.id.as_str());
             Ok(true)
         }
-        Ok(_) => Ok(false),
+        Ok(false) => Ok(false),
         Err(e) if is_unique_violation(&e) => Ok(false),
         Err(e) => Err(e),
     }

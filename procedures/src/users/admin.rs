@@ -3,15 +3,15 @@
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseTransaction, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::db::{begin_write, now_ms};
-use crate::entities::{password_reset, user};
+use super::store;
+use crate::db::begin_write;
+use crate::entities::user;
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent, RevokeReason};
 use crate::service::{AuthService, HasAuth};
@@ -159,21 +159,6 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
     }
 }
 
-/// Serialises changes that could remove the last ADMIN: on PostgreSQL it
-/// locks every ADMIN row, so two admins demoting each other cannot both see
-/// "another admin remains". SQLite's `BEGIN IMMEDIATE` already serialises
-/// all writers.
-async fn lock_admins(txn: &DatabaseTransaction) -> Result<(), AuthError> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        user::Entity::find()
-            .filter(user::Column::Role.eq(Role::Admin.as_str()))
-            .lock_exclusive()
-            .all(txn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Starts a transaction that changes user `id` and may remove an ADMIN:
 /// the admin rows are locked first (see [`lock_admins`]), then the target
 /// is loaded; an unknown id is NOT_FOUND.
@@ -182,19 +167,11 @@ async fn begin_admin_change(
     id: &str,
 ) -> Result<(DatabaseTransaction, user::Model), AuthError> {
     let txn = begin_write(&svc.db).await?;
-    lock_admins(&txn).await?;
-    let target = svc
-        .find_user(&txn, id)
+    store::lock_admins(&txn).await?;
+    let target = store::find_by_id(&txn, id)
         .await?
         .ok_or(AuthError::UserNotFound)?;
     Ok((txn, target))
-}
-
-async fn admin_count(txn: &DatabaseTransaction) -> Result<u64, AuthError> {
-    Ok(user::Entity::find()
-        .filter(user::Column::Role.eq(Role::Admin.as_str()))
-        .count(txn)
-        .await?)
 }
 
 /// `users.setRole` input.
@@ -229,13 +206,10 @@ impl<S: HasAuth> Procedure<S> for SetRole {
             txn.commit().await?;
             return UserDetails::try_from(&target);
         }
-        if old_role == Role::Admin && admin_count(&txn).await? <= 1 {
+        if old_role == Role::Admin && store::admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin);
         }
-        let mut model: user::ActiveModel = target.into();
-        model.role = Set(input.role.as_str().to_owned());
-        model.updated_at = Set(now_ms());
-        let updated = model.update(&txn).await?;
+        let updated = store::set_role(&txn, target, input.role).await?;
         let changed = AccountEvent::RoleChanged { role: input.role };
         events::record(&txn, &updated.id, &changed).await?;
         svc.revoke_sessions(&txn, &updated.id, None, RevokeReason::RoleChanged)
@@ -273,19 +247,13 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
         let me = ctx.principal()?.clone();
         let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
-        if parse_role(&target.role)? == Role::Admin && admin_count(&txn).await? <= 1 {
+        if parse_role(&target.role)? == Role::Admin && store::admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin);
         }
         // The sessions stay as they are (a token of a deleted user answers
         // NOT_FOUND, not UNAUTHORIZED); their subscribers hear they ended.
         sessions::announce_end(&txn, &target.id, RevokeReason::Deleted).await?;
-        password_reset::Entity::delete_many()
-            .filter(password_reset::Column::UserId.eq(target.id.clone()))
-            .exec(&txn)
-            .await?;
-        user::Entity::delete_by_id(target.id.clone())
-            .exec(&txn)
-            .await?;
+        store::delete(&txn, &target.id).await?;
         txn.commit().await?;
         tracing::info!(target: "audit", event = "user.deleted", user_id = target.id.as_str(),
             actor_id = me.user_id.as_str(), request_id = ctx.request.request_id.as_str());
