@@ -75,6 +75,18 @@ pub struct AuthService {
     events: OnceLock<Arc<EventHub>>,
 }
 
+/// Where a request's token came from (see [`AuthService::request_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// An `Authorization: Bearer` header.
+    Bearer,
+    /// A subscription's `connectionParams`.
+    ConnectionParams,
+    /// The session cookie (which passed the CSRF checks), so a new token
+    /// goes back into it.
+    Cookie,
+}
+
 /// The authenticated caller: the token's user and session.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -310,20 +322,30 @@ impl AuthService {
         Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }
 
-    /// The token a request refreshes or logs out with: its bearer token,
-    /// else its session cookie (which must pass the CSRF checks), and
-    /// whether it came from the cookie.
+    /// The token a request carries, and where it came from: the one place
+    /// that decides which credential counts, for the authenticator and for
+    /// the procedures that read the token themselves (refresh, logout).
+    /// Its bearer token, else a subscription's `connectionParams` `token`
+    /// (a browser's EventSource cannot set headers, so
+    /// `httpSubscriptionLink` clients pass it there; the framework hands
+    /// `connectionParams` to subscriptions only), else, only without either,
+    /// its session cookie, which must then pass the CSRF checks: a failure
+    /// is an error, not the absence of a token.
     pub(crate) fn request_token<'a>(
         &self,
         meta: &'a RequestMeta,
-    ) -> Result<Option<(&'a str, bool)>, AuthError> {
+    ) -> Result<Option<(&'a str, TokenSource)>, AuthError> {
         if let Some(token) = meta.bearer_token() {
-            return Ok(Some((token, false)));
+            return Ok(Some((token, TokenSource::Bearer)));
+        }
+        let param = meta.connection_param("token").map(str::trim);
+        if let Some(token) = param.filter(|t| !t.is_empty()) {
+            return Ok(Some((token, TokenSource::ConnectionParams)));
         }
         match self.settings.cookies.token(meta) {
             Some(token) => {
                 self.settings.cookies.check_csrf(meta)?;
-                Ok(Some((token, true)))
+                Ok(Some((token, TokenSource::Cookie)))
             }
             None => Ok(None),
         }
@@ -485,23 +507,8 @@ impl Service for AuthService {
     const AUTHENTICATE_ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
-        // A browser's EventSource cannot set headers, so `httpSubscriptionLink`
-        // clients pass the token in `connectionParams` instead.
-        let token = request
-            .bearer_token()
-            .or_else(|| request.connection_param("token").map(str::trim))
-            .filter(|t| !t.is_empty());
-        let token = match token {
-            Some(token) => token,
-            // The session cookie only without any other credentials, and
-            // only for requests that pass the CSRF checks.
-            None => match self.settings.cookies.token(request) {
-                Some(token) => {
-                    self.settings.cookies.check_csrf(request)?;
-                    token
-                }
-                None => return Ok(None),
-            },
+        let Some((token, _)) = self.request_token(request)? else {
+            return Ok(None);
         };
         self.db_up()?;
         self.check_token(request, token)

@@ -11,7 +11,7 @@ use super::client_ip_string;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
 use crate::events::RevokeReason;
-use crate::service::HasAuth;
+use crate::service::{HasAuth, TokenSource};
 use crate::sessions;
 use crate::token::TokenKeys;
 use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
@@ -37,11 +37,11 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
         let svc = ctx.service.auth();
-        let (token, from_cookie) = svc
+        let (token, source) = svc
             .request_token(&ctx.request)?
             .ok_or(AuthError::InvalidToken)?;
         // Refreshed by cookie, answered by cookie.
-        let cookie = from_cookie || svc.settings.cookies.wanted(&ctx.request)?;
+        let cookie = source == TokenSource::Cookie || svc.settings.cookies.wanted(&ctx.request)?;
         svc.db_up()?;
         let claims = svc
             .verify_token(token, TokenKeys::verify_allow_expired)
