@@ -22,9 +22,9 @@ use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
-use crate::sessions::{self, SessionReader};
+use crate::sessions::{self, Presented, Purpose, SessionReader, Valid};
 use crate::token::{Claims, SessionClaims, TokenError, TokenKeys};
-use crate::types::{AuthPayload, User, parse_role};
+use crate::types::{AuthPayload, User};
 
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
@@ -391,6 +391,23 @@ impl AuthService {
         Ok(sessions::revoke_all(db, user_id, except, now_ms(), reason).await?)
     }
 
+    /// The session and user of a token presented for `purpose`, read in one
+    /// query ([`crate::sessions::read`]) and judged at `now` by
+    /// [`sessions::validate`], the verdicts the authenticator and
+    /// `auth.refreshToken` share; a refusal as the client sees it.
+    pub(crate) async fn token_session(
+        &self,
+        sid: &str,
+        presented: Presented<'_>,
+        now: i64,
+        purpose: Purpose,
+    ) -> Result<Valid, AuthError> {
+        let found = self.sessions.read(&self.db, sid).await?;
+        sessions::validate(&self.db, found, presented, now, purpose)
+            .await
+            .map_err(|refusal| refusal.into_error(purpose))
+    }
+
     /// Checks a token against its session and user in one query.
     async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
         let claims = self
@@ -401,32 +418,18 @@ impl AuthService {
                 AuthError::InvalidToken
             })?;
         let expires_at_ms = self.keys.refused_from_ms(&claims);
-        let Some((session, user)) = self.sessions.read(&self.db, &claims.sid).await? else {
-            return Err(AuthError::SessionRevoked);
-        };
         let now = now_ms();
-        if session.revoked_at.is_some() || session.user_id != claims.sub {
-            return Err(AuthError::SessionRevoked);
-        }
-        let generation = crate::token::generation(&claims.jti);
-        if !sessions::generation_works(
-            &self.db,
-            self.settings.refresh_grace_ms,
-            &session,
-            generation,
-            now,
-        )
-        .await?
-        {
-            return Err(AuthError::SessionRevoked);
-        }
-        let Some(user) = user else {
-            return Err(AuthError::UserNotFound);
+        let presented = Presented::new(&claims.sub, claims.role, &claims.jti);
+        let purpose = Purpose::Call {
+            grace_ms: self.settings.refresh_grace_ms,
         };
-        let role = parse_role(&user.role)?;
-        if role != claims.role {
-            return Err(AuthError::SessionRevoked);
-        }
+        let Valid {
+            session,
+            user,
+            role,
+        } = self
+            .token_session(&claims.sid, presented, now, purpose)
+            .await?;
         if now - session.last_used_at > LAST_USED_EVERY_MS {
             let db = self.db.clone();
             let sid = session.id.clone();
