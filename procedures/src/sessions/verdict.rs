@@ -145,3 +145,104 @@ pub(crate) async fn validate(
         role,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A live session `s1` of `u1` in generation `g1`, whose refresh window
+    /// ends at 1000, and its viewer.
+    fn found() -> SessionUser {
+        let session = SessionRow {
+            id: "s1".into(),
+            user_id: "u1".into(),
+            current_jti: "g1".into(),
+            previous_jti: None,
+            rotated_at: None,
+            last_used_at: 0,
+            revoked_at: None,
+            expires_at: 1000,
+        };
+        let user = user::Model {
+            id: "u1".into(),
+            email: "a@example.com".into(),
+            password_hash: "h".into(),
+            first_name: "A".into(),
+            last_name: "B".into(),
+            phone: None,
+            role: "VIEWER".into(),
+            created_at: 0,
+            updated_at: 0,
+            username: None,
+        };
+        (session, Some(user))
+    }
+
+    /// Each case breaks more than one rule, so that it also pins which
+    /// verdict comes first; a zero grace decides generations without a
+    /// query.
+    #[tokio::test]
+    async fn verdicts_come_in_their_order_and_reach_the_client_as_before() {
+        let db = crate::db::connect("sqlite::memory:").await.expect("db");
+        const CALL: Purpose = Purpose::Call { grace_ms: 0 };
+        const REFRESH: Purpose = Purpose::Refresh;
+        let token = Presented::new("u1", Role::Viewer, "g1.x");
+        let stale = Presented::new("u1", Role::Viewer, "g0.x");
+        let admin = Presented::new("u1", Role::Admin, "g1.x");
+        let other = Presented::new("u2", Role::Admin, "g0.x");
+        let revoked = || {
+            let (mut s, u) = found();
+            s.revoked_at = Some(1);
+            Some((s, u))
+        };
+        let no_user = || Some((found().0, None));
+        let bad_role = || {
+            let (s, u) = found();
+            let u = u.map(|u| user::Model {
+                role: "KING".into(),
+                ..u
+            });
+            Some((s, u))
+        };
+        let cases: Vec<(Option<SessionUser>, Presented<'_>, i64, Purpose, &str)> = vec![
+            (None, token, 0, CALL, "no such session"),
+            (revoked(), other, 2000, REFRESH, "the session is revoked"),
+            (Some(found()), other, 2000, REFRESH, "the session belongs"),
+            (Some(found()), stale, 2000, REFRESH, "the session's refresh"),
+            (no_user(), stale, 2000, CALL, "the token's generation"),
+            (no_user(), stale, 0, REFRESH, "the user no longer"),
+            (bad_role(), admin, 0, CALL, "KING"),
+            (Some(found()), admin, 0, CALL, "the user's role changed"),
+        ];
+        for (found, presented, now, purpose, why) in cases {
+            let refusal = validate(&db, found, presented, now, purpose)
+                .await
+                .expect_err(why);
+            assert!(refusal.to_string().contains(why), "{refusal} is not {why}");
+        }
+        // A window past its end does not stop a guarded call: the token's
+        // own expiry does.
+        let valid = validate(&db, Some(found()), token, 2000, CALL)
+            .await
+            .expect("valid");
+        assert_eq!(
+            (valid.session.id.as_str(), valid.role),
+            ("s1", Role::Viewer)
+        );
+
+        let told = |refusal: Refusal, purpose| refusal.into_error(purpose).to_string();
+        assert_eq!(told(Refusal::UserGone, CALL), "User not found");
+        assert_eq!(
+            told(Refusal::UserGone, REFRESH),
+            "Session expired or revoked"
+        );
+        assert_eq!(
+            told(Refusal::StaleGeneration, CALL),
+            "Session expired or revoked"
+        );
+        assert_eq!(
+            told(Refusal::RoleChanged, REFRESH),
+            "Session expired or revoked"
+        );
+    }
+}
