@@ -22,9 +22,9 @@ use crate::limits;
 use crate::mail::Mailer;
 use crate::outbox::{Outbox, OutboxSettings};
 use crate::password::PasswordHasher;
-use crate::sessions::{self, SessionReader};
+use crate::sessions::{self, Presented, Purpose, SessionReader, Valid};
 use crate::token::{Claims, SessionClaims, TokenError, TokenKeys};
-use crate::types::{AuthPayload, User, parse_role};
+use crate::types::{AuthPayload, User};
 
 /// `lastUsedAt` is written at most this often per session, so a busy client
 /// does not turn every read into a write.
@@ -77,6 +77,18 @@ pub struct AuthService {
     health: Arc<DbHealth>,
     /// Wakes `auth.events` subscribers; started with the first one.
     events: OnceLock<Arc<EventHub>>,
+}
+
+/// Where a request's token came from (see [`AuthService::request_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// An `Authorization: Bearer` header.
+    Bearer,
+    /// A subscription's `connectionParams`.
+    ConnectionParams,
+    /// The session cookie (which passed the CSRF checks), so a new token
+    /// goes back into it.
+    Cookie,
 }
 
 /// The authenticated caller: the token's user and session.
@@ -314,20 +326,30 @@ impl AuthService {
         Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }
 
-    /// The token a request refreshes or logs out with: its bearer token,
-    /// else its session cookie (which must pass the CSRF checks), and
-    /// whether it came from the cookie.
+    /// The token a request carries, and where it came from: the one place
+    /// that decides which credential counts, for the authenticator and for
+    /// the procedures that read the token themselves (refresh, logout).
+    /// Its bearer token, else a subscription's `connectionParams` `token`
+    /// (a browser's EventSource cannot set headers, so
+    /// `httpSubscriptionLink` clients pass it there; the framework hands
+    /// `connectionParams` to subscriptions only), else, only without either,
+    /// its session cookie, which must then pass the CSRF checks: a failure
+    /// is an error, not the absence of a token.
     pub(crate) fn request_token<'a>(
         &self,
         meta: &'a RequestMeta,
-    ) -> Result<Option<(&'a str, bool)>, AuthError> {
+    ) -> Result<Option<(&'a str, TokenSource)>, AuthError> {
         if let Some(token) = meta.bearer_token() {
-            return Ok(Some((token, false)));
+            return Ok(Some((token, TokenSource::Bearer)));
+        }
+        let param = meta.connection_param("token").map(str::trim);
+        if let Some(token) = param.filter(|t| !t.is_empty()) {
+            return Ok(Some((token, TokenSource::ConnectionParams)));
         }
         match self.settings.cookies.token(meta) {
             Some(token) => {
                 self.settings.cookies.check_csrf(meta)?;
-                Ok(Some((token, true)))
+                Ok(Some((token, TokenSource::Cookie)))
             }
             None => Ok(None),
         }
@@ -373,6 +395,23 @@ impl AuthService {
         Ok(sessions::revoke_all(db, user_id, except, now_ms(), reason).await?)
     }
 
+    /// The session and user of a token presented for `purpose`, read in one
+    /// query ([`crate::sessions::read`]) and judged at `now` by
+    /// [`sessions::validate`], the verdicts the authenticator and
+    /// `auth.refreshToken` share; a refusal as the client sees it.
+    pub(crate) async fn token_session(
+        &self,
+        sid: &str,
+        presented: Presented<'_>,
+        now: i64,
+        purpose: Purpose,
+    ) -> Result<Valid, AuthError> {
+        let found = self.sessions.read(&self.db, sid).await?;
+        sessions::validate(&self.db, found, presented, now, purpose)
+            .await
+            .map_err(|refusal| refusal.into_error(purpose))
+    }
+
     /// Checks a token against its session and user in one query.
     async fn check_token(&self, meta: &RequestMeta, token: &str) -> Result<AuthUser, AuthError> {
         let claims = self
@@ -383,32 +422,18 @@ impl AuthService {
                 AuthError::InvalidToken
             })?;
         let expires_at_ms = self.keys.refused_from_ms(&claims);
-        let Some((session, user)) = self.sessions.read(&self.db, &claims.sid).await? else {
-            return Err(AuthError::SessionRevoked);
-        };
         let now = now_ms();
-        if session.revoked_at.is_some() || session.user_id != claims.sub {
-            return Err(AuthError::SessionRevoked);
-        }
-        let generation = crate::token::generation(&claims.jti);
-        if !sessions::generation_works(
-            &self.db,
-            self.settings.refresh_grace_ms,
-            &session,
-            generation,
-            now,
-        )
-        .await?
-        {
-            return Err(AuthError::SessionRevoked);
-        }
-        let Some(user) = user else {
-            return Err(AuthError::UserNotFound);
+        let presented = Presented::new(&claims.sub, claims.role, &claims.jti);
+        let purpose = Purpose::Call {
+            grace_ms: self.settings.refresh_grace_ms,
         };
-        let role = parse_role(&user.role)?;
-        if role != claims.role {
-            return Err(AuthError::SessionRevoked);
-        }
+        let Valid {
+            session,
+            user,
+            role,
+        } = self
+            .token_session(&claims.sid, presented, now, purpose)
+            .await?;
         if now - session.last_used_at > LAST_USED_EVERY_MS {
             let db = self.db.clone();
             let sid = session.id.clone();
@@ -462,23 +487,8 @@ impl Service for AuthService {
     const AUTHENTICATE_ERRORS: &'static [ErrorCode] = &[ErrorCode::NotFound];
 
     async fn authenticate(&self, request: &RequestMeta) -> Result<Option<AuthUser>, RpcError> {
-        // A browser's EventSource cannot set headers, so `httpSubscriptionLink`
-        // clients pass the token in `connectionParams` instead.
-        let token = request
-            .bearer_token()
-            .or_else(|| request.connection_param("token").map(str::trim))
-            .filter(|t| !t.is_empty());
-        let token = match token {
-            Some(token) => token,
-            // The session cookie only without any other credentials, and
-            // only for requests that pass the CSRF checks.
-            None => match self.settings.cookies.token(request) {
-                Some(token) => {
-                    self.settings.cookies.check_csrf(request)?;
-                    token
-                }
-                None => return Ok(None),
-            },
+        let Some((token, _)) = self.request_token(request)? else {
+            return Ok(None);
         };
         self.db_up()?;
         self.check_token(request, token)

@@ -11,10 +11,10 @@ use super::client_ip_string;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
 use crate::events::RevokeReason;
-use crate::service::HasAuth;
+use crate::service::{HasAuth, TokenSource};
 use crate::sessions;
 use crate::token::TokenKeys;
-use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, parse_role, text};
+use crate::types::{AuthPayload, LogoutResult, SessionInfo, Success, text};
 use crate::validate;
 
 /// Rotates the bearer token (else the session cookie's) inside its
@@ -37,11 +37,11 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
         let svc = ctx.service.auth();
-        let (token, from_cookie) = svc
+        let (token, source) = svc
             .request_token(&ctx.request)?
             .ok_or(AuthError::InvalidToken)?;
         // Refreshed by cookie, answered by cookie.
-        let cookie = from_cookie || svc.settings.cookies.wanted(&ctx.request)?;
+        let cookie = source == TokenSource::Cookie || svc.settings.cookies.wanted(&ctx.request)?;
         svc.db_up()?;
         let claims = svc
             .verify_token(token, TokenKeys::verify_allow_expired)
@@ -51,20 +51,11 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
                 AuthError::InvalidToken
             })?;
         let now = now_ms();
-        let session = sessions::find(&svc.db, &claims.sid)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        if session.revoked_at.is_some() || session.user_id != claims.sub || now > session.expires_at
-        {
-            return Err(AuthError::SessionRevoked);
-        }
-        let user = crate::users::find_by_id(&svc.db, &claims.sub)
-            .await?
-            .ok_or(AuthError::SessionRevoked)?;
-        if parse_role(&user.role)? != claims.role {
-            return Err(AuthError::SessionRevoked);
-        }
-        let generation = crate::token::generation(&claims.jti);
+        let presented = sessions::Presented::new(&claims.sub, claims.role, &claims.jti);
+        let sessions::Valid { session, user, .. } = svc
+            .token_session(&claims.sid, presented, now, sessions::Purpose::Refresh)
+            .await?;
+        let generation = presented.generation;
         let sid = session.id.clone();
         let grace = svc.settings.refresh_grace_ms;
         match sessions::refresh(&svc.db, grace, session, generation, now).await? {

@@ -15,6 +15,10 @@
 //! - a rotated generation presented after its grace means the token was
 //!   copied: the session is revoked.
 //!
+//! Whether a presented token still works is decided once, in [`validate`]
+//! (`verdict.rs`), for both its uses: a guarded call and a refresh (which
+//! then hands the generation to [`refresh`]).
+//!
 //! Statements use sea-orm's query builder, except the per-call read of
 //! [`read`]: one fixed SQL statement, on a synchronous read-only SQLite
 //! connection that keeps the rows it read while the file is unchanged
@@ -23,6 +27,7 @@
 
 mod generations;
 pub(crate) mod read;
+mod verdict;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -37,6 +42,7 @@ use crate::entities::session::{ActiveModel, Column, Entity, Model};
 use crate::events::{self, AccountEvent, RevokeReason};
 
 pub(crate) use read::{SessionReader, SessionRow};
+pub(crate) use verdict::{Presented, Purpose, Valid, validate};
 
 /// A new, random token generation.
 fn new_generation() -> String {
@@ -104,7 +110,7 @@ pub(crate) async fn live(
 /// state: it is the current generation, or one rotated away less than
 /// `grace_ms` ago. The previous generation is on the row itself; older ones
 /// are looked up only when needed.
-pub(crate) async fn generation_works(
+async fn generation_works(
     db: &impl ConnectionTrait,
     grace_ms: i64,
     row: &SessionRow,
@@ -145,12 +151,13 @@ pub(crate) enum Refresh {
 }
 
 /// Rotates session `session` away from `generation` (the refresh rules of
-/// the module docs). `session` is the row as read before; a concurrent
-/// refresh that wins the race is detected and answered like a grace hit.
+/// the module docs). `session` is the row as read and judged by
+/// [`validate`] before; a concurrent refresh that wins the race is detected
+/// and answered like a grace hit.
 pub(crate) async fn refresh(
     db: &DatabaseConnection,
     grace_ms: i64,
-    session: Model,
+    session: SessionRow,
     generation: &str,
     now: i64,
 ) -> Result<Refresh, DbErr> {
@@ -176,12 +183,11 @@ pub(crate) async fn refresh(
         drop(txn);
         // Lost a race with a parallel refresh: look again.
         match find(db, &current.id).await? {
-            Some(row) if row.revoked_at.is_none() => current = row,
+            Some(row) if row.revoked_at.is_none() => current = SessionRow::from(&row),
             _ => return Ok(Refresh::Revoked),
         }
     }
-    let row = SessionRow::from(&current);
-    if generation_works(db, grace_ms, &row, generation, now).await? {
+    if generation_works(db, grace_ms, &current, generation, now).await? {
         return Ok(Refresh::AlreadyRotated(current.current_jti));
     }
     revoke(db, &current.id, None, now, RevokeReason::Reused).await?;
@@ -335,6 +341,7 @@ impl From<&Model> for SessionRow {
             rotated_at: m.rotated_at,
             last_used_at: m.last_used_at,
             revoked_at: m.revoked_at,
+            expires_at: m.expires_at,
         }
     }
 }

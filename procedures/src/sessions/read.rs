@@ -1,5 +1,6 @@
-//! The one read every guarded call makes: the token's session joined with
-//! its user.
+//! The one read every use of a token makes (each guarded call, and
+//! `auth.refreshToken`): the token's session joined with its user, which
+//! [`super::verdict`] then judges.
 //!
 //! It is the hottest query of the service. On a SQLite file it skips the
 //! ORM and sqlx: sqlx-sqlite runs each connection on its
@@ -44,12 +45,12 @@ use crate::entities::user;
 /// statement: no query building per call, no bound `LIMIT` (which makes
 /// SQLite re-prepare the statement on every run), columns decoded by
 /// position. `LEFT JOIN` so that a session whose user is gone still yields
-/// a row, reported as `UserNotFound` once the session itself checks out.
+/// a row, judged by [`super::validate`] once the session itself checks out.
 macro_rules! session_user_sql {
     ($param:literal) => {
         concat!(
             "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, ",
-            "s.rotated_at, s.last_used_at, s.revoked_at, ",
+            "s.rotated_at, s.last_used_at, s.revoked_at, s.expires_at, ",
             "u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, ",
             "u.created_at, u.updated_at, u.username ",
             "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ",
@@ -76,6 +77,8 @@ pub(crate) struct SessionRow {
     pub rotated_at: Option<i64>,
     pub last_used_at: i64,
     pub revoked_at: Option<i64>,
+    /// End of the absolute refresh window, for `auth.refreshToken`.
+    pub expires_at: i64,
 }
 
 /// A session and, when its user still exists, the user.
@@ -94,21 +97,22 @@ macro_rules! decode_row {
             rotated_at: row.$get(4)?,
             last_used_at: row.$get(5)?,
             revoked_at: row.$get(6)?,
+            expires_at: row.$get(7)?,
         };
-        let user_id: Option<String> = row.$get(7)?;
+        let user_id: Option<String> = row.$get(8)?;
         let user = match user_id {
             None => None,
             Some(id) => Some(user::Model {
                 id,
-                email: row.$get(8)?,
-                password_hash: row.$get(9)?,
-                first_name: row.$get(10)?,
-                last_name: row.$get(11)?,
-                phone: row.$get(12)?,
-                role: row.$get(13)?,
-                created_at: row.$get(14)?,
-                updated_at: row.$get(15)?,
-                username: row.$get(16)?,
+                email: row.$get(9)?,
+                password_hash: row.$get(10)?,
+                first_name: row.$get(11)?,
+                last_name: row.$get(12)?,
+                phone: row.$get(13)?,
+                role: row.$get(14)?,
+                created_at: row.$get(15)?,
+                updated_at: row.$get(16)?,
+                username: row.$get(17)?,
             }),
         };
         (session, user)

@@ -26,6 +26,6 @@ pub(crate) use bootstrap::bootstrap_admin;
 pub(crate) use new::insert_row;
 pub use new::{CreateUserError, NewAccount, NewUser, RegisterInput, create_user};
 pub(crate) use store::{
-    ProfileChanges, admin_exists, find_by_email, find_by_id, find_by_username, set_password_hash,
+    ProfileChanges, admin_exists, find_by_email, find_by_username, set_password_hash,
     update_profile, upgrade_password_hash,
 };

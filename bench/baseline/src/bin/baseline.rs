@@ -49,7 +49,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 const ME_BODY: &str = r#"{"result":{"data":{"json":{"id":"0193a4f2-7b1c-7d3e-9a2b-4c5d6e7f8a9b","email":"bench-user-0@example.com","firstName":"Bench","lastName":"User0","role":"VIEWER","phone":null,"createdAt":"2026-11-22T04:00:00.000000Z","updatedAt":"2026-11-22T04:00:00.000000Z"}}}}"#;
 
 /// Gatehouse's session ⋈ user read (`procedures/src/sessions/read.rs`,
-/// without the `username` column no check here needs).
+/// without the `expires_at` and `username` columns no check here needs).
 const SESSION_USER_SQL: &str = "SELECT s.id, s.user_id, s.current_jti, s.previous_jti, \
      s.rotated_at, s.last_used_at, s.revoked_at, \
      u.id, u.email, u.password_hash, u.first_name, u.last_name, u.phone, u.role, \
