@@ -3,9 +3,56 @@
 //! Timestamps are Unix milliseconds (`i64`), matching the migration, so SQL
 //! comparisons behave the same on SQLite and PostgreSQL.
 
-/// Accounts. `role` holds the upper-case role name (`ADMIN`, …).
+/// Accounts. `role` holds the upper-case role name (`ADMIN`, …), read and
+/// written as a [`user::StoredRole`], so no caller parses it.
 pub mod user {
     use sea_orm::entity::prelude::*;
+
+    /// A user's role as the `role` column stores it. The framework's
+    /// [`gatehouse::Role`] knows nothing of the database, so the column has
+    /// this enum of its own, converted to and from it without fail.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+    #[sea_orm(rs_type = "String", db_type = "Text")]
+    pub enum StoredRole {
+        #[sea_orm(string_value = "ADMIN")]
+        Admin,
+        #[sea_orm(string_value = "OPERATOR")]
+        Operator,
+        #[sea_orm(string_value = "VIEWER")]
+        Viewer,
+    }
+
+    impl From<gatehouse::Role> for StoredRole {
+        fn from(role: gatehouse::Role) -> Self {
+            match role {
+                gatehouse::Role::Admin => Self::Admin,
+                gatehouse::Role::Operator => Self::Operator,
+                gatehouse::Role::Viewer => Self::Viewer,
+            }
+        }
+    }
+
+    impl From<StoredRole> for gatehouse::Role {
+        fn from(role: StoredRole) -> Self {
+            match role {
+                StoredRole::Admin => Self::Admin,
+                StoredRole::Operator => Self::Operator,
+                StoredRole::Viewer => Self::Viewer,
+            }
+        }
+    }
+
+    /// The SQLite fast path (`sessions::read`) reads rows with rusqlite;
+    /// a name it does not know is a conversion error, as through the ORM.
+    impl rusqlite::types::FromSql for StoredRole {
+        fn column_result(
+            value: rusqlite::types::ValueRef<'_>,
+        ) -> rusqlite::types::FromSqlResult<Self> {
+            let name = value.as_str()?;
+            <Self as ActiveEnum>::try_from_value(&name.to_owned())
+                .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+        }
+    }
 
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "users")]
@@ -18,7 +65,7 @@ pub mod user {
         pub first_name: String,
         pub last_name: String,
         pub phone: Option<String>,
-        pub role: String,
+        pub role: StoredRole,
         /// Lower-case, unique when set (`idx_users_username`).
         #[sea_orm(unique)]
         pub username: Option<String>,

@@ -7,7 +7,6 @@ use ts_rs::TS;
 
 use crate::db::rfc3339;
 use crate::entities::user;
-use crate::error::AuthError;
 
 /// A user as embedded in tokens and auth answers.
 #[derive(Debug, Clone, Serialize, TS, schemars::JsonSchema)]
@@ -70,41 +69,31 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-/// Parses a stored role name.
-pub fn parse_role(s: &str) -> Result<Role, AuthError> {
-    s.parse::<Role>()
-        .map_err(|e| AuthError::Corrupt(e.to_string()))
-}
-
-impl TryFrom<&user::Model> for User {
-    type Error = AuthError;
-
-    fn try_from(m: &user::Model) -> Result<Self, AuthError> {
-        Ok(Self {
+impl From<&user::Model> for User {
+    fn from(m: &user::Model) -> Self {
+        Self {
             id: m.id.clone(),
             email: m.email.clone(),
             first_name: m.first_name.clone(),
             last_name: m.last_name.clone(),
-            role: parse_role(&m.role)?,
-        })
+            role: m.role.into(),
+        }
     }
 }
 
-impl TryFrom<&user::Model> for UserDetails {
-    type Error = AuthError;
-
-    fn try_from(m: &user::Model) -> Result<Self, AuthError> {
-        Ok(Self {
+impl From<&user::Model> for UserDetails {
+    fn from(m: &user::Model) -> Self {
+        Self {
             id: m.id.clone(),
             email: m.email.clone(),
             first_name: m.first_name.clone(),
             last_name: m.last_name.clone(),
-            role: parse_role(&m.role)?,
+            role: m.role.into(),
             phone: m.phone.clone(),
             username: m.username.clone(),
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
-        })
+        }
     }
 }
 

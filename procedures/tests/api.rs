@@ -1063,7 +1063,7 @@ async fn hashes_from_node_and_php_verify(backend: Backend) {
             last_name: Set("User".into()),
             phone: Set(None),
             username: Set(None),
-            role: Set("VIEWER".into()),
+            role: Set(gatehouse_auth::entities::user::StoredRole::Viewer),
             created_at: Set(now),
             updated_at: Set(now),
         }

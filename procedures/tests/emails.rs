@@ -151,7 +151,7 @@ async fn insert_raw(db: &sea_orm::DatabaseConnection, n: i64, email: &str) -> St
         first_name: Set("Old".to_owned()),
         last_name: Set("Row".to_owned()),
         phone: Set(None),
-        role: Set("VIEWER".to_owned()),
+        role: Set(user::StoredRole::Viewer),
         username: Set(None),
         created_at: Set(n),
         updated_at: Set(n),

@@ -29,7 +29,7 @@ impl<S: HasAuth> Procedure<S> for Me {
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<UserDetails, AuthError> {
         // Read in the same query that authenticated the call.
-        UserDetails::try_from(&ctx.principal()?.user)
+        Ok(UserDetails::from(&ctx.principal()?.user))
     }
 }
 
@@ -97,7 +97,7 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
         let user = users::update_profile(&txn, me.user.clone(), changes)
             .await
             .map_err(user_conflict)?;
-        let details = UserDetails::try_from(&user)?;
+        let details = UserDetails::from(&user);
         let event = AccountEvent::ProfileUpdated {
             user: details.clone(),
         };

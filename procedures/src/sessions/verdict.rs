@@ -14,7 +14,6 @@ use sea_orm::ConnectionTrait;
 use super::read::{SessionRow, SessionUser};
 use crate::entities::user;
 use crate::error::AuthError;
-use crate::types::parse_role;
 
 /// What a token says about itself, as far as its session is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +99,7 @@ impl Refusal {
 /// at once and the first decides the answer: the session (missing, revoked,
 /// another subject's, past its refresh window on a refresh), then, on a
 /// guarded call, the generation (which may cost a query, so only for a
-/// live session), then the user (gone, role unreadable, role changed).
+/// live session), then the user (gone, role changed).
 pub(crate) async fn validate(
     db: &impl ConnectionTrait,
     found: Option<SessionUser>,
@@ -135,7 +134,7 @@ pub(crate) async fn validate(
     let Some(user) = user else {
         return Err(Refusal::UserGone);
     };
-    let role = parse_role(&user.role)?;
+    let role = Role::from(user.role);
     if role != presented.role {
         return Err(Refusal::RoleChanged);
     }
@@ -170,7 +169,7 @@ mod tests {
             first_name: "A".into(),
             last_name: "B".into(),
             phone: None,
-            role: "VIEWER".into(),
+            role: user::StoredRole::Viewer,
             created_at: 0,
             updated_at: 0,
             username: None,
@@ -196,14 +195,6 @@ mod tests {
             Some((s, u))
         };
         let no_user = || Some((found().0, None));
-        let bad_role = || {
-            let (s, u) = found();
-            let u = u.map(|u| user::Model {
-                role: "KING".into(),
-                ..u
-            });
-            Some((s, u))
-        };
         let cases: Vec<(Option<SessionUser>, Presented<'_>, i64, Purpose, &str)> = vec![
             (None, token, 0, CALL, "no such session"),
             (revoked(), other, 2000, REFRESH, "the session is revoked"),
@@ -211,7 +202,6 @@ mod tests {
             (Some(found()), stale, 2000, REFRESH, "the session's refresh"),
             (no_user(), stale, 2000, CALL, "the token's generation"),
             (no_user(), stale, 0, REFRESH, "the user no longer"),
-            (bad_role(), admin, 0, CALL, "KING"),
             (Some(found()), admin, 0, CALL, "the user's role changed"),
         ];
         for (found, presented, now, purpose, why) in cases {

@@ -11,12 +11,12 @@ use ts_rs::TS;
 
 use super::store;
 use crate::db::begin_write;
-use crate::entities::user;
+use crate::entities::user::{self, StoredRole};
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent, RevokeReason};
 use crate::service::{AuthService, HasAuth};
 use crate::sessions;
-use crate::types::{Success, UserDetails, parse_role};
+use crate::types::{Success, UserDetails};
 use crate::validate;
 use garde::Validate;
 
@@ -109,7 +109,7 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
 
         let mut query = user::Entity::find();
         if let Some(role) = input.role {
-            query = query.filter(user::Column::Role.eq(role.as_str()));
+            query = query.filter(user::Column::Role.eq(StoredRole::from(role)));
         }
         if let Some(search) = input
             .search
@@ -146,10 +146,7 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
         } else {
             paginator.fetch_page(page - 1).await?
         };
-        let items = rows
-            .iter()
-            .map(UserDetails::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = rows.iter().map(UserDetails::from).collect();
         Ok(ListUsersOutput {
             items,
             total,
@@ -201,10 +198,10 @@ impl<S: HasAuth> Procedure<S> for SetRole {
         let me = ctx.principal()?.clone();
         let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
-        let old_role = parse_role(&target.role)?;
+        let old_role = Role::from(target.role);
         if old_role == input.role {
             txn.commit().await?;
-            return UserDetails::try_from(&target);
+            return Ok(UserDetails::from(&target));
         }
         if old_role == Role::Admin && store::admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin);
@@ -218,7 +215,7 @@ impl<S: HasAuth> Procedure<S> for SetRole {
         tracing::info!(target: "audit", event = "user.role_changed", user_id = updated.id.as_str(),
             actor_id = me.user_id.as_str(), from = old_role.as_str(), to = input.role.as_str(),
             request_id = ctx.request.request_id.as_str());
-        UserDetails::try_from(&updated)
+        Ok(UserDetails::from(&updated))
     }
 }
 
@@ -247,7 +244,7 @@ impl<S: HasAuth> Procedure<S> for DeleteUser {
         let me = ctx.principal()?.clone();
         let svc = ctx.service.auth();
         let (txn, target) = begin_admin_change(svc, &input.id).await?;
-        if parse_role(&target.role)? == Role::Admin && store::admin_count(&txn).await? <= 1 {
+        if target.role == StoredRole::Admin && store::admin_count(&txn).await? <= 1 {
             return Err(AuthError::LastAdmin);
         }
         // The sessions stay as they are (a token of a deleted user answers

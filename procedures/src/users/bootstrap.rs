@@ -5,7 +5,7 @@ use gatehouse::Role;
 
 use super::new::{CreateUserError, NewAccount, NewUser};
 use super::store;
-use crate::entities::user;
+use crate::entities::user::{self, StoredRole};
 use crate::service::AuthService;
 
 /// Creates the first ADMIN from `GATEHOUSE_ADMIN_EMAIL`/`_PASSWORD` when no
@@ -67,7 +67,7 @@ async fn promote_own_account(
     existing: user::Model,
     password: &str,
 ) -> Result<(), CreateUserError> {
-    if existing.role == Role::Admin.as_str() {
+    if existing.role == StoredRole::Admin {
         // Created by another instance starting at the same time.
         return Ok(());
     }

@@ -187,7 +187,7 @@ impl NewAccount {
             last_name: Set(self.last_name),
             phone: Set(self.phone),
             username: Set(self.username),
-            role: Set(self.role.as_str().to_owned()),
+            role: Set(self.role.into()),
             created_at: Set(now),
             updated_at: Set(now),
         })

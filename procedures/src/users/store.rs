@@ -10,7 +10,8 @@ use sea_orm::{
 };
 
 use crate::db::{fetch_unique, now_ms};
-use crate::entities::{password_reset, user};
+use crate::entities::password_reset;
+use crate::entities::user::{self, StoredRole};
 
 /// The user with this id.
 pub(crate) async fn find_by_id(
@@ -45,7 +46,7 @@ pub(crate) async fn find_by_username(
 /// How many ADMINs there are.
 pub(crate) async fn admin_count(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
     user::Entity::find()
-        .filter(user::Column::Role.eq(Role::Admin.as_str()))
+        .filter(user::Column::Role.eq(StoredRole::Admin))
         .count(db)
         .await
 }
@@ -62,7 +63,7 @@ pub(crate) async fn admin_exists(db: &impl ConnectionTrait) -> Result<bool, DbEr
 pub(crate) async fn lock_admins(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     if txn.get_database_backend() == DbBackend::Postgres {
         user::Entity::find()
-            .filter(user::Column::Role.eq(Role::Admin.as_str()))
+            .filter(user::Column::Role.eq(StoredRole::Admin))
             .lock_exclusive()
             .all(txn)
             .await?;
@@ -120,7 +121,7 @@ pub(crate) async fn set_role(
     role: Role,
 ) -> Result<user::Model, DbErr> {
     let mut model: user::ActiveModel = user.into();
-    model.role = Set(role.as_str().to_owned());
+    model.role = Set(role.into());
     model.updated_at = Set(now_ms());
     model.update(txn).await
 }
@@ -133,7 +134,7 @@ pub(crate) async fn promote_if_hash_unchanged(
     hash: &str,
 ) -> Result<bool, DbErr> {
     let promoted = user::Entity::update_many()
-        .col_expr(user::Column::Role, Expr::value(Role::Admin.as_str()))
+        .col_expr(user::Column::Role, Expr::value(StoredRole::Admin))
         .col_expr(user::Column::UpdatedAt, Expr::value(now_ms()))
         .filter(user::Column::Id.eq(id))
         .filter(user::Column::PasswordHash.eq(hash))
