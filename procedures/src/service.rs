@@ -314,6 +314,7 @@ impl AuthService {
         db: &impl ConnectionTrait,
         user_id: &str,
         meta: &RequestMeta,
+        client_ip: Option<IpAddr>,
     ) -> Result<(String, String), AuthError> {
         let refresh_ms =
             i64::try_from(self.settings.refresh_ttl.saturating_mul(1000)).unwrap_or(i64::MAX / 4);
@@ -321,7 +322,7 @@ impl AuthService {
             user_agent: meta
                 .header("user-agent")
                 .map(|ua| ua.chars().take(512).collect()),
-            ip: self.client_ip(meta).map(|ip| ip.to_string()),
+            ip: client_ip.map(|ip| ip.to_string()),
         };
         Ok(sessions::open(db, user_id, origin, refresh_ms, now_ms()).await?)
     }

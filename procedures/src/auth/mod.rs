@@ -16,6 +16,7 @@ mod profile;
 mod signin;
 mod tokens;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use gatehouse::Ctx;
@@ -37,12 +38,31 @@ pub use tokens::{Logout, LogoutAll, RefreshToken, RevokeSession, RevokeSessionIn
 /// bcrypt never sees more than this; longer passwords are refused, not cut.
 const MAX_PASSWORD_BYTES: usize = 72;
 
-/// The caller's address as logged in audit events.
-fn client_ip_string<S: HasAuth>(ctx: &Ctx<S>) -> String {
-    ctx.service
-        .auth()
-        .client_ip(&ctx.request)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+/// The client's address, worked out once per call (the TCP peer, or behind
+/// trusted proxies the last untrusted `X-Forwarded-For` hop) and then used
+/// for everything that names it: the address's login counter, the audit
+/// lines, the session's recorded origin.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAddr {
+    ip: Option<IpAddr>,
+    /// As logged and counted: the address, or `unknown` (no socket).
+    label: String,
+}
+
+impl ClientAddr {
+    pub(crate) fn of<S: HasAuth>(ctx: &Ctx<S>) -> Self {
+        let ip = ctx.service.auth().client_ip(&ctx.request);
+        let label = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        Self { ip, label }
+    }
+
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.label
+    }
 }
 
 /// The key of an account's login-failure counter: its normalised email.
@@ -65,16 +85,16 @@ impl FailureCounters {
     /// The counters of the account counted under `account` (see
     /// [`account_key`]; an unknown identifier has a key of its own) and of
     /// the caller's address.
-    fn new<S: HasAuth>(ctx: &Ctx<S>, account: String) -> Self {
+    fn new(client: &ClientAddr, account: String) -> Self {
         Self {
             account,
-            ip: format!("login:ip:{}", client_ip_string(ctx)),
+            ip: format!("login:ip:{}", client.as_str()),
         }
     }
 
     /// The counters of the account with this (normalised) email.
-    fn of_email<S: HasAuth>(ctx: &Ctx<S>, email: &str) -> Self {
-        Self::new(ctx, account_key(email))
+    fn of_email(client: &ClientAddr, email: &str) -> Self {
+        Self::new(client, account_key(email))
     }
 
     /// Seconds until the account and the address are both unlocked, if

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 use uuid::Uuid;
 
-use super::{FailureCounters, MAX_PASSWORD_BYTES, account_key, slow_down};
+use super::{ClientAddr, FailureCounters, MAX_PASSWORD_BYTES, account_key, slow_down};
 use crate::db::{begin_write, now_ms};
 use crate::entities::password_reset;
 use crate::error::AuthError;
@@ -258,7 +258,7 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
 
         let svc = ctx.service.auth();
         let user = me.user.clone();
-        let counters = FailureCounters::of_email(&ctx, &user.email);
+        let counters = FailureCounters::of_email(&ClientAddr::of(&ctx), &user.email);
         if let Some(retry_after) = counters.locked_for(svc).await? {
             tracing::warn!(target: "audit", event = "password.change_throttled", user_id = user.id.as_str(),
                 request_id = ctx.request.request_id.as_str());

@@ -5,7 +5,7 @@ use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::{FailureCounters, MAX_PASSWORD_BYTES, client_ip_string, slow_down};
+use super::{ClientAddr, FailureCounters, MAX_PASSWORD_BYTES, slow_down};
 use crate::db::begin_write;
 use crate::entities::user;
 use crate::error::AuthError;
@@ -48,7 +48,10 @@ impl<S: HasAuth> Procedure<S> for Register {
         let row = account.into_row(&svc.hasher).await?;
         let txn = begin_write(&svc.db).await?;
         let user = users::insert_row(&txn, row).await?;
-        let (sid, generation) = svc.open_session(&txn, &user.id, &ctx.request).await?;
+        let client = svc.client_ip(&ctx.request);
+        let (sid, generation) = svc
+            .open_session(&txn, &user.id, &ctx.request, client)
+            .await?;
         txn.commit().await.map_err(user_conflict)?;
         tracing::info!(target: "audit", event = "register", user_id = user.id.as_str(),
             session_id = sid.as_str(), request_id = ctx.request.request_id.as_str());
@@ -135,6 +138,19 @@ enum Identifier {
     Username(String),
 }
 
+impl Identifier {
+    /// The normalised email, else the normalised username, of a checked
+    /// input.
+    fn of(input: &LoginInput) -> Result<Self, AuthError> {
+        Ok(match (input.email.as_deref(), input.username.as_deref()) {
+            (Some(email), _) if !email.is_empty() => {
+                Identifier::Email(validate::email_value("email", email)?)
+            }
+            (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
+        })
+    }
+}
+
 /// The account of a login: by email it is read after the lock check (as
 /// before usernames existed); by username it had to be read first, to know
 /// which account's counter applies.
@@ -143,25 +159,106 @@ enum Lookup {
     Done(Option<user::Model>),
 }
 
+/// One attempt to prove a password: which counters it counts against, and
+/// how its account is found.
+struct Attempt {
+    counters: FailureCounters,
+    lookup: Lookup,
+}
+
+impl Attempt {
+    /// Resolves the counters and refuses at once while the account or the
+    /// address is locked (before the password is looked at, so that a lock
+    /// refuses the right password too).
+    ///
+    /// Failures count per account: a username that names an account counts
+    /// against that account's email, so alternating identifiers gains
+    /// nothing; an unknown username counts under its own key, as an
+    /// unknown email does. Resolving the username costs one indexed read
+    /// whether or not it exists.
+    async fn start<S: HasAuth>(
+        ctx: &Ctx<S>,
+        client: &ClientAddr,
+        identifier: Identifier,
+    ) -> Result<Self, AuthError> {
+        let svc = ctx.service.auth();
+        let (counters, lookup) = match identifier {
+            Identifier::Email(email) => (
+                FailureCounters::of_email(client, &email),
+                Lookup::Email(email),
+            ),
+            Identifier::Username(name) => match users::find_by_username(&svc.db, &name).await? {
+                Some(u) => (
+                    FailureCounters::of_email(client, &u.email),
+                    Lookup::Done(Some(u)),
+                ),
+                None => (
+                    FailureCounters::new(client, format!("login:username:{name}")),
+                    Lookup::Done(None),
+                ),
+            },
+        };
+        if let Some(retry_after) = counters.locked_for(svc).await? {
+            tracing::warn!(target: "audit", event = "login.throttled", ip = client.as_str(),
+                request_id = ctx.request.request_id.as_str());
+            return Err(AuthError::Throttled { retry_after });
+        }
+        Ok(Self { counters, lookup })
+    }
+
+    /// The account, if `password` is its password. An unknown account and a
+    /// wrong password cost the same work and get the same answer, and both
+    /// count as a failure; the right one clears the account's counter and
+    /// brings an old hash up to the configured cost.
+    async fn prove<S: HasAuth>(
+        self,
+        ctx: &Ctx<S>,
+        client: &ClientAddr,
+        password: &str,
+    ) -> Result<user::Model, AuthError> {
+        let svc = ctx.service.auth();
+        let Attempt { counters, lookup } = self;
+        let user = match lookup {
+            Lookup::Email(email) => users::find_by_email(&svc.db, &email).await?,
+            Lookup::Done(user) => user,
+        };
+        let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
+            svc.hasher.verify_dummy(password).await;
+            return Err(failed(&counters, ctx, client, None).await);
+        };
+        let verdict = svc.hasher.verify(password, &user.password_hash).await?;
+        if !verdict.matches {
+            return Err(failed(&counters, ctx, client, Some(&user.id)).await);
+        }
+        counters.succeeded(svc).await?;
+        if verdict.needs_rehash {
+            users::upgrade_password(&svc.db, &svc.hasher, &user, password).await;
+        }
+        Ok(user)
+    }
+}
+
+/// Counts a failure against the account and the address, logs it and slows
+/// the answer down a little once failures pile up: the error to answer with.
+async fn failed<S: HasAuth>(
+    counters: &FailureCounters,
+    ctx: &Ctx<S>,
+    client: &ClientAddr,
+    user_id: Option<&str>,
+) -> AuthError {
+    let account = match counters.count_failure(ctx.service.auth()).await {
+        Ok(account) => account,
+        Err(e) => return e,
+    };
+    tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
+        failures = account.count, ip = client.as_str(), request_id = ctx.request.request_id.as_str());
+    slow_down(account.count).await;
+    AuthError::InvalidCredentials
+}
+
 /// Checks a password, with per-account and per-address throttling.
 #[derive(schemars::JsonSchema)]
 pub struct Login;
-
-impl Login {
-    /// Counts a failure against the account and the address, and slows the
-    /// answer down a little once failures pile up.
-    async fn record_failure<S: HasAuth>(
-        ctx: &Ctx<S>,
-        counters: &FailureCounters,
-        user_id: Option<&str>,
-    ) -> Result<(), AuthError> {
-        let account = counters.count_failure(ctx.service.auth()).await?;
-        tracing::warn!(target: "audit", event = "login.failure", user_id = user_id.unwrap_or(""),
-            failures = account.count, ip = client_ip_string(ctx).as_str(), request_id = ctx.request.request_id.as_str());
-        slow_down(account.count).await;
-        Ok(())
-    }
-}
 
 impl<S: HasAuth> Procedure<S> for Login {
     const PATH: &'static str = "login";
@@ -176,80 +273,17 @@ impl<S: HasAuth> Procedure<S> for Login {
     async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;
         let cookie = ctx.service.auth().settings.cookies.wanted(&ctx.request)?;
-        let identifier = match (input.email.as_deref(), input.username.as_deref()) {
-            (Some(email), _) if !email.is_empty() => {
-                Identifier::Email(validate::email_value("email", email)?)
-            }
-            (_, username) => Identifier::Username(username_value(username).unwrap_or_default()),
-        };
-        let password = input.password;
+        let identifier = Identifier::of(&input)?;
         let svc = ctx.service.auth();
         svc.db_up()?;
-
-        // Failures count per account: a username that names an account
-        // counts against that account's email, so alternating identifiers
-        // gains nothing; an unknown username counts under its own key, as
-        // an unknown email does. Resolving the username costs one indexed
-        // read whether or not it exists.
-        let (counters, lookup) = match identifier {
-            Identifier::Email(email) => (
-                FailureCounters::of_email(&ctx, &email),
-                Lookup::Email(email),
-            ),
-            Identifier::Username(name) => match users::find_by_username(&svc.db, &name).await? {
-                Some(u) => (
-                    FailureCounters::of_email(&ctx, &u.email),
-                    Lookup::Done(Some(u)),
-                ),
-                None => (
-                    FailureCounters::new(&ctx, format!("login:username:{name}")),
-                    Lookup::Done(None),
-                ),
-            },
-        };
-        if let Some(retry_after) = counters.locked_for(svc).await? {
-            tracing::warn!(target: "audit", event = "login.throttled", ip = client_ip_string(&ctx).as_str(),
-                request_id = ctx.request.request_id.as_str());
-            return Err(AuthError::Throttled { retry_after });
-        }
-
-        let user = match lookup {
-            Lookup::Email(email) => users::find_by_email(&svc.db, &email).await?,
-            Lookup::Done(user) => user,
-        };
-        let Some(user) = user.filter(|_| password.len() <= MAX_PASSWORD_BYTES) else {
-            // Same work and the same answer as a wrong password.
-            svc.hasher.verify_dummy(&password).await;
-            Login::record_failure(&ctx, &counters, None).await?;
-            return Err(AuthError::InvalidCredentials);
-        };
-        let verdict = svc.hasher.verify(&password, &user.password_hash).await?;
-        if !verdict.matches {
-            Login::record_failure(&ctx, &counters, Some(&user.id)).await?;
-            return Err(AuthError::InvalidCredentials);
-        }
-        counters.succeeded(svc).await?;
-
-        if verdict.needs_rehash {
-            match svc.hasher.hash(&password).await {
-                Ok(hash) => {
-                    // Only if no other route changed the password meanwhile.
-                    let res =
-                        users::upgrade_password_hash(&svc.db, &user.id, &user.password_hash, hash)
-                            .await;
-                    if let Err(e) = res {
-                        tracing::warn!(error = %e, user_id = %user.id, "could not store re-hashed password");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, user_id = %user.id, "could not re-hash password")
-                }
-            }
-        }
-
-        let (sid, generation) = svc.open_session(&svc.db, &user.id, &ctx.request).await?;
+        let client = ClientAddr::of(&ctx);
+        let attempt = Attempt::start(&ctx, &client, identifier).await?;
+        let user = attempt.prove(&ctx, &client, &input.password).await?;
+        let (sid, generation) = svc
+            .open_session(&svc.db, &user.id, &ctx.request, client.ip())
+            .await?;
         tracing::info!(target: "audit", event = "login.success", user_id = user.id.as_str(),
-            session_id = sid.as_str(), ip = client_ip_string(&ctx).as_str(), request_id = ctx.request.request_id.as_str());
+            session_id = sid.as_str(), ip = client.as_str(), request_id = ctx.request.request_id.as_str());
         let payload = svc.issue(&user, &sid, &generation)?;
         Ok(svc.deliver(&ctx.request, cookie, payload))
     }

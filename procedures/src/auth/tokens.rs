@@ -7,7 +7,7 @@ use gatehouse::{Bearer, Ctx, ErrorCode, Guard, Kind, NoInput, Procedure, Rest, R
 use serde::Deserialize;
 use ts_rs::TS;
 
-use super::client_ip_string;
+use super::ClientAddr;
 use crate::db::{now_ms, rfc3339};
 use crate::error::AuthError;
 use crate::events::RevokeReason;
@@ -72,7 +72,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
             }
             sessions::Refresh::Reused => {
                 tracing::warn!(target: "audit", event = "token.reuse_detected", user_id = user.id.as_str(),
-                    session_id = sid.as_str(), ip = client_ip_string(&ctx).as_str(), request_id = ctx.request.request_id.as_str());
+                    session_id = sid.as_str(), ip = ClientAddr::of(&ctx).as_str(), request_id = ctx.request.request_id.as_str());
                 Err(AuthError::SessionRevoked)
             }
             sessions::Refresh::Revoked => Err(AuthError::SessionRevoked),

@@ -8,6 +8,7 @@
 //! - [`new`]: creating an account ([`RegisterInput`] rules, [`NewAccount`],
 //!   [`create_user`], [`CreateUserError`]);
 //! - `store`: the table's reads and writes;
+//! - `rehash`: a stored hash brought up to the configured cost at login;
 //! - `bootstrap`: the first ADMIN from the settings;
 //! - [`email_check`]: `gatehouse users check-emails`;
 //! - [`admin`]: the `users.*` procedures (ADMIN only).
@@ -16,6 +17,7 @@ pub mod admin;
 mod bootstrap;
 pub mod email_check;
 pub mod new;
+mod rehash;
 mod store;
 
 pub use admin::{
@@ -25,7 +27,8 @@ pub use admin::{
 pub(crate) use bootstrap::bootstrap_admin;
 pub(crate) use new::insert_row;
 pub use new::{CreateUserError, NewAccount, NewUser, RegisterInput, create_user};
+pub(crate) use rehash::upgrade_password;
 pub(crate) use store::{
     ProfileChanges, admin_exists, find_by_email, find_by_username, set_password_hash,
-    update_profile, upgrade_password_hash,
+    update_profile,
 };
