@@ -311,4 +311,51 @@ mod tests {
         ))));
         assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
     }
+
+    /// A real `SQLITE_FULL`, without filling a disk: SQLite refuses to grow
+    /// a database past `max_page_count` with the same error.
+    #[tokio::test]
+    async fn a_full_sqlite_database_is_storage_full_and_answers_503() {
+        use sea_orm::ConnectionTrait;
+        let db = crate::db::connect("sqlite::memory:").await.expect("db");
+        db.execute_unprepared("CREATE TABLE t (x BLOB UNIQUE)")
+            .await
+            .expect("table");
+        db.execute_unprepared("INSERT INTO t VALUES (x'00')")
+            .await
+            .expect("row");
+        let duplicate = db
+            .execute_unprepared("INSERT INTO t VALUES (x'00')")
+            .await
+            .expect_err("unique");
+        assert!(!is_storage_full(&duplicate) && !is_unavailable(&duplicate));
+
+        db.execute_unprepared("PRAGMA max_page_count = 3")
+            .await
+            .expect("pragma");
+        let full = db
+            .execute_unprepared("INSERT INTO t VALUES (randomblob(100000))")
+            .await
+            .expect_err("full");
+        assert!(is_storage_full(&full), "{full}");
+        assert!(!is_unavailable(&full));
+
+        let answered = gatehouse::RpcError::from(crate::error::AuthError::Db(full));
+        assert_eq!(answered.code, gatehouse::ErrorCode::ServiceUnavailable);
+        assert!(
+            answered
+                .headers
+                .iter()
+                .any(|(name, value)| name == "retry-after"
+                    && value.to_str().ok() == Some(&STORAGE_RETRY_AFTER_SECS.to_string())),
+            "{:?}",
+            answered.headers
+        );
+        assert!(
+            answered
+                .cause
+                .as_deref()
+                .is_some_and(|cause| cause.is::<StorageFull>())
+        );
+    }
 }
