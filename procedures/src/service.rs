@@ -77,6 +77,9 @@ pub struct AuthService {
     health: Arc<DbHealth>,
     /// Wakes `auth.events` subscribers; started with the first one.
     events: OnceLock<Arc<EventHub>>,
+    /// The hub's poll interval instead of its per-backend default (see
+    /// [`Self::with_events_poll`]).
+    events_poll: Option<std::time::Duration>,
 }
 
 /// Where a request's token came from (see [`AuthService::request_token`]).
@@ -148,7 +151,17 @@ impl AuthService {
             sessions: SessionReader::pooled(),
             health: DbHealth::new(),
             events: OnceLock::new(),
+            events_poll: None,
         }
+    }
+
+    /// How often the `auth.events` hub reads the events table for new rows
+    /// (default: 100 ms on SQLite, 2 s on PostgreSQL, where `LISTEN` hears
+    /// them sooner), so tests can take the poll out of the way.
+    #[must_use]
+    pub fn with_events_poll(mut self, every: std::time::Duration) -> Self {
+        self.events_poll = Some(every);
+        self
     }
 
     /// Shares `health` (whose probe [`crate::build_service`] starts) so that
@@ -374,7 +387,8 @@ impl AuthService {
     /// The wake-up channel of `auth.events` in this process, started (with
     /// its poller and, on PostgreSQL, its listener) on first use.
     pub(crate) fn events(&self) -> &Arc<EventHub> {
-        self.events.get_or_init(|| EventHub::start(self.db.clone()))
+        self.events
+            .get_or_init(|| EventHub::start(self.db.clone(), self.events_poll))
     }
 
     /// Whether session `sid` exists and is not revoked.

@@ -39,12 +39,16 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the poller (and on PostgreSQL the listener) for `db`. They
-    /// stop once the hub is dropped.
-    pub(crate) fn start(db: DatabaseConnection) -> Arc<Self> {
+    /// Starts the poller (every `poll_every`, or the backend's default) and on
+    /// PostgreSQL the listener for `db`. They stop once the hub is dropped.
+    pub(crate) fn start(db: DatabaseConnection, poll_every: Option<Duration>) -> Arc<Self> {
         let (wake, _) = broadcast::channel(BACKLOG);
         let hub = Arc::new(Self { wake });
-        tokio::spawn(poll(Arc::downgrade(&hub), db.clone()));
+        let every = poll_every.unwrap_or(match db.get_database_backend() {
+            DbBackend::Postgres => POSTGRES_POLL,
+            _ => SQLITE_POLL,
+        });
+        tokio::spawn(poll(Arc::downgrade(&hub), db.clone(), every));
         if db.get_database_backend() == DbBackend::Postgres {
             tokio::spawn(listen(Arc::downgrade(&hub), db));
         }
@@ -67,11 +71,7 @@ impl EventHub {
 }
 
 /// Watches the highest id and wakes the users of rows that appeared.
-async fn poll(hub: Weak<EventHub>, db: DatabaseConnection) {
-    let every = match db.get_database_backend() {
-        DbBackend::Postgres => POSTGRES_POLL,
-        _ => SQLITE_POLL,
-    };
+async fn poll(hub: Weak<EventHub>, db: DatabaseConnection, every: Duration) {
     // No baseline while nobody listens, so an idle server runs no query.
     let mut seen: Option<i64> = None;
     let mut tick = tokio::time::interval(every);
