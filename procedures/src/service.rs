@@ -7,15 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use gatehouse::{ErrorCode, Principal, RequestMeta, Role, RpcError, Service};
 use ipnet::IpNet;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::db::now_ms;
 use crate::db_health::DbHealth;
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
-use crate::events::{EventHub, RevokeReason};
+use crate::events::{EventHub, EventTxn, RevokeReason};
 use crate::i18n;
 use crate::keys::set::KeySource;
 use crate::limits;
@@ -398,15 +396,21 @@ impl AuthService {
             .is_some_and(|s| s.revoked_at.is_none()))
     }
 
+    /// Begins a write transaction that may record account events; its
+    /// commit wakes their subscribers in this process (see [`EventTxn`]).
+    pub(crate) async fn begin_event_txn(&self) -> Result<EventTxn<'_>, DbErr> {
+        EventTxn::begin(&self.db, &self.events).await
+    }
+
     /// Revokes every live session of a user, optionally sparing one.
     pub(crate) async fn revoke_sessions(
         &self,
-        db: &(impl ConnectionTrait + TransactionTrait),
+        txn: &EventTxn<'_>,
         user_id: &str,
         except: Option<&str>,
         reason: RevokeReason,
     ) -> Result<u64, AuthError> {
-        Ok(sessions::revoke_all(db, user_id, except, now_ms(), reason).await?)
+        Ok(sessions::revoke_all(txn, user_id, except, now_ms(), reason).await?)
     }
 
     /// The session and user of a token presented for `purpose`, read in one
