@@ -155,7 +155,9 @@ impl AuthService {
 
     /// How often the `auth.events` hub reads the events table for new rows
     /// (default: 100 ms on SQLite, 2 s on PostgreSQL, where `LISTEN` hears
-    /// them sooner), so tests can take the poll out of the way.
+    /// them sooner). Only other processes' commits need the poll (this
+    /// one's wake their subscribers themselves), which tests prove by
+    /// setting an hour.
     #[must_use]
     pub fn with_events_poll(mut self, every: std::time::Duration) -> Self {
         self.events_poll = Some(every);

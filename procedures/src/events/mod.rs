@@ -3,11 +3,13 @@
 //!
 //! Every event is a row of `account_events`, written by [`record`] in the
 //! same transaction as the change it reports, so it exists exactly when the
-//! change does. Subscribers read their user's rows after the last id they
-//! saw ([`stream`]); the [`hub`] only tells them *when* to read: at once
-//! for writes of this process, through `LISTEN/NOTIFY` on PostgreSQL for
-//! writes of other instances, and by polling the table on SQLite for other
-//! processes on the same file. A subscriber that reconnects with its last
+//! change does. That transaction is an [`EventTxn`], which wakes the
+//! subscribers of the events it wrote once it commits. Subscribers read
+//! their user's rows after the last id they saw ([`stream`]); the [`hub`]
+//! only tells them *when* to read: at once for commits of this process,
+//! through `LISTEN/NOTIFY` on PostgreSQL for commits of other instances,
+//! and by polling the table on SQLite for other processes on the same
+//! file. A subscriber that reconnects with its last
 //! id reads what it missed from the same table.
 
 pub(crate) mod hub;
