@@ -7,15 +7,13 @@ use std::sync::{Arc, OnceLock};
 
 use gatehouse::{ErrorCode, Principal, RequestMeta, Role, RpcError, Service};
 use ipnet::IpNet;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::db::now_ms;
 use crate::db_health::DbHealth;
 use crate::entities::{password_reset, user};
 use crate::error::AuthError;
-use crate::events::{EventHub, RevokeReason};
+use crate::events::{EventHub, EventTxn, RevokeReason};
 use crate::i18n;
 use crate::keys::set::KeySource;
 use crate::limits;
@@ -77,6 +75,9 @@ pub struct AuthService {
     health: Arc<DbHealth>,
     /// Wakes `auth.events` subscribers; started with the first one.
     events: OnceLock<Arc<EventHub>>,
+    /// The hub's poll interval instead of its per-backend default (see
+    /// [`Self::with_events_poll`]).
+    events_poll: Option<std::time::Duration>,
 }
 
 /// Where a request's token came from (see [`AuthService::request_token`]).
@@ -148,7 +149,19 @@ impl AuthService {
             sessions: SessionReader::pooled(),
             health: DbHealth::new(),
             events: OnceLock::new(),
+            events_poll: None,
         }
+    }
+
+    /// How often the `auth.events` hub reads the events table for new rows
+    /// (default: 100 ms on SQLite, 2 s on PostgreSQL, where `LISTEN` hears
+    /// them sooner). Only other processes' commits need the poll (this
+    /// one's wake their subscribers themselves), which tests prove by
+    /// setting an hour.
+    #[must_use]
+    pub fn with_events_poll(mut self, every: std::time::Duration) -> Self {
+        self.events_poll = Some(every);
+        self
     }
 
     /// Shares `health` (whose probe [`crate::build_service`] starts) so that
@@ -375,7 +388,8 @@ impl AuthService {
     /// The wake-up channel of `auth.events` in this process, started (with
     /// its poller and, on PostgreSQL, its listener) on first use.
     pub(crate) fn events(&self) -> &Arc<EventHub> {
-        self.events.get_or_init(|| EventHub::start(self.db.clone()))
+        self.events
+            .get_or_init(|| EventHub::start(self.db.clone(), self.events_poll))
     }
 
     /// Whether session `sid` exists and is not revoked.
@@ -385,15 +399,21 @@ impl AuthService {
             .is_some_and(|s| s.revoked_at.is_none()))
     }
 
+    /// Begins a write transaction that may record account events; its
+    /// commit wakes their subscribers in this process (see [`EventTxn`]).
+    pub(crate) async fn begin_event_txn(&self) -> Result<EventTxn<'_>, DbErr> {
+        EventTxn::begin(&self.db, &self.events).await
+    }
+
     /// Revokes every live session of a user, optionally sparing one.
     pub(crate) async fn revoke_sessions(
         &self,
-        db: &(impl ConnectionTrait + TransactionTrait),
+        txn: &EventTxn<'_>,
         user_id: &str,
         except: Option<&str>,
         reason: RevokeReason,
     ) -> Result<u64, AuthError> {
-        Ok(sessions::revoke_all(db, user_id, except, now_ms(), reason).await?)
+        Ok(sessions::revoke_all(txn, user_id, except, now_ms(), reason).await?)
     }
 
     /// The session and user of a token presented for `purpose`, read in one

@@ -489,3 +489,77 @@ async fn events_cross_instances(backend: Backend) {
 }
 
 both_backends!(events_cross_instances);
+
+/// Commits of this process wake its own subscribers: with the poll an hour
+/// apart (so it never runs after the streams open), a profile update, a
+/// logout from another connection, a role change with the sessions it ends
+/// and an account's deletion all reach the open streams. Without the in-process wake-up they
+/// would wait for the poll on SQLite; on PostgreSQL `NOTIFY` also wakes.
+async fn this_process_commits_wake_their_subscribers(backend: Backend) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let config = common::test_config(backend, temp.path()).await;
+    let dir = temp.path().to_path_buf();
+    let server = Server::start_tuned(config, dir, Some(temp), |service| {
+        service.with_events_poll(Duration::from_secs(3600))
+    })
+    .await;
+    let client = Client::new(server.addr);
+    let admin = client
+        .clone()
+        .with_token(&admin_token(&server, "no-poll-admin@example.com").await);
+    let (token, user_id) = register(&client, "no-poll@example.com").await;
+    let (leaving, _) = register(&client, "no-poll-leaving@example.com").await;
+    let (deleted, deleted_id) = register(&client, "no-poll-deleted@example.com").await;
+    let mut events = Stream::with_token(server.addr, &token, "").await;
+    let mut leaving_events = Stream::with_token(server.addr, &leaving, "").await;
+    let mut deleted_events = Stream::with_token(server.addr, &deleted, "").await;
+
+    // A change and its event in the procedure's own transaction.
+    client
+        .clone()
+        .with_token(&token)
+        .mutation("auth.updateProfile", json!({"firstName": "Awake"}))
+        .await;
+    let (_, event) = events.data().await;
+    assert_eq!(
+        (event["type"].clone(), event["user"]["firstName"].clone()),
+        (json!("profile.updated"), json!("Awake"))
+    );
+
+    // A session ended outside any transaction of the caller.
+    client
+        .clone()
+        .with_token(&leaving)
+        .mutation("auth.logout", json!(null))
+        .await;
+    assert_eq!(
+        leaving_events.data().await.1,
+        json!({"type": "session.revoked", "sessionId": sid(&leaving), "reason": "logout"})
+    );
+    assert_eq!(leaving_events.error().await.0, "UNAUTHORIZED");
+
+    // Two events of one transaction, the second written in a savepoint.
+    admin
+        .mutation("users.setRole", json!({"id": user_id, "role": "OPERATOR"}))
+        .await;
+    assert_eq!(
+        events.data().await.1,
+        json!({"type": "role.changed", "role": "OPERATOR"})
+    );
+    assert_eq!(
+        events.data().await.1,
+        json!({"type": "session.revoked", "sessionId": sid(&token), "reason": "roleChanged"})
+    );
+    assert_eq!(events.error().await.0, "UNAUTHORIZED");
+
+    // Sessions announced as ended by the deletion of their account.
+    admin
+        .mutation("users.delete", json!({"id": deleted_id}))
+        .await;
+    assert_eq!(
+        deleted_events.data().await.1,
+        json!({"type": "session.revoked", "sessionId": sid(&deleted), "reason": "deleted"})
+    );
+}
+
+both_backends!(this_process_commits_wake_their_subscribers);

@@ -191,7 +191,7 @@ impl<S: HasAuth> Procedure<S> for ResetPassword {
             .ok_or(AuthError::InvalidResetToken)?;
         let hash = svc.hasher.hash(&password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await?;
+        let txn = svc.begin_event_txn().await?;
         // Consumed atomically: of two concurrent uses only one matches.
         let consumed = password_reset::Entity::update_many()
             .col_expr(password_reset::Column::UsedAt, Expr::value(now))
@@ -280,7 +280,7 @@ impl<S: HasAuth> Procedure<S> for ChangePassword {
         counters.succeeded(svc).await?;
         let hash = svc.hasher.hash(&new_password).await?;
         let now = now_ms();
-        let txn = begin_write(&svc.db).await?;
+        let txn = svc.begin_event_txn().await?;
         store_password(&txn, &user.id, hash, now).await?;
         svc.revoke_sessions(
             &txn,

@@ -6,7 +6,6 @@ use serde::Deserialize;
 use ts_rs::TS;
 
 use super::signin::user_conflict;
-use crate::db::begin_write;
 use crate::error::AuthError;
 use crate::events::{self, AccountEvent};
 use crate::service::HasAuth;
@@ -93,7 +92,7 @@ impl<S: HasAuth> Procedure<S> for UpdateProfile {
             phone,
             username,
         };
-        let txn = begin_write(&svc.db).await?;
+        let txn = svc.begin_event_txn().await?;
         let user = users::update_profile(&txn, me.user.clone(), changes)
             .await
             .map_err(user_conflict)?;

@@ -58,7 +58,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         let generation = presented.generation;
         let sid = session.id.clone();
         let grace = svc.settings.refresh_grace_ms;
-        match sessions::refresh(&svc.db, grace, session, generation, now).await? {
+        match sessions::refresh(svc, grace, session, generation, now).await? {
             sessions::Refresh::Rotated(next) => {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = user.id.as_str(),
                     session_id = sid.as_str(), request_id = ctx.request.request_id.as_str());
@@ -116,7 +116,9 @@ impl<S: HasAuth> Procedure<S> for Logout {
         if let Some(claims) = claims {
             svc.db_up()?;
             let reason = RevokeReason::Logout;
-            sessions::revoke(&svc.db, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;
+            let txn = svc.begin_event_txn().await?;
+            sessions::revoke(&txn, &claims.sid, Some(&claims.sub), now_ms(), reason).await?;
+            txn.commit().await?;
             tracing::info!(target: "audit", event = "logout", user_id = claims.sub.as_str(),
                 session_id = claims.sid.as_str(), request_id = ctx.request.request_id.as_str());
         }
@@ -186,8 +188,10 @@ impl<S: HasAuth> Procedure<S> for RevokeSession {
         let me = ctx.principal()?;
         validate::check(&input)?;
         let id = input.id.trim();
-        let (db, reason) = (&ctx.service.auth().db, RevokeReason::Revoked);
-        let revoked = sessions::revoke(db, id, Some(&me.user_id), now_ms(), reason).await?;
+        let txn = ctx.service.auth().begin_event_txn().await?;
+        let reason = RevokeReason::Revoked;
+        let revoked = sessions::revoke(&txn, id, Some(&me.user_id), now_ms(), reason).await?;
+        txn.commit().await?;
         if !revoked {
             return Err(AuthError::SessionNotFound);
         }
@@ -213,9 +217,11 @@ impl<S: HasAuth> Procedure<S> for LogoutAll {
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<Success, AuthError> {
         let me = ctx.principal()?;
         let svc = ctx.service.auth();
+        let txn = svc.begin_event_txn().await?;
         let n = svc
-            .revoke_sessions(&svc.db, &me.user_id, None, RevokeReason::LogoutAll)
+            .revoke_sessions(&txn, &me.user_id, None, RevokeReason::LogoutAll)
             .await?;
+        txn.commit().await?;
         tracing::info!(target: "audit", event = "logout.all", user_id = me.user_id.as_str(),
             sessions = n, request_id = ctx.request.request_id.as_str());
         Ok(Success { success: True })

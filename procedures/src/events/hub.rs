@@ -2,14 +2,20 @@
 //! new events. A wake-up carries only the user id; subscribers then read
 //! the table, so a lost or duplicated wake-up costs a read, never an event.
 //!
-//! Sources of wake-ups, started with the first subscriber:
-//! - a poller that watches the table's highest id: every
-//!   [`SQLITE_POLL`] on SQLite (other processes on the same file, and this
-//!   process's own commits), every [`POSTGRES_POLL`] on PostgreSQL as a
-//!   safety net behind `LISTEN`;
-//! - on PostgreSQL, a `LISTEN` connection on [`super::CHANNEL`], which
-//!   hears every instance's commits within milliseconds. When it drops, it
-//!   reconnects and wakes everyone (a notification may have been missed).
+//! Sources of wake-ups:
+//! - this process's commits: an [`super::EventTxn`] wakes the users it
+//!   recorded events for right after its commit succeeds (not before: a
+//!   subscriber woken early would read nothing and then wait for the next
+//!   source), so a change reaches this process's streams at once;
+//! - a poller that watches the table's highest id, started with the first
+//!   subscriber: every [`SQLITE_POLL`] on SQLite, for other processes on
+//!   the same file (and, behind the commits' wake-ups, as a safety net);
+//!   every [`POSTGRES_POLL`] on PostgreSQL as a safety net behind `LISTEN`;
+//! - on PostgreSQL, a `LISTEN` connection on [`super::CHANNEL`], also
+//!   started with the first subscriber, which hears every instance's
+//!   commits within milliseconds (this one's too: a second wake-up costs a
+//!   read). When it drops, it reconnects and wakes everyone (a
+//!   notification may have been missed).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -39,12 +45,16 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    /// Starts the poller (and on PostgreSQL the listener) for `db`. They
-    /// stop once the hub is dropped.
-    pub(crate) fn start(db: DatabaseConnection) -> Arc<Self> {
+    /// Starts the poller (every `poll_every`, or the backend's default) and on
+    /// PostgreSQL the listener for `db`. They stop once the hub is dropped.
+    pub(crate) fn start(db: DatabaseConnection, poll_every: Option<Duration>) -> Arc<Self> {
         let (wake, _) = broadcast::channel(BACKLOG);
         let hub = Arc::new(Self { wake });
-        tokio::spawn(poll(Arc::downgrade(&hub), db.clone()));
+        let every = poll_every.unwrap_or(match db.get_database_backend() {
+            DbBackend::Postgres => POSTGRES_POLL,
+            _ => SQLITE_POLL,
+        });
+        tokio::spawn(poll(Arc::downgrade(&hub), db.clone(), every));
         if db.get_database_backend() == DbBackend::Postgres {
             tokio::spawn(listen(Arc::downgrade(&hub), db));
         }
@@ -55,8 +65,9 @@ impl EventHub {
         self.wake.subscribe()
     }
 
-    /// Wakes `user_id`'s subscribers in this process (after a commit that
-    /// wrote their events).
+    /// Wakes `user_id`'s subscribers in this process. Only after the
+    /// commit that wrote their events ([`super::EventTxn::commit`] does so),
+    /// or they may read before the rows are visible.
     pub(crate) fn wake(&self, user_id: &str) {
         let _ = self.wake.send(Some(Arc::from(user_id)));
     }
@@ -67,11 +78,7 @@ impl EventHub {
 }
 
 /// Watches the highest id and wakes the users of rows that appeared.
-async fn poll(hub: Weak<EventHub>, db: DatabaseConnection) {
-    let every = match db.get_database_backend() {
-        DbBackend::Postgres => POSTGRES_POLL,
-        _ => SQLITE_POLL,
-    };
+async fn poll(hub: Weak<EventHub>, db: DatabaseConnection, every: Duration) {
     // No baseline while nobody listens, so an idle server runs no query.
     let mut seen: Option<i64> = None;
     let mut tick = tokio::time::interval(every);

@@ -3,22 +3,29 @@
 //!
 //! Every event is a row of `account_events`, written by [`record`] in the
 //! same transaction as the change it reports, so it exists exactly when the
-//! change does. Subscribers read their user's rows after the last id they
-//! saw ([`stream`]); the [`hub`] only tells them *when* to read: at once
-//! for writes of this process, through `LISTEN/NOTIFY` on PostgreSQL for
-//! writes of other instances, and by polling the table on SQLite for other
-//! processes on the same file. A subscriber that reconnects with its last
+//! change does. That transaction is an [`EventTxn`], which wakes the
+//! subscribers of the events it wrote once it commits. Subscribers read
+//! their user's rows after the last id they saw ([`stream`]); the [`hub`]
+//! only tells them *when* to read: at once for commits of this process,
+//! through `LISTEN/NOTIFY` on PostgreSQL for commits of other instances,
+//! and by polling the table on SQLite for other processes on the same
+//! file. A subscriber that reconnects with its last
 //! id reads what it missed from the same table.
 
 pub(crate) mod hub;
 pub(crate) mod stream;
 
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use gatehouse::Role;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbBackend, DbErr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, QueryResult, Statement,
+};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::db::{now_ms, sql};
+use crate::db::{begin_write, now_ms, sql};
 use crate::entities::account_event;
 use crate::types::UserDetails;
 
@@ -83,11 +90,106 @@ pub enum RevokeReason {
     Deleted,
 }
 
-/// Writes `event` for `user_id` (inside the caller's transaction, when it
-/// has one) and, on PostgreSQL, notifies the other instances; the
-/// notification is sent when the transaction commits, never before.
+/// A write transaction that can record account events: [`record`] takes
+/// nothing else, so every event is written in one. It remembers whose
+/// events it wrote and wakes their subscribers in this process once it has
+/// committed: never before, when they would read nothing and then wait for
+/// the poll; never after a rollback or a drop, when there is nothing to
+/// read. The hub is looked up at the commit: while nobody subscribes it
+/// has not started, and nobody needs waking.
+pub(crate) struct EventTxn<'a> {
+    txn: DatabaseTransaction,
+    hub: &'a OnceLock<Arc<EventHub>>,
+    /// Users with events in this transaction, each once.
+    woken: Mutex<Vec<String>>,
+}
+
+impl<'a> EventTxn<'a> {
+    /// Begins a write transaction on `db` (see [`begin_write`]) whose
+    /// commit wakes `hub`'s subscribers.
+    pub(crate) async fn begin(
+        db: &DatabaseConnection,
+        hub: &'a OnceLock<Arc<EventHub>>,
+    ) -> Result<Self, DbErr> {
+        Ok(Self {
+            txn: begin_write(db).await?,
+            hub,
+            woken: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Commits, then wakes the subscribers of every user it recorded
+    /// events for.
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await?;
+        let woken = self
+            .woken
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(hub) = self.hub.get() {
+            for user_id in &woken {
+                hub.wake(user_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn wake_after_commit(&self, user_id: &str) {
+        let mut woken = self.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        if !woken.iter().any(|u| u == user_id) {
+            woken.push(user_id.to_owned());
+        }
+    }
+}
+
+/// The transaction itself, for code that insists on one (e.g. row locks).
+impl std::ops::Deref for EventTxn<'_> {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// Statements run in the transaction, so the query builders and the other
+/// stores take an `EventTxn` like any connection.
+#[async_trait::async_trait]
+impl ConnectionTrait for EventTxn<'_> {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.txn.is_mock_connection()
+    }
+}
+
+/// Writes `event` for `user_id` inside `txn`, whose commit then wakes the
+/// user's subscribers in this process; on PostgreSQL it also notifies the
+/// other instances, which PostgreSQL delivers when the transaction
+/// commits, never before.
 pub(crate) async fn record(
-    db: &impl ConnectionTrait,
+    txn: &EventTxn<'_>,
     user_id: &str,
     event: &AccountEvent,
 ) -> Result<(), DbErr> {
@@ -105,16 +207,17 @@ pub(crate) async fn record(
         created_at: Set(now_ms()),
         ..Default::default()
     }
-    .insert(db)
+    .insert(txn)
     .await?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_raw(sql(
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_raw(sql(
             DbBackend::Postgres,
             "SELECT pg_notify($1, $2)",
             vec![CHANNEL.into(), user_id.into()],
         ))
         .await?;
     }
+    txn.wake_after_commit(user_id);
     Ok(())
 }
 

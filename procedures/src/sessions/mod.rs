@@ -31,15 +31,15 @@ mod verdict;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, TransactionSession,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, QueryFilter, QueryOrder,
 };
 use uuid::Uuid;
 
 use crate::db::{begin_write, fetch_unique};
 use crate::entities::session::{ActiveModel, Column, Entity, Model};
-use crate::events::{self, AccountEvent, RevokeReason};
+use crate::events::{self, AccountEvent, EventTxn, RevokeReason};
+use crate::service::AuthService;
 
 pub(crate) use read::{SessionReader, SessionRow};
 pub(crate) use verdict::{Presented, Purpose, Valid, validate};
@@ -155,12 +155,13 @@ pub(crate) enum Refresh {
 /// [`validate`] before; a concurrent refresh that wins the race is detected
 /// and answered like a grace hit.
 pub(crate) async fn refresh(
-    db: &DatabaseConnection,
+    svc: &AuthService,
     grace_ms: i64,
     session: SessionRow,
     generation: &str,
     now: i64,
 ) -> Result<Refresh, DbErr> {
+    let db = &svc.db;
     let mut current = session;
     if current.current_jti == generation {
         let next = new_generation();
@@ -190,7 +191,9 @@ pub(crate) async fn refresh(
     if generation_works(db, grace_ms, &current, generation, now).await? {
         return Ok(Refresh::AlreadyRotated(current.current_jti));
     }
-    revoke(db, &current.id, None, now, RevokeReason::Reused).await?;
+    let txn = svc.begin_event_txn().await?;
+    revoke(&txn, &current.id, None, now, RevokeReason::Reused).await?;
+    txn.commit().await?;
     Ok(Refresh::Reused)
 }
 
@@ -223,7 +226,7 @@ pub(crate) async fn restart(
 /// a live session was ended. Its `session.revoked` event is written in the
 /// same transaction.
 pub(crate) async fn revoke(
-    db: &(impl ConnectionTrait + TransactionTrait),
+    txn: &EventTxn<'_>,
     sid: &str,
     owner: Option<&str>,
     now: i64,
@@ -236,13 +239,13 @@ pub(crate) async fn revoke(
     if let Some(owner) = owner {
         update = update.filter(Column::UserId.eq(owner));
     }
-    Ok(revoke_where(db, update, reason).await? > 0)
+    Ok(revoke_where(txn, update, reason).await? > 0)
 }
 
 /// Ends every live session of `user_id`, optionally sparing one; how many
 /// ended. Each gets its `session.revoked` event in the same transaction.
 pub(crate) async fn revoke_all(
-    db: &(impl ConnectionTrait + TransactionTrait),
+    txn: &EventTxn<'_>,
     user_id: &str,
     except: Option<&str>,
     now: i64,
@@ -255,49 +258,47 @@ pub(crate) async fn revoke_all(
     if let Some(keep) = except {
         update = update.filter(Column::Id.ne(keep));
     }
-    revoke_where(db, update, reason).await
+    revoke_where(txn, update, reason).await
 }
 
 /// Records `session.revoked` for every live session of `user_id` without
 /// touching the sessions (a deleted account's rows go with it).
 pub(crate) async fn announce_end(
-    db: &impl ConnectionTrait,
+    txn: &EventTxn<'_>,
     user_id: &str,
     reason: RevokeReason,
 ) -> Result<(), DbErr> {
     let live = Entity::find()
         .filter(Column::UserId.eq(user_id))
         .filter(Column::RevokedAt.is_null())
-        .all(db)
+        .all(txn)
         .await?;
     for session in live {
         let event = AccountEvent::SessionRevoked {
             session_id: session.id,
             reason,
         };
-        events::record(db, user_id, &event).await?;
+        events::record(txn, user_id, &event).await?;
     }
     Ok(())
 }
 
 /// Runs a revoking update and records an event per session it ended, in
-/// one transaction (a savepoint inside the caller's, if any), so no
-/// session ends without its subscribers hearing of it.
+/// the caller's transaction, so no session ends without its subscribers
+/// hearing of it.
 async fn revoke_where(
-    db: &(impl ConnectionTrait + TransactionTrait),
+    txn: &EventTxn<'_>,
     update: sea_orm::UpdateMany<Entity>,
     reason: RevokeReason,
 ) -> Result<u64, DbErr> {
-    let txn = db.begin().await?;
-    let ended = update.exec_with_returning(&txn).await?;
+    let ended = update.exec_with_returning(txn).await?;
     for session in &ended {
         let event = AccountEvent::SessionRevoked {
             session_id: session.id.clone(),
             reason,
         };
-        events::record(&txn, &session.user_id, &event).await?;
+        events::record(txn, &session.user_id, &event).await?;
     }
-    txn.commit().await?;
     Ok(ended.len() as u64)
 }
 

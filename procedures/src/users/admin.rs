@@ -2,18 +2,14 @@
 
 use gatehouse::{Ctx, ErrorCode, Guard, Kind, Procedure, Rest, Role};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use super::store;
-use crate::db::begin_write;
 use crate::entities::user::{self, StoredRole};
 use crate::error::AuthError;
-use crate::events::{self, AccountEvent, RevokeReason};
+use crate::events::{self, AccountEvent, EventTxn, RevokeReason};
 use crate::service::{AuthService, HasAuth};
 use crate::sessions;
 use crate::types::{Success, UserDetails};
@@ -159,11 +155,11 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
 /// Starts a transaction that changes user `id` and may remove an ADMIN:
 /// the admin rows are locked first (see [`lock_admins`]), then the target
 /// is loaded; an unknown id is NOT_FOUND.
-async fn begin_admin_change(
-    svc: &AuthService,
+async fn begin_admin_change<'a>(
+    svc: &'a AuthService,
     id: &str,
-) -> Result<(DatabaseTransaction, user::Model), AuthError> {
-    let txn = begin_write(&svc.db).await?;
+) -> Result<(EventTxn<'a>, user::Model), AuthError> {
+    let txn = svc.begin_event_txn().await?;
     store::lock_admins(&txn).await?;
     let target = store::find_by_id(&txn, id)
         .await?

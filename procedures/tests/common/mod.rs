@@ -142,11 +142,22 @@ impl Server {
         dir: PathBuf,
         temp: Option<tempfile::TempDir>,
     ) -> Server {
-        let service = Arc::new(
+        Self::start_tuned(config, dir, temp, |service| service).await
+    }
+
+    /// [`Server::start_config`] with the built service adjusted by `tune`
+    /// (its `with_*` settings that have no config) before it serves.
+    pub async fn start_tuned(
+        config: Config,
+        dir: PathBuf,
+        temp: Option<tempfile::TempDir>,
+        tune: impl FnOnce(gatehouse_auth::AuthService) -> gatehouse_auth::AuthService,
+    ) -> Server {
+        let service = Arc::new(tune(
             gatehouse_auth::build_service(&config)
                 .await
                 .expect("service starts"),
-        );
+        ));
         let (addr, tx, task) = serve(&config, gatehouse_auth::app_router(), service.clone()).await;
         let mail_worker = gatehouse_auth::spawn_mail_worker(&service);
         Server {
