@@ -401,6 +401,12 @@ impl AuthService {
 
     /// Begins a write transaction that may record account events; its
     /// commit wakes their subscribers in this process (see [`EventTxn`]).
+    /// The events hub of this service (started with its first subscriber),
+    /// for the few writers that open their [`EventTxn`] themselves.
+    pub(crate) fn events_hub(&self) -> &OnceLock<Arc<EventHub>> {
+        &self.events
+    }
+
     pub(crate) async fn begin_event_txn(&self) -> Result<EventTxn<'_>, DbErr> {
         EventTxn::begin(&self.db, &self.events).await
     }

@@ -58,7 +58,7 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
         let generation = presented.generation;
         let sid = session.id.clone();
         let grace = svc.settings.refresh_grace_ms;
-        match sessions::refresh(svc, grace, session, generation, now).await? {
+        match sessions::refresh(&svc.db, svc.events_hub(), grace, session, generation, now).await? {
             sessions::Refresh::Rotated(next) => {
                 tracing::info!(target: "audit", event = "token.refresh", user_id = user.id.as_str(),
                     session_id = sid.as_str(), request_id = ctx.request.request_id.as_str());

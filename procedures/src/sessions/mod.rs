@@ -29,6 +29,9 @@ mod generations;
 pub(crate) mod read;
 mod verdict;
 
+use std::sync::{Arc, OnceLock};
+
+use sea_orm::DatabaseConnection;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr,
@@ -38,8 +41,8 @@ use uuid::Uuid;
 
 use crate::db::{begin_write, fetch_unique};
 use crate::entities::session::{ActiveModel, Column, Entity, Model};
+use crate::events::EventHub;
 use crate::events::{self, AccountEvent, EventTxn, RevokeReason};
-use crate::service::AuthService;
 
 pub(crate) use read::{SessionReader, SessionRow};
 pub(crate) use verdict::{Presented, Purpose, Valid, validate};
@@ -154,14 +157,17 @@ pub(crate) enum Refresh {
 /// the module docs). `session` is the row as read and judged by
 /// [`validate`] before; a concurrent refresh that wins the race is detected
 /// and answered like a grace hit.
+///
+/// A reuse revokes the session in an [`EventTxn`] on `hub`, so its
+/// subscribers in this process hear of it at once.
 pub(crate) async fn refresh(
-    svc: &AuthService,
+    db: &DatabaseConnection,
+    hub: &OnceLock<Arc<EventHub>>,
     grace_ms: i64,
     session: SessionRow,
     generation: &str,
     now: i64,
 ) -> Result<Refresh, DbErr> {
-    let db = &svc.db;
     let mut current = session;
     if current.current_jti == generation {
         let next = new_generation();
@@ -191,7 +197,7 @@ pub(crate) async fn refresh(
     if generation_works(db, grace_ms, &current, generation, now).await? {
         return Ok(Refresh::AlreadyRotated(current.current_jti));
     }
-    let txn = svc.begin_event_txn().await?;
+    let txn = EventTxn::begin(db, hub).await?;
     revoke(&txn, &current.id, None, now, RevokeReason::Reused).await?;
     txn.commit().await?;
     Ok(Refresh::Reused)
