@@ -12,7 +12,9 @@
 //!   database is terminated again and again, mid-transaction and mid-commit.
 //!
 //! Mounting a tmpfs needs root (CI runs as root); elsewhere the SQLite test
-//! says why it skipped. Ignored by default; `tests/faults` runs it.
+//! says why it skipped, unless `GATEHOUSE_REQUIRE_TMPFS` is set (as
+//! `tests/faults` does where it could mount one), which makes a failed
+//! mount a failure. Ignored by default; `tests/faults` runs it.
 
 mod common;
 
