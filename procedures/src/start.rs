@@ -59,8 +59,8 @@ impl StartError {
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartError> {
     let db = db::connect_sized(
         &config.database_url(),
-        Duration::from_millis(config.db_acquire_timeout_ms),
-        config.db_max_connections,
+        Duration::from_millis(config.database.db_acquire_timeout_ms),
+        config.database.db_max_connections,
     )
     .await?;
     db::migrate(&db).await?;
@@ -74,31 +74,32 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
     let secret = config.load_secret()?;
     let db = open_database(config).await?;
     let hasher = PasswordHasher::new(config.bcrypt_cost)?;
-    let mailer: Arc<dyn Mailer> = match &config.smtp_url {
-        Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail_from)?),
-        None => Arc::new(FileOutbox::new(config.outbox_dir()).with_from(&config.mail_from)?),
+    let mailer: Arc<dyn Mailer> = match &config.mail.smtp_url {
+        Some(url) => Arc::new(SmtpMailer::from_url(url, &config.mail.mail_from)?),
+        None => Arc::new(FileOutbox::new(config.outbox_dir()).with_from(&config.mail.mail_from)?),
     };
     let settings = Settings {
-        refresh_ttl: config.jwt_refresh_ttl,
-        refresh_grace_ms: i64::try_from(config.refresh_grace().as_millis()).unwrap_or(10_000),
-        login_max_failures: config.login_max_failures,
-        login_window: config.login_window,
-        ip_max_failures: config.ip_max_failures,
+        refresh_ttl: config.tokens.jwt_refresh_ttl,
+        refresh_grace_ms: i64::try_from(config.tokens.refresh_grace().as_millis())
+            .unwrap_or(10_000),
+        login_max_failures: config.limits.login_max_failures,
+        login_window: config.limits.login_window,
+        ip_max_failures: config.limits.ip_max_failures,
         reset_mails_per_window: 3,
-        reset_url: config.reset_url()?,
-        trusted_proxies: config.trusted_proxies()?,
-        mail: config.outbox(&secret),
+        reset_url: config.mail.reset_url()?,
+        trusted_proxies: config.limits.trusted_proxies()?,
+        mail: config.mail.outbox(&secret),
         cookies: config.cookies()?,
         admin_email: config
             .admin_email
             .as_deref()
             .and_then(|email| validate::normalize_email(email).ok()),
     };
-    let (keys, key_source) = keys::set::token_keys(config, &db, &secret).await?;
+    let (keys, key_source) = keys::set::token_keys(&config.tokens, &db, &secret).await?;
     let health = DbHealth::new();
     health.spawn_probe(
         &config.database_url(),
-        Duration::from_millis(config.db_connect_timeout_ms),
+        Duration::from_millis(config.database.db_connect_timeout_ms),
     );
     health.spawn_storage_probe(db.clone());
     let service = AuthService::new(db, keys, hasher, mailer, settings)
@@ -137,20 +138,23 @@ where
     let registry = router.build()?;
     let state = Arc::new(make_state(build_service(&config).await?).await?);
     spawn_housekeeping(state.clone());
-    spawn_key_reload(state.clone(), Duration::from_secs(config.keys_reload));
-    let well_known = keys::routes::routes(state.clone(), config.public_url()?);
+    spawn_key_reload(
+        state.clone(),
+        Duration::from_secs(config.tokens.keys_reload),
+    );
+    let well_known = keys::routes::routes(state.clone(), config.http.public_url()?);
     // The app first: it installs the metrics recorder the worker reports to.
     let app =
         gatehouse::server::app_with_routes(registry, state.clone(), config.trpc()?, well_known);
     let mail_worker = spawn_mail_worker(state.auth());
-    let listener = tokio::net::TcpListener::bind(config.addr)
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .map_err(|source| StartError::Listen {
-            addr: config.addr,
+            addr: config.http.addr,
             source,
         })?;
     let local = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.addr,
+        addr: config.http.addr,
         source,
     })?;
     {
@@ -161,7 +165,7 @@ where
         let _ = out.flush();
     }
     let fd_limit = gatehouse::connections::raise_fd_limit();
-    let limits = config.connection_limits();
+    let limits = config.http.connection_limits();
     tracing::info!(addr = %local, ?fd_limit, max_connections = limits.max_connections, "listening");
     let served = gatehouse::server::serve_with_limits(
         listener,

@@ -72,15 +72,16 @@ impl TestDb {
 
     /// The settings of the `gatehouse-sensors` binary for this database.
     pub fn config(&self) -> Config {
-        Config {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url: Some(self.url.clone()),
+        let mut config = Config {
             data_dir: self.dir.path().to_path_buf(),
-            jwt_secret: Some(SECRET.to_owned()),
             bcrypt_cost: 4,
-            outbox_dir: Some(self.dir.path().join("outbox")),
             ..Config::defaults()
-        }
+        };
+        config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database.database_url = Some(self.url.clone());
+        config.tokens.jwt_secret = Some(SECRET.to_owned());
+        config.mail.outbox_dir = Some(self.dir.path().join("outbox"));
+        config
     }
 
     /// The auth service (its migrations applied) and the app on it (its
