@@ -554,18 +554,30 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
-    /// Checks what clap cannot (cross-field and format rules).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.limits.trusted_proxies()?;
-        self.http.cors()?;
-        self.cookies()?;
+    /// Checks what clap cannot (cross-field and format rules), in a fixed
+    /// order so a start with several bad settings always names the same
+    /// one first, and returns what the checked strings parse into, so the
+    /// start-up uses these values instead of parsing the strings again.
+    pub fn validate(&self) -> Result<Checked, ConfigError> {
+        let trusted_proxies = self.limits.trusted_proxies()?;
+        let cors = self.http.cors()?;
+        let cookies = self
+            .cookies
+            .settings(&cors, Duration::from_secs(self.tokens.jwt_refresh_ttl))?;
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminPair);
         }
-        self.mail.reset_url()?;
-        self.http.public_url()?;
-        self.http.rest_prefix()?;
-        self.tokens.validate()
+        let reset_url = self.mail.reset_url()?;
+        let public_url = self.http.public_url()?;
+        let rest_prefix = self.http.rest_prefix()?;
+        self.tokens.validate()?;
+        Ok(Checked {
+            trpc: self.http.trpc(cors, rest_prefix, self.cookies.cookie_mode),
+            cookies,
+            trusted_proxies,
+            reset_url,
+            public_url,
+        })
     }
 
     /// The signing secret: `JWT_SECRET`, or the one kept in
@@ -602,21 +614,25 @@ impl Config {
              (set JWT_SECRET when running several instances)");
         Ok(secret.into_bytes())
     }
+}
 
-    /// The session cookie's settings (see [`CookieConfig::settings`]): the
-    /// cookie lives as long as the refresh window, and its CSRF checks
-    /// allow the CORS origins.
-    pub fn cookies(&self) -> Result<crate::cookies::CookieSettings, ConfigError> {
-        self.cookies.settings(
-            &self.http.cors()?,
-            Duration::from_secs(self.tokens.jwt_refresh_ttl),
-        )
-    }
-
-    /// The HTTP adapter's settings (see [`HttpConfig::trpc`]).
-    pub fn trpc(&self) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
-        self.http.trpc(self.cookies.cookie_mode)
-    }
+/// What the settings that are strings on the command line (origins, CIDRs,
+/// URLs, the REST prefix, the cookie name) become once
+/// [`Config::validate`] has checked them: each parsed once at start, and
+/// built into the framework's and the service's own configuration.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The HTTP adapter's settings, CORS origins and REST prefix included.
+    pub trpc: gatehouse::http::TrpcConfig,
+    /// The session cookie, living as long as the refresh window, its CSRF
+    /// checks allowing the listed CORS origins.
+    pub cookies: crate::cookies::CookieSettings,
+    /// `GATEHOUSE_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `GATEHOUSE_RESET_URL`.
+    pub reset_url: Url,
+    /// `GATEHOUSE_PUBLIC_URL`, when set.
+    pub public_url: Option<Url>,
 }
 
 impl HttpConfig {
@@ -665,15 +681,18 @@ impl HttpConfig {
         Ok(Some(prefix.to_owned()))
     }
 
-    /// The HTTP adapter's settings. With cookie sessions on (`cookie_mode`),
-    /// the listed CORS origins may send credentials and `x-gatehouse-session`.
-    pub fn trpc(
+    /// The HTTP adapter's settings, from the checked `cors_origins` and
+    /// `rest_prefix` ([`Self::cors`], [`Self::rest_prefix`]). With cookie
+    /// sessions on (`cookie_mode`), the listed CORS origins may send
+    /// credentials and `x-gatehouse-session`.
+    fn trpc(
         &self,
+        cors_origins: gatehouse::http::CorsOrigins,
+        rest_prefix: Option<String>,
         cookie_mode: crate::cookies::CookieMode,
-    ) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
+    ) -> gatehouse::http::TrpcConfig {
         let cookies = cookie_mode != crate::cookies::CookieMode::Off;
-        let cors_origins = self.cors()?;
-        Ok(gatehouse::http::TrpcConfig {
+        gatehouse::http::TrpcConfig {
             body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
             cors_credentials: cookies
                 && matches!(cors_origins, gatehouse::http::CorsOrigins::List(_)),
@@ -686,7 +705,7 @@ impl HttpConfig {
             allow_method_override: self.allow_method_override,
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
             request_timeout: Duration::from_secs(self.request_timeout),
-            rest_prefix: self.rest_prefix()?,
+            rest_prefix,
             docs: self.docs,
             subscriptions: gatehouse::http::SubscriptionConfig {
                 ping_interval: (self.sse_ping_ms > 0)
@@ -697,7 +716,7 @@ impl HttpConfig {
                     .unwrap_or(usize::MAX),
             },
             ..Default::default()
-        })
+        }
     }
 
     /// What each client connection may hold of the server. Call after
@@ -924,21 +943,27 @@ mod tests {
             c.limits.trusted_proxies = Some("10.0.0.0/8, 192.0.2.1, ::1, fd00::/8".to_owned());
             c.mail.reset_url = "https://app.example/reset?lang=es".to_owned();
         });
-        config.validate().expect("valid");
+        let checked = config.validate().expect("valid");
+        let origins = vec![
+            "https://a.example".to_owned(),
+            "http://b.example:8080".to_owned(),
+        ];
         assert_eq!(
-            config.http.cors().expect("cors"),
-            gatehouse::http::CorsOrigins::List(vec![
-                "https://a.example".to_owned(),
-                "http://b.example:8080".to_owned()
-            ])
+            checked.trpc.cors_origins,
+            gatehouse::http::CorsOrigins::List(origins.clone())
         );
-        let proxies = config.limits.trusted_proxies().expect("proxies");
-        let prefixes: Vec<u8> = proxies.iter().map(IpNet::prefix_len).collect();
+        assert!(
+            checked.trpc.cors_credentials,
+            "cookie sessions (opt-in) let the listed origins send credentials"
+        );
+        assert_eq!(checked.cookies.allowed_origins, origins);
+        let prefixes: Vec<u8> = checked
+            .trusted_proxies
+            .iter()
+            .map(IpNet::prefix_len)
+            .collect();
         assert_eq!(prefixes, [8, 32, 128, 8]);
-        assert_eq!(
-            config.mail.reset_url().expect("reset url").query(),
-            Some("lang=es")
-        );
+        assert_eq!(checked.reset_url.query(), Some("lang=es"));
     }
 
     #[test]

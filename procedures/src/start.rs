@@ -10,7 +10,7 @@ use std::time::Duration;
 use gatehouse::Router;
 use sea_orm::DatabaseConnection;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Checked, Config, ConfigError};
 use crate::db_health::DbHealth;
 use crate::mail::{FileOutbox, Mailer, SmtpMailer};
 use crate::password::PasswordHasher;
@@ -70,7 +70,16 @@ pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartE
 /// Builds the service from a config: database (migrated), signing key,
 /// hasher, mailer; then creates the first admin if asked to.
 pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
-    config.validate()?;
+    build_checked_service(config, &config.validate()?).await
+}
+
+/// [`build_service`] for a config already checked into `checked`, so
+/// [`run_app`] checks (and parses) the settings once for the service and
+/// the server.
+async fn build_checked_service(
+    config: &Config,
+    checked: &Checked,
+) -> Result<AuthService, StartError> {
     let secret = config.load_secret()?;
     let db = open_database(config).await?;
     let hasher = PasswordHasher::new(config.bcrypt_cost)?;
@@ -86,10 +95,10 @@ pub async fn build_service(config: &Config) -> Result<AuthService, StartError> {
         login_window: config.limits.login_window,
         ip_max_failures: config.limits.ip_max_failures,
         reset_mails_per_window: 3,
-        reset_url: config.mail.reset_url()?,
-        trusted_proxies: config.limits.trusted_proxies()?,
+        reset_url: checked.reset_url.clone(),
+        trusted_proxies: checked.trusted_proxies.clone(),
         mail: config.mail.outbox(&secret),
-        cookies: config.cookies()?,
+        cookies: checked.cookies.clone(),
         admin_email: config
             .admin_email
             .as_deref()
@@ -136,16 +145,16 @@ where
     Fut: Future<Output = Result<S, StartError>>,
 {
     let registry = router.build()?;
-    let state = Arc::new(make_state(build_service(&config).await?).await?);
+    let checked = config.validate()?;
+    let state = Arc::new(make_state(build_checked_service(&config, &checked).await?).await?);
     spawn_housekeeping(state.clone());
     spawn_key_reload(
         state.clone(),
         Duration::from_secs(config.tokens.keys_reload),
     );
-    let well_known = keys::routes::routes(state.clone(), config.http.public_url()?);
+    let well_known = keys::routes::routes(state.clone(), checked.public_url);
     // The app first: it installs the metrics recorder the worker reports to.
-    let app =
-        gatehouse::server::app_with_routes(registry, state.clone(), config.trpc()?, well_known);
+    let app = gatehouse::server::app_with_routes(registry, state.clone(), checked.trpc, well_known);
     let mail_worker = spawn_mail_worker(state.auth());
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await

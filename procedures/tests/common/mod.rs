@@ -232,7 +232,11 @@ pub async fn serve<S: gatehouse::Service>(
     tokio::task::JoinHandle<()>,
 ) {
     let registry = router.build().expect("router builds");
-    let app = gatehouse::server::app(registry, state, config.trpc().expect("trpc config"));
+    let app = gatehouse::server::app(
+        registry,
+        state,
+        config.validate().expect("valid config").trpc,
+    );
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .expect("bind");

@@ -261,8 +261,11 @@ impl Server {
         let registry = gatehouse_sensors::app_router()
             .build()
             .expect("router builds");
-        let service =
-            gatehouse::server::app(registry, app, db.config().trpc().expect("trpc config"));
+        let service = gatehouse::server::app(
+            registry,
+            app,
+            db.config().validate().expect("valid config").trpc,
+        );
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind");
