@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, FromArgMatches};
 use ipnet::IpNet;
 use url::Url;
@@ -120,14 +121,14 @@ pub struct HttpConfig {
 
     /// Seconds a request may take before it is answered with TIMEOUT.
     #[arg(long, global = true, env = "GATEHOUSE_REQUEST_TIMEOUT", value_name = "GATEHOUSE_REQUEST_TIMEOUT",
-          default_value_t = gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub request_timeout: u64,
+          default_value_t = Secs::new(gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub request_timeout: Secs,
 
     /// Milliseconds without an event after which a subscription stream gets
     /// a `ping` event, so proxies and clients see it is alive; 0 sends none.
     #[arg(long, global = true, env = "GATEHOUSE_SSE_PING_MS", value_name = "GATEHOUSE_SSE_PING_MS",
-          default_value_t = gatehouse::http::DEFAULT_SSE_PING_MS, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub sse_ping_ms: u64,
+          default_value_t = Millis::new(gatehouse::http::DEFAULT_SSE_PING_MS), value_parser = clap::value_parser!(u64).range(0..=3_600_000).map(Millis::new))]
+    pub sse_ping_ms: Millis,
 
     /// Most subscription streams (e.g. `auth.events`) open at once.
     #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS",
@@ -155,14 +156,14 @@ pub struct HttpConfig {
     /// Seconds a client has to send a request's head (request line and
     /// headers) once it starts; slower heads get 408 and are closed.
     #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
-          default_value_t = gatehouse::connections::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
+          default_value_t = Secs::new(gatehouse::connections::DEFAULT_HEADER_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub header_timeout: Secs,
 
     /// Seconds a kept-alive connection may sit idle (no request in flight,
     /// no bytes moving) before it is closed.
     #[arg(long, global = true, env = "GATEHOUSE_IDLE_TIMEOUT", value_name = "GATEHOUSE_IDLE_TIMEOUT",
-          default_value_t = gatehouse::connections::DEFAULT_IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout: u64,
+          default_value_t = Secs::new(gatehouse::connections::DEFAULT_IDLE_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=86_400).map(Secs::new))]
+    pub idle_timeout: Secs,
 
     /// Most client connections open at once; more are closed as soon as they
     /// are accepted. Default: the open-files limit (raised to its hard limit
@@ -231,8 +232,8 @@ pub struct TokenConfig {
     /// rotation on one instance reaches the others (a token with an unknown
     /// `kid` also triggers a reload, at most once a second).
     #[arg(long, global = true, env = "GATEHOUSE_KEYS_RELOAD", value_name = "GATEHOUSE_KEYS_RELOAD",
-          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub keys_reload: u64,
+          default_value_t = Secs::new(30), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub keys_reload: Secs,
 
     /// Access-token lifetime in seconds.
     #[arg(long, global = true, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
@@ -263,9 +264,9 @@ pub struct TokenConfig {
 
     /// How long a token replaced by refresh keeps working, in seconds (0..=10),
     /// so parallel refreshes from several tabs do not log the user out.
-    #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(0..=10))]
-    pub refresh_grace: u64,
+    #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = Secs::new(10),
+          value_parser = clap::value_parser!(u64).range(0..=10).map(Secs::new))]
+    pub refresh_grace: Secs,
 }
 
 /// Which database, and how its connection pool and health probe behave.
@@ -281,8 +282,8 @@ pub struct DatabaseConfig {
     /// pool waits this long; calls already waiting when the database goes
     /// away fail after it at most.
     #[arg(long, global = true, env = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS", value_name = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS",
-          default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-    pub db_acquire_timeout_ms: u64,
+          default_value_t = Millis::new(2_000), value_parser = clap::value_parser!(u64).range(100..=600_000).map(Millis::new))]
+    pub db_acquire_timeout_ms: Millis,
 
     /// Most pooled database connections this process keeps. Default: 16 on
     /// PostgreSQL (a server shared by several instances must not run out of
@@ -298,8 +299,8 @@ pub struct DatabaseConfig {
     /// ping, in milliseconds, before it calls the database unreachable (and
     /// calls answer SERVICE_UNAVAILABLE at once until it is back).
     #[arg(long, global = true, env = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS", value_name = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS",
-          default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
-    pub db_connect_timeout_ms: u64,
+          default_value_t = Millis::new(500), value_parser = clap::value_parser!(u64).range(50..=60_000).map(Millis::new))]
+    pub db_connect_timeout_ms: Millis,
 }
 
 /// Where mail goes, what it links to, and how the outbox worker sends it.
@@ -352,14 +353,14 @@ pub struct MailConfig {
     /// by other instances or due for a retry (mail queued by this instance
     /// wakes it at once).
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_POLL", value_name = "GATEHOUSE_MAIL_POLL",
-          default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub mail_poll: u64,
+          default_value_t = Secs::new(1), value_parser = clap::value_parser!(u64).range(1..=60).map(Secs::new))]
+    pub mail_poll: Secs,
 
     /// Seconds before a failed mail is retried; doubled for every further
     /// attempt (at most an hour).
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_RETRY_DELAY", value_name = "GATEHOUSE_MAIL_RETRY_DELAY",
-          default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub mail_retry_delay: u64,
+          default_value_t = Secs::new(5), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub mail_retry_delay: Secs,
 
     /// Send attempts before a mail is given up (logged as an error and
     /// counted in `gatehouse_mail_failed_total`). With the default retry
@@ -371,8 +372,8 @@ pub struct MailConfig {
 
     /// Seconds one send may take before it counts as a failed attempt.
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_SEND_TIMEOUT", value_name = "GATEHOUSE_MAIL_SEND_TIMEOUT",
-          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub mail_send_timeout: u64,
+          default_value_t = Secs::new(30), value_parser = clap::value_parser!(u64).range(1..=600).map(Secs::new))]
+    pub mail_send_timeout: Secs,
 }
 
 /// The httpOnly session cookie for browsers (`docs/cookies.md`).
@@ -442,6 +443,51 @@ pub struct LimitsConfig {
     )]
     pub trusted_proxies: Option<String>,
 }
+
+/// Durations the settings give as whole numbers of one unit (`Secs`,
+/// `Millis`), as `docs/api.md#settings` documents them. clap parses them
+/// once with its ranged `u64` parser mapped to the type, so a bad or
+/// out-of-range value gets the same error as a plain number would, and
+/// `Display` prints the number again, so `--help` shows the same default;
+/// the program only ever sees the `Duration`.
+macro_rules! duration_setting {
+    ($(#[$doc:meta])* $name:ident, $from:ident, $as:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(Duration);
+
+        impl $name {
+            /// The duration of `n` units.
+            pub const fn new(n: u64) -> Self {
+                Self(Duration::$from(n))
+            }
+
+            /// The duration itself.
+            pub const fn get(self) -> Duration {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0.$as())
+            }
+        }
+    };
+}
+
+duration_setting!(
+    /// A duration set in whole seconds.
+    Secs,
+    from_secs,
+    as_secs
+);
+duration_setting!(
+    /// A duration set in whole milliseconds.
+    Millis,
+    from_millis,
+    as_millis
+);
 
 /// A setting that stops the start, named as in `docs/api.md#settings`.
 #[derive(Debug, thiserror::Error)]
@@ -704,12 +750,11 @@ impl HttpConfig {
             cors_origins,
             allow_method_override: self.allow_method_override,
             max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
-            request_timeout: Duration::from_secs(self.request_timeout),
+            request_timeout: self.request_timeout.get(),
             rest_prefix,
             docs: self.docs,
             subscriptions: gatehouse::http::SubscriptionConfig {
-                ping_interval: (self.sse_ping_ms > 0)
-                    .then(|| Duration::from_millis(self.sse_ping_ms)),
+                ping_interval: Some(self.sse_ping_ms.get()).filter(|ping| !ping.is_zero()),
                 reconnect_after_inactivity: None,
                 max_open: usize::try_from(self.max_subscriptions).unwrap_or(usize::MAX),
                 max_per_caller: usize::try_from(self.max_subscriptions_per_user)
@@ -724,8 +769,8 @@ impl HttpConfig {
     /// taken from the raised limit.
     pub fn connection_limits(&self) -> gatehouse::server::ConnectionLimits {
         gatehouse::server::ConnectionLimits {
-            header_timeout: Duration::from_secs(self.header_timeout),
-            idle_timeout: Duration::from_secs(self.idle_timeout),
+            header_timeout: self.header_timeout.get(),
+            idle_timeout: self.idle_timeout.get(),
             max_connections: self
                 .max_connections
                 .map_or_else(gatehouse::connections::default_max_connections, |n| {
@@ -785,11 +830,6 @@ impl TokenConfig {
             .saturating_add(self.jwt_leeway);
         i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
     }
-
-    /// The refresh grace as a duration.
-    pub fn refresh_grace(&self) -> Duration {
-        Duration::from_secs(self.refresh_grace.min(10))
-    }
 }
 
 impl MailConfig {
@@ -811,10 +851,10 @@ impl MailConfig {
         crate::outbox::OutboxSettings {
             key: crate::outbox::MailKey::derive(secret),
             worker: self.mail_worker,
-            poll: Duration::from_secs(self.mail_poll),
-            retry_delay: Duration::from_secs(self.mail_retry_delay),
+            poll: self.mail_poll.get(),
+            retry_delay: self.mail_retry_delay.get(),
             max_attempts: self.mail_max_attempts,
-            send_timeout: Duration::from_secs(self.mail_send_timeout),
+            send_timeout: self.mail_send_timeout.get(),
             max_age: crate::outbox::MAX_AGE,
         }
     }
@@ -906,6 +946,16 @@ mod tests {
             Some("/api")
         );
         assert!(config.http.docs, "the API reference page is on by default");
+        assert_eq!(config.tokens.refresh_grace.get(), Duration::from_secs(10));
+        assert_eq!(
+            config.http.sse_ping_ms.get(),
+            Duration::from_millis(gatehouse::http::DEFAULT_SSE_PING_MS)
+        );
+        assert_eq!(
+            config.http.sse_ping_ms.to_string(),
+            gatehouse::http::DEFAULT_SSE_PING_MS.to_string(),
+            "--help shows a duration's default in its unit"
+        );
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl StartError {
 pub async fn open_database(config: &Config) -> Result<DatabaseConnection, StartError> {
     let db = db::connect_sized(
         &config.database_url(),
-        Duration::from_millis(config.database.db_acquire_timeout_ms),
+        config.database.db_acquire_timeout_ms.get(),
         config.database.db_max_connections,
     )
     .await?;
@@ -89,7 +89,7 @@ async fn build_checked_service(
     };
     let settings = Settings {
         refresh_ttl: config.tokens.jwt_refresh_ttl,
-        refresh_grace_ms: i64::try_from(config.tokens.refresh_grace().as_millis())
+        refresh_grace_ms: i64::try_from(config.tokens.refresh_grace.get().as_millis())
             .unwrap_or(10_000),
         login_max_failures: config.limits.login_max_failures,
         login_window: config.limits.login_window,
@@ -108,7 +108,7 @@ async fn build_checked_service(
     let health = DbHealth::new();
     health.spawn_probe(
         &config.database_url(),
-        Duration::from_millis(config.database.db_connect_timeout_ms),
+        config.database.db_connect_timeout_ms.get(),
     );
     health.spawn_storage_probe(db.clone());
     let service = AuthService::new(db, keys, hasher, mailer, settings)
@@ -148,10 +148,7 @@ where
     let checked = config.validate()?;
     let state = Arc::new(make_state(build_checked_service(&config, &checked).await?).await?);
     spawn_housekeeping(state.clone());
-    spawn_key_reload(
-        state.clone(),
-        Duration::from_secs(config.tokens.keys_reload),
-    );
+    spawn_key_reload(state.clone(), config.tokens.keys_reload.get());
     let well_known = keys::routes::routes(state.clone(), checked.public_url);
     // The app first: it installs the metrics recorder the worker reports to.
     let app = gatehouse::server::app_with_routes(registry, state.clone(), checked.trpc, well_known);

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{Backend, FakeSmtp, PASSWORD, Server, login, register};
+use gatehouse_auth::config::Secs;
 use serde_json::json;
 
 /// Median of a sample, in milliseconds.
@@ -137,7 +138,7 @@ async fn failed_mail_is_retried_and_delivered() {
     };
     let server = Server::start_with(Backend::Sqlite, |c| {
         c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        c.mail.mail_retry_delay = 1;
+        c.mail.mail_retry_delay = Secs::new(1);
     })
     .await;
     let c = server.client();
@@ -204,7 +205,7 @@ async fn mail_is_given_up_after_the_last_attempt() {
     };
     let server = Server::start_with(Backend::Sqlite, |c| {
         c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        c.mail.mail_retry_delay = 1;
+        c.mail.mail_retry_delay = Secs::new(1);
         c.mail.mail_max_attempts = 2;
     })
     .await;

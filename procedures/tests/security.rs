@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Backend, PASSWORD, SECRET, Server, claims, login, login_token, register};
+use gatehouse_auth::config::Secs;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
@@ -188,7 +189,7 @@ async fn expired_token_refreshes_within_window(backend: Backend) {
 
 async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     // No grace period, so the replay below is unambiguous.
-    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = 0).await;
+    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = Secs::new(0)).await;
     let c = server.client();
     let (t1, _) = register(&c, "theft@example.com").await;
     let other = login_token(&c, "theft@example.com", PASSWORD).await;
@@ -396,7 +397,7 @@ fn token_of(r: &common::Response) -> String {
 async fn every_generation_rotated_within_the_grace_period_works(backend: Backend) {
     // Refreshed three times in a row (tabs taking turns): every older token
     // still works within the grace period, not only the one just before.
-    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = 2).await;
+    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = Secs::new(2)).await;
     let c = server.client();
     let (t0, _) = register(&c, "turns@example.com").await;
     let t1 = token_of(&c.refresh(&t0).await);
