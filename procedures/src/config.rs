@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, FromArgMatches};
 use ipnet::IpNet;
 use url::Url;
@@ -13,23 +14,11 @@ use crate::limits::parse_trusted;
 
 /// Server settings. Each flag also reads the environment variable of the same
 /// name in `docs/api.md#settings`, so containers can be configured without flags.
+/// Grouped by what they configure; each group turns its values into its part
+/// of the framework's configuration, and `--help` lists each group under its
+/// own heading.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Listen address (port 0 picks a free port).
-    #[arg(
-        long,
-        global = true,
-        env = "GATEHOUSE_ADDR",
-        value_name = "GATEHOUSE_ADDR",
-        default_value = "127.0.0.1:3000"
-    )]
-    pub addr: SocketAddr,
-
-    /// `sqlite://./rel.db`, `sqlite:///abs.db` or `postgres://…`; default
-    /// `sqlite://<data-dir>/gatehouse.db`.
-    #[arg(long, global = true, env = "DATABASE_URL", value_name = "DATABASE_URL")]
-    pub database_url: Option<String>,
-
     /// Where the default database, JWT secret and outbox live.
     #[arg(
         long,
@@ -40,6 +29,154 @@ pub struct Config {
     )]
     pub data_dir: PathBuf,
 
+    /// bcrypt cost factor.
+    #[arg(long, global = true, env = "BCRYPT_COST", value_name = "BCRYPT_COST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(4..=31))]
+    pub bcrypt_cost: u32,
+
+    /// Creates this ADMIN at start if no ADMIN exists (with the password below).
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_ADMIN_EMAIL",
+        value_name = "GATEHOUSE_ADMIN_EMAIL"
+    )]
+    pub admin_email: Option<String>,
+
+    /// Password of the first ADMIN: from `GATEHOUSE_ADMIN_PASSWORD` only,
+    /// never a flag (flags show up in `ps`).
+    #[arg(skip)]
+    pub admin_password: Option<String>,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    #[command(flatten)]
+    pub mail: MailConfig,
+
+    #[command(flatten)]
+    pub cookies: CookieConfig,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// The listener, the HTTP adapter (CORS, batches, timeouts, subscriptions, REST
+/// prefix, API page) and the limits on client connections.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpConfig {
+    /// Listen address (port 0 picks a free port).
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_ADDR",
+        value_name = "GATEHOUSE_ADDR",
+        default_value = "127.0.0.1:3000"
+    )]
+    pub addr: SocketAddr,
+
+    /// Public base URL of this service (e.g. `https://auth.example.com`),
+    /// for `jwks_uri` in `/.well-known/openid-configuration`; default: taken
+    /// from each request's `Host`.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_PUBLIC_URL",
+        value_name = "GATEHOUSE_PUBLIC_URL"
+    )]
+    pub public_url: Option<String>,
+
+    /// Request body limit in bytes.
+    #[arg(long, global = true, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
+          default_value_t = u64::from(gatehouse::http::DEFAULT_BODY_LIMIT), value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub body_limit: u64,
+
+    /// Allowed CORS origins: comma-separated, or `*`; none by default.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_CORS_ORIGINS",
+        value_name = "GATEHOUSE_CORS_ORIGINS"
+    )]
+    pub cors_origins: Option<String>,
+
+    /// Accept POST for queries too, for clients using the links'
+    /// `methodOverride: 'POST'` (tRPC's `allowMethodOverride`); off by default.
+    #[arg(long, global = true, env = "GATEHOUSE_ALLOW_METHOD_OVERRIDE",
+          value_name = "GATEHOUSE_ALLOW_METHOD_OVERRIDE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_method_override: bool,
+
+    /// Most calls one batch request may carry; larger batches are refused.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_BATCH_SIZE", value_name = "GATEHOUSE_MAX_BATCH_SIZE",
+          default_value_t = gatehouse::http::DEFAULT_MAX_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_batch_size: u32,
+
+    /// Seconds a request may take before it is answered with TIMEOUT.
+    #[arg(long, global = true, env = "GATEHOUSE_REQUEST_TIMEOUT", value_name = "GATEHOUSE_REQUEST_TIMEOUT",
+          default_value_t = Secs::new(gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub request_timeout: Secs,
+
+    /// Milliseconds without an event after which a subscription stream gets
+    /// a `ping` event, so proxies and clients see it is alive; 0 sends none.
+    #[arg(long, global = true, env = "GATEHOUSE_SSE_PING_MS", value_name = "GATEHOUSE_SSE_PING_MS",
+          default_value_t = Millis::new(gatehouse::http::DEFAULT_SSE_PING_MS), value_parser = clap::value_parser!(u64).range(0..=3_600_000).map(Millis::new))]
+    pub sse_ping_ms: Millis,
+
+    /// Most subscription streams (e.g. `auth.events`) open at once.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS",
+          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub max_subscriptions: u32,
+
+    /// Most subscription streams one user (or, signed out, one address) may
+    /// hold open at once.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER",
+          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_subscriptions_per_user: u32,
+
+    /// Where the REST routes (plain JSON beside `/trpc`, e.g. `POST
+    /// /api/auth/login`) are served, such as `/api/1`; `off` serves none.
+    #[arg(long, global = true, env = "GATEHOUSE_REST_PREFIX", value_name = "GATEHOUSE_REST_PREFIX",
+          default_value = gatehouse::http::DEFAULT_REST_PREFIX)]
+    pub rest_prefix: String,
+
+    /// Serve the API reference page at `/docs` (Swagger UI over
+    /// `/openapi.json`, every file from the binary); `off` drops the page.
+    #[arg(long, global = true, env = "GATEHOUSE_DOCS", value_name = "GATEHOUSE_DOCS", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub docs: bool,
+
+    /// Seconds a client has to send a request's head (request line and
+    /// headers) once it starts; slower heads get 408 and are closed.
+    #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
+          default_value_t = Secs::new(gatehouse::connections::DEFAULT_HEADER_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub header_timeout: Secs,
+
+    /// Seconds a kept-alive connection may sit idle (no request in flight,
+    /// no bytes moving) before it is closed.
+    #[arg(long, global = true, env = "GATEHOUSE_IDLE_TIMEOUT", value_name = "GATEHOUSE_IDLE_TIMEOUT",
+          default_value_t = Secs::new(gatehouse::connections::DEFAULT_IDLE_TIMEOUT_SECS), value_parser = clap::value_parser!(u64).range(1..=86_400).map(Secs::new))]
+    pub idle_timeout: Secs,
+
+    /// Most client connections open at once; more are closed as soon as they
+    /// are accepted. Default: the open-files limit (raised to its hard limit
+    /// at start) less 128 kept for the database, files and logs.
+    #[arg(long, global = true, env = "GATEHOUSE_MAX_CONNECTIONS", value_name = "GATEHOUSE_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: Option<u64>,
+}
+
+/// How tokens are signed, verified and refreshed, and where the keys come from.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Tokens")]
+pub struct TokenConfig {
     /// HS256 signing secret, at least 32 bytes; generated and kept in
     /// `<data-dir>/jwt.secret` when unset.
     #[arg(
@@ -95,19 +232,8 @@ pub struct Config {
     /// rotation on one instance reaches the others (a token with an unknown
     /// `kid` also triggers a reload, at most once a second).
     #[arg(long, global = true, env = "GATEHOUSE_KEYS_RELOAD", value_name = "GATEHOUSE_KEYS_RELOAD",
-          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub keys_reload: u64,
-
-    /// Public base URL of this service (e.g. `https://auth.example.com`),
-    /// for `jwks_uri` in `/.well-known/openid-configuration`; default: taken
-    /// from each request's `Host`.
-    #[arg(
-        long,
-        global = true,
-        env = "GATEHOUSE_PUBLIC_URL",
-        value_name = "GATEHOUSE_PUBLIC_URL"
-    )]
-    pub public_url: Option<String>,
+          default_value_t = Secs::new(30), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub keys_reload: Secs,
 
     /// Access-token lifetime in seconds.
     #[arg(long, global = true, env = "JWT_TTL", value_name = "JWT_TTL", default_value_t = 86_400,
@@ -138,29 +264,49 @@ pub struct Config {
 
     /// How long a token replaced by refresh keeps working, in seconds (0..=10),
     /// so parallel refreshes from several tabs do not log the user out.
-    #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = 10,
-          value_parser = clap::value_parser!(u64).range(0..=10))]
-    pub refresh_grace: u64,
+    #[arg(long, global = true, env = "GATEHOUSE_REFRESH_GRACE", value_name = "GATEHOUSE_REFRESH_GRACE", default_value_t = Secs::new(10),
+          value_parser = clap::value_parser!(u64).range(0..=10).map(Secs::new))]
+    pub refresh_grace: Secs,
+}
 
-    /// bcrypt cost factor.
-    #[arg(long, global = true, env = "BCRYPT_COST", value_name = "BCRYPT_COST", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(4..=31))]
-    pub bcrypt_cost: u32,
+/// Which database, and how its connection pool and health probe behave.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DatabaseConfig {
+    /// `sqlite://./rel.db`, `sqlite:///abs.db` or `postgres://…`; default
+    /// `sqlite://<data-dir>/gatehouse.db`.
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "DATABASE_URL")]
+    pub database_url: Option<String>,
 
-    /// Creates this ADMIN at start if no ADMIN exists (with the password below).
-    #[arg(
-        long,
-        global = true,
-        env = "GATEHOUSE_ADMIN_EMAIL",
-        value_name = "GATEHOUSE_ADMIN_EMAIL"
-    )]
-    pub admin_email: Option<String>,
+    /// Longest wait for a pooled database connection, in milliseconds. A busy
+    /// pool waits this long; calls already waiting when the database goes
+    /// away fail after it at most.
+    #[arg(long, global = true, env = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS", value_name = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS",
+          default_value_t = Millis::new(2_000), value_parser = clap::value_parser!(u64).range(100..=600_000).map(Millis::new))]
+    pub db_acquire_timeout_ms: Millis,
 
-    /// Password of the first ADMIN: from `GATEHOUSE_ADMIN_PASSWORD` only,
-    /// never a flag (flags show up in `ps`).
-    #[arg(skip)]
-    pub admin_password: Option<String>,
+    /// Most pooled database connections this process keeps. Default: 16 on
+    /// PostgreSQL (a server shared by several instances must not run out of
+    /// its `max_connections`), the allowed cores plus one on SQLite (reads
+    /// are CPU-bound there, more connections only add wake-ups). On
+    /// PostgreSQL more connections than the database's cores only queue
+    /// inside the database; `bench/README.md` has measured sizes.
+    #[arg(long, global = true, env = "GATEHOUSE_DB_MAX_CONNECTIONS", value_name = "GATEHOUSE_DB_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub db_max_connections: Option<u32>,
 
+    /// How long the PostgreSQL health probe waits for a connection or a
+    /// ping, in milliseconds, before it calls the database unreachable (and
+    /// calls answer SERVICE_UNAVAILABLE at once until it is back).
+    #[arg(long, global = true, env = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS", value_name = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS",
+          default_value_t = Millis::new(500), value_parser = clap::value_parser!(u64).range(50..=60_000).map(Millis::new))]
+    pub db_connect_timeout_ms: Millis,
+}
+
+/// Where mail goes, what it links to, and how the outbox worker sends it.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Mail")]
+pub struct MailConfig {
     /// Folder for outgoing mail (`.eml` files) when SMTP is not configured;
     /// default `<data-dir>/outbox`.
     #[arg(
@@ -207,14 +353,14 @@ pub struct Config {
     /// by other instances or due for a retry (mail queued by this instance
     /// wakes it at once).
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_POLL", value_name = "GATEHOUSE_MAIL_POLL",
-          default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub mail_poll: u64,
+          default_value_t = Secs::new(1), value_parser = clap::value_parser!(u64).range(1..=60).map(Secs::new))]
+    pub mail_poll: Secs,
 
     /// Seconds before a failed mail is retried; doubled for every further
     /// attempt (at most an hour).
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_RETRY_DELAY", value_name = "GATEHOUSE_MAIL_RETRY_DELAY",
-          default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub mail_retry_delay: u64,
+          default_value_t = Secs::new(5), value_parser = clap::value_parser!(u64).range(1..=3600).map(Secs::new))]
+    pub mail_retry_delay: Secs,
 
     /// Send attempts before a mail is given up (logged as an error and
     /// counted in `gatehouse_mail_failed_total`). With the default retry
@@ -226,38 +372,14 @@ pub struct Config {
 
     /// Seconds one send may take before it counts as a failed attempt.
     #[arg(long, global = true, env = "GATEHOUSE_MAIL_SEND_TIMEOUT", value_name = "GATEHOUSE_MAIL_SEND_TIMEOUT",
-          default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub mail_send_timeout: u64,
+          default_value_t = Secs::new(30), value_parser = clap::value_parser!(u64).range(1..=600).map(Secs::new))]
+    pub mail_send_timeout: Secs,
+}
 
-    /// Failed logins per account within the window before it is locked.
-    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
-          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    pub login_max_failures: u32,
-
-    /// Failure-counting window and lock time, in seconds.
-    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_WINDOW", value_name = "GATEHOUSE_LOGIN_WINDOW",
-          default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
-    pub login_window: u64,
-
-    /// Failed logins per client address within the window before it is locked.
-    #[arg(long, global = true, env = "GATEHOUSE_IP_MAX_FAILURES", value_name = "GATEHOUSE_IP_MAX_FAILURES",
-          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub ip_max_failures: u32,
-
-    /// Request body limit in bytes.
-    #[arg(long, global = true, env = "GATEHOUSE_BODY_LIMIT", value_name = "GATEHOUSE_BODY_LIMIT",
-          default_value_t = u64::from(gatehouse::http::DEFAULT_BODY_LIMIT), value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
-    pub body_limit: u64,
-
-    /// Allowed CORS origins: comma-separated, or `*`; none by default.
-    #[arg(
-        long,
-        global = true,
-        env = "GATEHOUSE_CORS_ORIGINS",
-        value_name = "GATEHOUSE_CORS_ORIGINS"
-    )]
-    pub cors_origins: Option<String>,
-
+/// The httpOnly session cookie for browsers (`docs/cookies.md`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cookies")]
+pub struct CookieConfig {
     /// httpOnly cookie sessions for browsers (`docs/cookies.md`): `off`,
     /// `opt-in` (requests sending `x-gatehouse-session: cookie` get the token
     /// in a cookie) or `always` (every request that passes the CSRF checks,
@@ -290,95 +412,26 @@ pub struct Config {
     #[arg(long, global = true, env = "GATEHOUSE_COOKIE_SAMESITE", value_name = "GATEHOUSE_COOKIE_SAMESITE",
           value_enum, default_value_t = crate::cookies::CookieSameSite::Lax)]
     pub cookie_samesite: crate::cookies::CookieSameSite,
+}
 
-    /// Accept POST for queries too, for clients using the links'
-    /// `methodOverride: 'POST'` (tRPC's `allowMethodOverride`); off by default.
-    #[arg(long, global = true, env = "GATEHOUSE_ALLOW_METHOD_OVERRIDE",
-          value_name = "GATEHOUSE_ALLOW_METHOD_OVERRIDE", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub allow_method_override: bool,
+/// Login lock-outs and which proxies are believed about the client address.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsConfig {
+    /// Failed logins per account within the window before it is locked.
+    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_MAX_FAILURES", value_name = "GATEHOUSE_LOGIN_MAX_FAILURES",
+          default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_max_failures: u32,
 
-    /// Most calls one batch request may carry; larger batches are refused.
-    #[arg(long, global = true, env = "GATEHOUSE_MAX_BATCH_SIZE", value_name = "GATEHOUSE_MAX_BATCH_SIZE",
-          default_value_t = gatehouse::http::DEFAULT_MAX_BATCH_SIZE, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_batch_size: u32,
+    /// Failure-counting window and lock time, in seconds.
+    #[arg(long, global = true, env = "GATEHOUSE_LOGIN_WINDOW", value_name = "GATEHOUSE_LOGIN_WINDOW",
+          default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub login_window: u64,
 
-    /// Seconds a request may take before it is answered with TIMEOUT.
-    #[arg(long, global = true, env = "GATEHOUSE_REQUEST_TIMEOUT", value_name = "GATEHOUSE_REQUEST_TIMEOUT",
-          default_value_t = gatehouse::http::DEFAULT_REQUEST_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub request_timeout: u64,
-
-    /// Milliseconds without an event after which a subscription stream gets
-    /// a `ping` event, so proxies and clients see it is alive; 0 sends none.
-    #[arg(long, global = true, env = "GATEHOUSE_SSE_PING_MS", value_name = "GATEHOUSE_SSE_PING_MS",
-          default_value_t = gatehouse::http::DEFAULT_SSE_PING_MS, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub sse_ping_ms: u64,
-
-    /// Most subscription streams (e.g. `auth.events`) open at once.
-    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS",
-          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub max_subscriptions: u32,
-
-    /// Most subscription streams one user (or, signed out, one address) may
-    /// hold open at once.
-    #[arg(long, global = true, env = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER", value_name = "GATEHOUSE_MAX_SUBSCRIPTIONS_PER_USER",
-          default_value_t = gatehouse::http::DEFAULT_MAX_SUBSCRIPTIONS_PER_CALLER, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_subscriptions_per_user: u32,
-
-    /// Where the REST routes (plain JSON beside `/trpc`, e.g. `POST
-    /// /api/auth/login`) are served, such as `/api/1`; `off` serves none.
-    #[arg(long, global = true, env = "GATEHOUSE_REST_PREFIX", value_name = "GATEHOUSE_REST_PREFIX",
-          default_value = gatehouse::http::DEFAULT_REST_PREFIX)]
-    pub rest_prefix: String,
-
-    /// Serve the API reference page at `/docs` (Swagger UI over
-    /// `/openapi.json`, every file from the binary); `off` drops the page.
-    #[arg(long, global = true, env = "GATEHOUSE_DOCS", value_name = "GATEHOUSE_DOCS", default_value_t = true,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub docs: bool,
-
-    /// Seconds a client has to send a request's head (request line and
-    /// headers) once it starts; slower heads get 408 and are closed.
-    #[arg(long, global = true, env = "GATEHOUSE_HEADER_TIMEOUT", value_name = "GATEHOUSE_HEADER_TIMEOUT",
-          default_value_t = gatehouse::connections::DEFAULT_HEADER_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
-
-    /// Seconds a kept-alive connection may sit idle (no request in flight,
-    /// no bytes moving) before it is closed.
-    #[arg(long, global = true, env = "GATEHOUSE_IDLE_TIMEOUT", value_name = "GATEHOUSE_IDLE_TIMEOUT",
-          default_value_t = gatehouse::connections::DEFAULT_IDLE_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout: u64,
-
-    /// Most client connections open at once; more are closed as soon as they
-    /// are accepted. Default: the open-files limit (raised to its hard limit
-    /// at start) less 128 kept for the database, files and logs.
-    #[arg(long, global = true, env = "GATEHOUSE_MAX_CONNECTIONS", value_name = "GATEHOUSE_MAX_CONNECTIONS",
-          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub max_connections: Option<u64>,
-
-    /// Longest wait for a pooled database connection, in milliseconds. A busy
-    /// pool waits this long; calls already waiting when the database goes
-    /// away fail after it at most.
-    #[arg(long, global = true, env = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS", value_name = "GATEHOUSE_DB_ACQUIRE_TIMEOUT_MS",
-          default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
-    pub db_acquire_timeout_ms: u64,
-
-    /// Most pooled database connections this process keeps. Default: 16 on
-    /// PostgreSQL (a server shared by several instances must not run out of
-    /// its `max_connections`), the allowed cores plus one on SQLite (reads
-    /// are CPU-bound there, more connections only add wake-ups). On
-    /// PostgreSQL more connections than the database's cores only queue
-    /// inside the database; `bench/README.md` has measured sizes.
-    #[arg(long, global = true, env = "GATEHOUSE_DB_MAX_CONNECTIONS", value_name = "GATEHOUSE_DB_MAX_CONNECTIONS",
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub db_max_connections: Option<u32>,
-
-    /// How long the PostgreSQL health probe waits for a connection or a
-    /// ping, in milliseconds, before it calls the database unreachable (and
-    /// calls answer SERVICE_UNAVAILABLE at once until it is back).
-    #[arg(long, global = true, env = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS", value_name = "GATEHOUSE_DB_CONNECT_TIMEOUT_MS",
-          default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
-    pub db_connect_timeout_ms: u64,
+    /// Failed logins per client address within the window before it is locked.
+    #[arg(long, global = true, env = "GATEHOUSE_IP_MAX_FAILURES", value_name = "GATEHOUSE_IP_MAX_FAILURES",
+          default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ip_max_failures: u32,
 
     /// Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is
     /// believed when working out the client address.
@@ -390,6 +443,51 @@ pub struct Config {
     )]
     pub trusted_proxies: Option<String>,
 }
+
+/// Durations the settings give as whole numbers of one unit (`Secs`,
+/// `Millis`), as `docs/api.md#settings` documents them. clap parses them
+/// once with its ranged `u64` parser mapped to the type, so a bad or
+/// out-of-range value gets the same error as a plain number would, and
+/// `Display` prints the number again, so `--help` shows the same default;
+/// the program only ever sees the `Duration`.
+macro_rules! duration_setting {
+    ($(#[$doc:meta])* $name:ident, $from:ident, $as:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(Duration);
+
+        impl $name {
+            /// The duration of `n` units.
+            pub const fn new(n: u64) -> Self {
+                Self(Duration::$from(n))
+            }
+
+            /// The duration itself.
+            pub const fn get(self) -> Duration {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0.$as())
+            }
+        }
+    };
+}
+
+duration_setting!(
+    /// A duration set in whole seconds.
+    Secs,
+    from_secs,
+    as_secs
+);
+duration_setting!(
+    /// A duration set in whole milliseconds.
+    Millis,
+    from_millis,
+    as_millis
+);
 
 /// A setting that stops the start, named as in `docs/api.md#settings`.
 #[derive(Debug, thiserror::Error)]
@@ -459,99 +557,79 @@ impl Config {
                 *v = None;
             }
         }
-        clean(&mut self.database_url);
-        clean(&mut self.admin_email);
-        clean(&mut self.admin_password);
-        clean(&mut self.smtp_url);
-        clean(&mut self.cors_origins);
-        clean(&mut self.trusted_proxies);
-        clean(&mut self.key_encryption_secret);
-        clean(&mut self.public_url);
-        for path in [&mut self.jwt_private_key_file, &mut self.jwt_keys_dir] {
-            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                *path = None;
+        fn clean_path(v: &mut Option<PathBuf>) {
+            if v.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *v = None;
             }
         }
-        if self
-            .outbox_dir
-            .as_ref()
-            .is_some_and(|p| p.as_os_str().is_empty())
-        {
-            self.outbox_dir = None;
+        for v in [
+            &mut self.database.database_url,
+            &mut self.admin_email,
+            &mut self.admin_password,
+            &mut self.mail.smtp_url,
+            &mut self.http.cors_origins,
+            &mut self.limits.trusted_proxies,
+            &mut self.tokens.key_encryption_secret,
+            &mut self.http.public_url,
+        ] {
+            clean(v);
+        }
+        for path in [
+            &mut self.tokens.jwt_private_key_file,
+            &mut self.tokens.jwt_keys_dir,
+            &mut self.mail.outbox_dir,
+        ] {
+            clean_path(path);
         }
         self
     }
 
     /// The database URL, defaulting to a SQLite file in the data folder.
     pub fn database_url(&self) -> String {
-        self.database_url
+        self.database
+            .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("gatehouse.db").display()))
     }
 
     /// The outbox folder, defaulting to `<data-dir>/outbox`.
     pub fn outbox_dir(&self) -> PathBuf {
-        self.outbox_dir
+        self.mail
+            .outbox_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
-    /// Parsed `GATEHOUSE_TRUSTED_PROXIES`.
-    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
-        Ok(match &self.trusted_proxies {
-            Some(list) => parse_trusted(list)?,
-            None => Vec::new(),
-        })
-    }
-
-    /// `GATEHOUSE_RESET_URL`, parsed at start-up so a malformed base stops
-    /// the start instead of mailing broken links. Only http(s): the link is
-    /// opened in a browser.
-    pub fn reset_url(&self) -> Result<Url, ConfigError> {
-        let refused = || ConfigError::ResetUrl(self.reset_url.clone());
-        let url = Url::parse(&self.reset_url).map_err(|_| refused())?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(refused());
-        }
-        Ok(url)
-    }
-
-    /// Checks what clap cannot (cross-field and format rules).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.trusted_proxies()?;
-        self.cors()?;
-        self.cookies()?;
+    /// Checks what clap cannot (cross-field and format rules), in a fixed
+    /// order so a start with several bad settings always names the same
+    /// one first, and returns what the checked strings parse into, so the
+    /// start-up uses these values instead of parsing the strings again.
+    pub fn validate(&self) -> Result<Checked, ConfigError> {
+        let trusted_proxies = self.limits.trusted_proxies()?;
+        let cors = self.http.cors()?;
+        let cookies = self
+            .cookies
+            .settings(&cors, Duration::from_secs(self.tokens.jwt_refresh_ttl))?;
         if self.admin_email.is_some() != self.admin_password.is_some() {
             return Err(ConfigError::AdminPair);
         }
-        self.reset_url()?;
-        self.public_url()?;
-        self.rest_prefix()?;
-        if let Some(secret) = &self.key_encryption_secret
-            && secret.len() < 32
-        {
-            return Err(ConfigError::KeyEncryptionSecretTooShort(secret.len()));
-        }
-        if !self.jwt_algorithm.is_asymmetric()
-            && (self.jwt_private_key_file.is_some() || self.jwt_keys_dir.is_some())
-        {
-            return Err(ConfigError::KeyFilesWithHs256);
-        }
-        if self.jwt_issuer.trim().is_empty() {
-            return Err(ConfigError::Issuer);
-        }
-        if let Some(secret) = &self.jwt_secret
-            && secret.len() < 32
-        {
-            return Err(ConfigError::SecretTooShort(secret.len()));
-        }
-        Ok(())
+        let reset_url = self.mail.reset_url()?;
+        let public_url = self.http.public_url()?;
+        let rest_prefix = self.http.rest_prefix()?;
+        self.tokens.validate()?;
+        Ok(Checked {
+            trpc: self.http.trpc(cors, rest_prefix, self.cookies.cookie_mode),
+            cookies,
+            trusted_proxies,
+            reset_url,
+            public_url,
+        })
     }
 
     /// The signing secret: `JWT_SECRET`, or the one kept in
     /// `<data-dir>/jwt.secret` (created with mode 0600 on first start).
     pub fn load_secret(&self) -> Result<Vec<u8>, ConfigError> {
-        if let Some(secret) = &self.jwt_secret {
+        if let Some(secret) = &self.tokens.jwt_secret {
             if secret.len() < 32 {
                 return Err(ConfigError::SecretTooShort(secret.len()));
             }
@@ -582,33 +660,28 @@ impl Config {
              (set JWT_SECRET when running several instances)");
         Ok(secret.into_bytes())
     }
+}
 
-    /// The secret the key set's private keys are sealed with in the
-    /// database: `GATEHOUSE_KEY_ENCRYPTION_SECRET`, else the JWT secret
-    /// (`jwt_secret`, from [`Self::load_secret`]), which every instance
-    /// already shares (it seals queued mail too), so nothing new has to be
-    /// distributed. A secret of its own keeps the two apart, e.g. to change
-    /// `JWT_SECRET` without losing the key set.
-    pub fn key_encryption_secret(&self, jwt_secret: &[u8]) -> Result<Vec<u8>, ConfigError> {
-        match &self.key_encryption_secret {
-            Some(s) if s.len() < 32 => Err(ConfigError::KeyEncryptionSecretTooShort(s.len())),
-            Some(s) => Ok(s.as_bytes().to_vec()),
-            None => Ok(jwt_secret.to_vec()),
-        }
-    }
+/// What the settings that are strings on the command line (origins, CIDRs,
+/// URLs, the REST prefix, the cookie name) become once
+/// [`Config::validate`] has checked them: each parsed once at start, and
+/// built into the framework's and the service's own configuration.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The HTTP adapter's settings, CORS origins and REST prefix included.
+    pub trpc: gatehouse::http::TrpcConfig,
+    /// The session cookie, living as long as the refresh window, its CSRF
+    /// checks allowing the listed CORS origins.
+    pub cookies: crate::cookies::CookieSettings,
+    /// `GATEHOUSE_TRUSTED_PROXIES`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `GATEHOUSE_RESET_URL`.
+    pub reset_url: Url,
+    /// `GATEHOUSE_PUBLIC_URL`, when set.
+    pub public_url: Option<Url>,
+}
 
-    /// How long a retired signing key keeps verifying, in milliseconds: the
-    /// longest a token it signed can still be presented (its lifetime, or the
-    /// refresh window for `auth.refreshToken`, whichever is longer), plus the
-    /// leeway.
-    pub fn key_window_ms(&self) -> i64 {
-        let secs = self
-            .jwt_ttl
-            .max(self.jwt_refresh_ttl)
-            .saturating_add(self.jwt_leeway);
-        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
-    }
-
+impl HttpConfig {
     /// `GATEHOUSE_PUBLIC_URL`, an http(s) URL when set.
     pub fn public_url(&self) -> Result<Option<Url>, ConfigError> {
         let Some(raw) = &self.public_url else {
@@ -654,17 +727,156 @@ impl Config {
         Ok(Some(prefix.to_owned()))
     }
 
-    /// The session cookie's settings. Its CSRF checks allow the CORS
-    /// origins when they are a list; with `*` only the API's own origin may
-    /// change anything by cookie (browsers never send credentials to `*`).
-    pub fn cookies(&self) -> Result<crate::cookies::CookieSettings, ConfigError> {
+    /// The HTTP adapter's settings, from the checked `cors_origins` and
+    /// `rest_prefix` ([`Self::cors`], [`Self::rest_prefix`]). With cookie
+    /// sessions on (`cookie_mode`), the listed CORS origins may send
+    /// credentials and `x-gatehouse-session`.
+    fn trpc(
+        &self,
+        cors_origins: gatehouse::http::CorsOrigins,
+        rest_prefix: Option<String>,
+        cookie_mode: crate::cookies::CookieMode,
+    ) -> gatehouse::http::TrpcConfig {
+        let cookies = cookie_mode != crate::cookies::CookieMode::Off;
+        gatehouse::http::TrpcConfig {
+            body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
+            cors_credentials: cookies
+                && matches!(cors_origins, gatehouse::http::CorsOrigins::List(_)),
+            cors_extra_headers: if cookies {
+                vec![crate::cookies::session_header()]
+            } else {
+                Vec::new()
+            },
+            cors_origins,
+            allow_method_override: self.allow_method_override,
+            max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
+            request_timeout: self.request_timeout.get(),
+            rest_prefix,
+            docs: self.docs,
+            subscriptions: gatehouse::http::SubscriptionConfig {
+                ping_interval: Some(self.sse_ping_ms.get()).filter(|ping| !ping.is_zero()),
+                reconnect_after_inactivity: None,
+                max_open: usize::try_from(self.max_subscriptions).unwrap_or(usize::MAX),
+                max_per_caller: usize::try_from(self.max_subscriptions_per_user)
+                    .unwrap_or(usize::MAX),
+            },
+            ..Default::default()
+        }
+    }
+
+    /// What each client connection may hold of the server. Call after
+    /// [`gatehouse::connections::raise_fd_limit`], so the default cap is
+    /// taken from the raised limit.
+    pub fn connection_limits(&self) -> gatehouse::server::ConnectionLimits {
+        gatehouse::server::ConnectionLimits {
+            header_timeout: self.header_timeout.get(),
+            idle_timeout: self.idle_timeout.get(),
+            max_connections: self
+                .max_connections
+                .map_or_else(gatehouse::connections::default_max_connections, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+        }
+    }
+}
+
+impl TokenConfig {
+    /// The token settings' own rules (secret lengths, key files only with
+    /// an asymmetric algorithm, an issuer).
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(secret) = &self.key_encryption_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::KeyEncryptionSecretTooShort(secret.len()));
+        }
+        if !self.jwt_algorithm.is_asymmetric()
+            && (self.jwt_private_key_file.is_some() || self.jwt_keys_dir.is_some())
+        {
+            return Err(ConfigError::KeyFilesWithHs256);
+        }
+        if self.jwt_issuer.trim().is_empty() {
+            return Err(ConfigError::Issuer);
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError::SecretTooShort(secret.len()));
+        }
+        Ok(())
+    }
+
+    /// The secret the key set's private keys are sealed with in the
+    /// database: `GATEHOUSE_KEY_ENCRYPTION_SECRET`, else the JWT secret
+    /// (`jwt_secret`, from [`Config::load_secret`]), which every instance
+    /// already shares (it seals queued mail too), so nothing new has to be
+    /// distributed. A secret of its own keeps the two apart, e.g. to change
+    /// `JWT_SECRET` without losing the key set.
+    pub fn key_encryption_secret(&self, jwt_secret: &[u8]) -> Result<Vec<u8>, ConfigError> {
+        match &self.key_encryption_secret {
+            Some(s) if s.len() < 32 => Err(ConfigError::KeyEncryptionSecretTooShort(s.len())),
+            Some(s) => Ok(s.as_bytes().to_vec()),
+            None => Ok(jwt_secret.to_vec()),
+        }
+    }
+
+    /// How long a retired signing key keeps verifying, in milliseconds: the
+    /// longest a token it signed can still be presented (its lifetime, or the
+    /// refresh window for `auth.refreshToken`, whichever is longer), plus the
+    /// leeway.
+    pub fn key_window_ms(&self) -> i64 {
+        let secs = self
+            .jwt_ttl
+            .max(self.jwt_refresh_ttl)
+            .saturating_add(self.jwt_leeway);
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 4)
+    }
+}
+
+impl MailConfig {
+    /// `GATEHOUSE_RESET_URL`, parsed at start-up so a malformed base stops
+    /// the start instead of mailing broken links. Only http(s): the link is
+    /// opened in a browser.
+    pub fn reset_url(&self) -> Result<Url, ConfigError> {
+        let refused = || ConfigError::ResetUrl(self.reset_url.clone());
+        let url = Url::parse(&self.reset_url).map_err(|_| refused())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refused());
+        }
+        Ok(url)
+    }
+
+    /// The mail outbox worker's settings; queued bodies are encrypted with
+    /// a key derived from the JWT `secret` ([`Config::load_secret`]).
+    pub fn outbox(&self, secret: &[u8]) -> crate::outbox::OutboxSettings {
+        crate::outbox::OutboxSettings {
+            key: crate::outbox::MailKey::derive(secret),
+            worker: self.mail_worker,
+            poll: self.mail_poll.get(),
+            retry_delay: self.mail_retry_delay.get(),
+            max_attempts: self.mail_max_attempts,
+            send_timeout: self.mail_send_timeout.get(),
+            max_age: crate::outbox::MAX_AGE,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// The session cookie's settings, living `max_age` (the refresh
+    /// window). Its CSRF checks allow the `cors` origins when they are a
+    /// list; with `*` only the API's own origin may change anything by
+    /// cookie (browsers never send credentials to `*`).
+    pub fn settings(
+        &self,
+        cors: &gatehouse::http::CorsOrigins,
+        max_age: Duration,
+    ) -> Result<crate::cookies::CookieSettings, ConfigError> {
         let name = self.cookie_name.trim();
         let token_char = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
         if name.is_empty() || !name.chars().all(token_char) {
             return Err(ConfigError::CookieName(self.cookie_name.clone()));
         }
-        let allowed_origins = match self.cors()? {
-            gatehouse::http::CorsOrigins::List(list) => list,
+        let allowed_origins = match cors {
+            gatehouse::http::CorsOrigins::List(list) => list.clone(),
             gatehouse::http::CorsOrigins::None | gatehouse::http::CorsOrigins::Any => Vec::new(),
         };
         Ok(crate::cookies::CookieSettings {
@@ -677,75 +889,19 @@ impl Config {
                 .filter(|d| !d.is_empty())
                 .map(str::to_owned),
             same_site: self.cookie_samesite,
-            max_age: Duration::from_secs(self.jwt_refresh_ttl),
+            max_age,
             allowed_origins,
         })
     }
+}
 
-    /// The HTTP adapter's settings. With cookie sessions on, the listed
-    /// CORS origins may send credentials and `x-gatehouse-session`.
-    pub fn trpc(&self) -> Result<gatehouse::http::TrpcConfig, ConfigError> {
-        let cookies = self.cookie_mode != crate::cookies::CookieMode::Off;
-        let cors_origins = self.cors()?;
-        Ok(gatehouse::http::TrpcConfig {
-            body_limit: usize::try_from(self.body_limit).unwrap_or(usize::MAX),
-            cors_credentials: cookies
-                && matches!(cors_origins, gatehouse::http::CorsOrigins::List(_)),
-            cors_extra_headers: if cookies {
-                vec![crate::cookies::session_header()]
-            } else {
-                Vec::new()
-            },
-            cors_origins,
-            allow_method_override: self.allow_method_override,
-            max_batch_size: usize::try_from(self.max_batch_size).unwrap_or(usize::MAX),
-            request_timeout: Duration::from_secs(self.request_timeout),
-            rest_prefix: self.rest_prefix()?,
-            docs: self.docs,
-            subscriptions: gatehouse::http::SubscriptionConfig {
-                ping_interval: (self.sse_ping_ms > 0)
-                    .then(|| Duration::from_millis(self.sse_ping_ms)),
-                reconnect_after_inactivity: None,
-                max_open: usize::try_from(self.max_subscriptions).unwrap_or(usize::MAX),
-                max_per_caller: usize::try_from(self.max_subscriptions_per_user)
-                    .unwrap_or(usize::MAX),
-            },
-            ..Default::default()
+impl LimitsConfig {
+    /// Parsed `GATEHOUSE_TRUSTED_PROXIES`.
+    pub fn trusted_proxies(&self) -> Result<Vec<IpNet>, ConfigError> {
+        Ok(match &self.trusted_proxies {
+            Some(list) => parse_trusted(list)?,
+            None => Vec::new(),
         })
-    }
-
-    /// What each client connection may hold of the server. Call after
-    /// [`gatehouse::connections::raise_fd_limit`], so the default cap is
-    /// taken from the raised limit.
-    pub fn connection_limits(&self) -> gatehouse::server::ConnectionLimits {
-        gatehouse::server::ConnectionLimits {
-            header_timeout: Duration::from_secs(self.header_timeout),
-            idle_timeout: Duration::from_secs(self.idle_timeout),
-            max_connections: self
-                .max_connections
-                .map_or_else(gatehouse::connections::default_max_connections, |n| {
-                    usize::try_from(n).unwrap_or(usize::MAX)
-                }),
-        }
-    }
-
-    /// The mail outbox worker's settings; queued bodies are encrypted with
-    /// a key derived from the JWT `secret` ([`Config::load_secret`]).
-    pub fn outbox(&self, secret: &[u8]) -> crate::outbox::OutboxSettings {
-        crate::outbox::OutboxSettings {
-            key: crate::outbox::MailKey::derive(secret),
-            worker: self.mail_worker,
-            poll: Duration::from_secs(self.mail_poll),
-            retry_delay: Duration::from_secs(self.mail_retry_delay),
-            max_attempts: self.mail_max_attempts,
-            send_timeout: Duration::from_secs(self.mail_send_timeout),
-            max_age: crate::outbox::MAX_AGE,
-        }
-    }
-
-    /// The refresh grace as a duration.
-    pub fn refresh_grace(&self) -> Duration {
-        Duration::from_secs(self.refresh_grace.min(10))
     }
 }
 
@@ -779,28 +935,39 @@ mod tests {
         let config = Config::defaults();
         config.validate().expect("the defaults are valid");
         assert_eq!(
-            config.cors().expect("cors"),
+            config.http.cors().expect("cors"),
             gatehouse::http::CorsOrigins::None
         );
-        assert!(config.trusted_proxies().expect("proxies").is_empty());
-        assert_eq!(config.reset_url().expect("reset url").scheme(), "http");
+        assert!(config.limits.trusted_proxies().expect("proxies").is_empty());
+        assert_eq!(config.mail.reset_url().expect("reset url").scheme(), "http");
         assert!(config.admin_password.is_none());
         assert_eq!(
-            config.rest_prefix().expect("rest prefix").as_deref(),
+            config.http.rest_prefix().expect("rest prefix").as_deref(),
             Some("/api")
         );
-        assert!(config.docs, "the API reference page is on by default");
+        assert!(config.http.docs, "the API reference page is on by default");
+        assert_eq!(config.tokens.refresh_grace.get(), Duration::from_secs(10));
+        assert_eq!(
+            config.http.sse_ping_ms.get(),
+            Duration::from_millis(gatehouse::http::DEFAULT_SSE_PING_MS)
+        );
+        assert_eq!(
+            config.http.sse_ping_ms.to_string(),
+            gatehouse::http::DEFAULT_SSE_PING_MS.to_string(),
+            "--help shows a duration's default in its unit"
+        );
     }
 
     #[test]
     fn the_rest_prefix_is_a_plain_path_or_off() {
-        let with = |prefix: &str| Config {
-            rest_prefix: prefix.to_owned(),
-            ..Config::defaults()
-        };
-        assert_eq!(with("OFF").rest_prefix().expect("off"), None);
+        let prefixed = |prefix: &str| with(|c| c.http.rest_prefix = prefix.to_owned());
+        assert_eq!(prefixed("OFF").http.rest_prefix().expect("off"), None);
         assert_eq!(
-            with("/api/1").rest_prefix().expect("a path").as_deref(),
+            prefixed("/api/1")
+                .http
+                .rest_prefix()
+                .expect("a path")
+                .as_deref(),
             Some("/api/1")
         );
         for bad in [
@@ -815,32 +982,38 @@ mod tests {
             "/{x}",
             "/api//1",
         ] {
-            assert!(with(bad).validate().is_err(), "{bad:?} accepted");
+            assert!(prefixed(bad).validate().is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn settings_are_parsed_by_the_shared_parsers() {
         let config = with(|c| {
-            c.cors_origins = Some("https://a.example/, http://b.example:8080".to_owned());
-            c.trusted_proxies = Some("10.0.0.0/8, 192.0.2.1, ::1, fd00::/8".to_owned());
-            c.reset_url = "https://app.example/reset?lang=es".to_owned();
+            c.http.cors_origins = Some("https://a.example/, http://b.example:8080".to_owned());
+            c.limits.trusted_proxies = Some("10.0.0.0/8, 192.0.2.1, ::1, fd00::/8".to_owned());
+            c.mail.reset_url = "https://app.example/reset?lang=es".to_owned();
         });
-        config.validate().expect("valid");
+        let checked = config.validate().expect("valid");
+        let origins = vec![
+            "https://a.example".to_owned(),
+            "http://b.example:8080".to_owned(),
+        ];
         assert_eq!(
-            config.cors().expect("cors"),
-            gatehouse::http::CorsOrigins::List(vec![
-                "https://a.example".to_owned(),
-                "http://b.example:8080".to_owned()
-            ])
+            checked.trpc.cors_origins,
+            gatehouse::http::CorsOrigins::List(origins.clone())
         );
-        let proxies = config.trusted_proxies().expect("proxies");
-        let prefixes: Vec<u8> = proxies.iter().map(IpNet::prefix_len).collect();
+        assert!(
+            checked.trpc.cors_credentials,
+            "cookie sessions (opt-in) let the listed origins send credentials"
+        );
+        assert_eq!(checked.cookies.allowed_origins, origins);
+        let prefixes: Vec<u8> = checked
+            .trusted_proxies
+            .iter()
+            .map(IpNet::prefix_len)
+            .collect();
         assert_eq!(prefixes, [8, 32, 128, 8]);
-        assert_eq!(
-            config.reset_url().expect("reset url").query(),
-            Some("lang=es")
-        );
+        assert_eq!(checked.reset_url.query(), Some("lang=es"));
     }
 
     #[test]
@@ -848,23 +1021,23 @@ mod tests {
         let message =
             |tweak: fn(&mut Config)| with(tweak).validate().expect_err("refused").to_string();
         assert_eq!(
-            message(|c| c.cors_origins = Some("https://a.example, ftp://b".to_owned())),
+            message(|c| c.http.cors_origins = Some("https://a.example, ftp://b".to_owned())),
             r#"GATEHOUSE_CORS_ORIGINS: "ftp://b" is not an origin like https://app.example.com"#
         );
         assert_eq!(
-            message(|c| c.cookie_name = "session; Domain=evil.example".to_owned()),
+            message(|c| c.cookies.cookie_name = "session; Domain=evil.example".to_owned()),
             r#"GATEHOUSE_COOKIE_NAME must be a cookie name (letters, digits, ! # $ % & ' * + - . ^ _ ` | ~), got "session; Domain=evil.example""#
         );
         assert_eq!(
-            message(|c| c.trusted_proxies = Some("10.0.0.0/8, 10.0.0.0/99".to_owned())),
+            message(|c| c.limits.trusted_proxies = Some("10.0.0.0/8, 10.0.0.0/99".to_owned())),
             r#"GATEHOUSE_TRUSTED_PROXIES: "10.0.0.0/99" is not an IP address or CIDR network"#
         );
         assert_eq!(
-            message(|c| c.reset_url = "ftp://app.example/reset".to_owned()),
+            message(|c| c.mail.reset_url = "ftp://app.example/reset".to_owned()),
             r#"GATEHOUSE_RESET_URL must be an http(s) URL, got "ftp://app.example/reset""#
         );
         for bad in ["http://", "app.example/reset", "https://exa mple/"] {
-            let config = with(|c| c.reset_url = bad.to_owned());
+            let config = with(|c| c.mail.reset_url = bad.to_owned());
             assert!(
                 matches!(config.validate(), Err(ConfigError::ResetUrl(_))),
                 "{bad}"

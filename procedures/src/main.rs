@@ -99,13 +99,14 @@ enum KeysCommand {
 async fn key_store(
     config: &Config,
 ) -> Result<(sea_orm::DatabaseConnection, gatehouse_auth::outbox::MailKey), String> {
-    if config.jwt_private_key_file.is_some() || config.jwt_keys_dir.is_some() {
+    if config.tokens.jwt_private_key_file.is_some() || config.tokens.jwt_keys_dir.is_some() {
         return Err("the keys come from JWT_PRIVATE_KEY_FILE / JWT_KEYS_DIR: \
                     rotate by adding a key file and restarting"
             .to_owned());
     }
     let secret = config.load_secret().map_err(|e| e.to_string())?;
     let sealing = config
+        .tokens
         .key_encryption_secret(&secret)
         .map_err(|e| e.to_string())?;
     let db = gatehouse_auth::open_database(config)
@@ -119,7 +120,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
     let now = gatehouse_auth::db::now_ms();
     match command {
         KeysCommand::Rotate => {
-            let alg = config.jwt_algorithm;
+            let alg = config.tokens.jwt_algorithm;
             if !alg.is_asymmetric() {
                 return Err("JWT_ALGORITHM is HS256, which has no key set: \
                             set JWT_ALGORITHM to EdDSA, ES256 or RS256 \
@@ -127,7 +128,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
                     .to_owned());
             }
             let (db, seal) = key_store(config).await?;
-            let pair = store::rotate(&db, &seal, alg, config.key_window_ms(), now)
+            let pair = store::rotate(&db, &seal, alg, config.tokens.key_window_ms(), now)
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!(target: "audit", event = "keys.rotated", kid = pair.kid.as_str(), alg = alg.as_str());
@@ -141,7 +142,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
             // (two instances rotated at once, or another algorithm) verifies.
             let signing = rows
                 .iter()
-                .find(|r| r.retired_at.is_none() && r.alg == config.jwt_algorithm.as_str())
+                .find(|r| r.retired_at.is_none() && r.alg == config.tokens.jwt_algorithm.as_str())
                 .map(|r| r.kid.clone());
             for row in rows {
                 let state = match (row.retired_at, row.not_after) {

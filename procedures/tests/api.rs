@@ -812,7 +812,7 @@ async fn last_admin_is_protected(backend: Backend) {
 }
 
 async fn login_throttling(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 3).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 3).await;
     let c = server.client();
     register(&c, "lock@example.com").await;
     // Two failures, then a success resets the account counter.
@@ -855,8 +855,8 @@ async fn login_throttling(backend: Backend) {
 
 async fn address_throttling(backend: Backend) {
     let server = Server::start_with(backend, |c| {
-        c.ip_max_failures = 3;
-        c.trusted_proxies = Some("127.0.0.1".to_owned());
+        c.limits.ip_max_failures = 3;
+        c.limits.trusted_proxies = Some("127.0.0.1".to_owned());
     })
     .await;
     let c = server.client();
@@ -1025,7 +1025,7 @@ async fn rehash_on_login(backend: Backend) {
 fn _client_is_used(_: Client) {}
 
 async fn housekeeping_keeps_live_rows(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 2).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 2).await;
     let c = server.client();
     let (token, _) = register(&c, "keep@example.com").await;
     for _ in 0..2 {
@@ -1081,7 +1081,7 @@ async fn hashes_from_node_and_php_verify(backend: Backend) {
 
 async fn custom_reset_url(backend: Backend) {
     let server = Server::start_with(backend, |c| {
-        c.reset_url = "https://app.example.com/account/reset".to_owned();
+        c.mail.reset_url = "https://app.example.com/account/reset".to_owned();
     })
     .await;
     let c = server.client();

@@ -13,7 +13,7 @@ const LOCAL_APP: &str = "http://localhost:5173";
 
 async fn start(backend: Backend) -> Server {
     Server::start_with(backend, |c| {
-        c.cors_origins = Some(format!("{APP},{LOCAL_APP},http://127.0.0.1:3000"));
+        c.http.cors_origins = Some(format!("{APP},{LOCAL_APP},http://127.0.0.1:3000"));
     })
     .await
 }
@@ -79,7 +79,7 @@ async fn a_login_that_asks_gets_an_httponly_cookie(backend: Backend) {
             "{wanted} in {attributes:?}"
         );
     }
-    let max_age = format!("Max-Age={}", server.config.jwt_refresh_ttl);
+    let max_age = format!("Max-Age={}", server.config.tokens.jwt_refresh_ttl);
     assert!(attributes.contains(&max_age), "{attributes:?}");
     assert_eq!(value.split('.').count(), 3, "a JWT: {value}");
     // The answer keeps its type; the token is only in the cookie.
@@ -372,7 +372,7 @@ async fn cors_lets_listed_origins_send_credentials(backend: Backend) {
 
     // `*` never carries credentials (tower-http would panic, browsers would
     // refuse): the server starts and simply does not allow them.
-    let any = Server::start_with(backend, |c| c.cors_origins = Some("*".to_owned())).await;
+    let any = Server::start_with(backend, |c| c.http.cors_origins = Some("*".to_owned())).await;
     let r = any
         .client()
         .with_header("origin", APP)
@@ -390,8 +390,8 @@ async fn cors_lets_listed_origins_send_credentials(backend: Backend) {
 
     // Cookie sessions off: no credentials, no cookies, cookies not read.
     let off = Server::start_with(backend, |c| {
-        c.cors_origins = Some(APP.to_owned());
-        c.cookie_mode = gatehouse_auth::cookies::CookieMode::Off;
+        c.http.cors_origins = Some(APP.to_owned());
+        c.cookies.cookie_mode = gatehouse_auth::cookies::CookieMode::Off;
     })
     .await;
     let r = off
@@ -417,8 +417,8 @@ async fn cors_lets_listed_origins_send_credentials(backend: Backend) {
 
 async fn always_mode_sets_cookies_for_browsers_only(backend: Backend) {
     let server = Server::start_with(backend, |c| {
-        c.cors_origins = Some(APP.to_owned());
-        c.cookie_mode = gatehouse_auth::cookies::CookieMode::Always;
+        c.http.cors_origins = Some(APP.to_owned());
+        c.cookies.cookie_mode = gatehouse_auth::cookies::CookieMode::Always;
     })
     .await;
     register(&server.client(), "ada@example.com").await;

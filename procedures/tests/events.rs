@@ -474,7 +474,7 @@ both_backends!(
 async fn events_cross_instances(backend: Backend) {
     let a = Server::start(backend).await;
     let mut config = a.config.clone();
-    config.addr = "127.0.0.1:0".parse().expect("addr");
+    config.http.addr = "127.0.0.1:0".parse().expect("addr");
     let b = Server::start_config(config, a.dir.clone(), None).await;
     let client_a = Client::new(a.addr);
     let client_b = Client::new(b.addr);

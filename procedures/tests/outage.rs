@@ -17,7 +17,7 @@ const FAST: Duration = Duration::from_secs(1);
 async fn server_on(pg: &PrivatePostgres) -> Server {
     let temp = tempfile::tempdir().expect("tempdir");
     let mut config = common::test_config(Backend::Sqlite, temp.path()).await;
-    config.database_url = Some(common::fresh_postgres_db(&pg.admin_url).await);
+    config.database.database_url = Some(common::fresh_postgres_db(&pg.admin_url).await);
     let dir = temp.path().to_path_buf();
     Server::start_config(config, dir, Some(temp)).await
 }

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{Backend, FakeSmtp, PASSWORD, Server, login, register};
+use gatehouse_auth::config::Secs;
 use serde_json::json;
 
 /// Median of a sample, in milliseconds.
@@ -93,7 +94,7 @@ async fn reset_answer_time_does_not_reveal_accounts() {
 async fn reset_answer_time_does_not_show_smtp_latency() {
     let smtp = FakeSmtp::start(Duration::from_millis(20)).await;
     let url = smtp.url();
-    let server = Server::start_with(Backend::Sqlite, |c| c.smtp_url = Some(url)).await;
+    let server = Server::start_with(Backend::Sqlite, |c| c.mail.smtp_url = Some(url)).await;
     let diff = reset_timing_difference(&server).await;
     assert!(diff < 5.0, "difference of medians {diff:.3} ms ≥ 5 ms");
 }
@@ -136,8 +137,8 @@ async fn failed_mail_is_retried_and_delivered() {
         l.local_addr().expect("addr").port()
     };
     let server = Server::start_with(Backend::Sqlite, |c| {
-        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        c.mail_retry_delay = 1;
+        c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.mail.mail_retry_delay = Secs::new(1);
     })
     .await;
     let c = server.client();
@@ -203,9 +204,9 @@ async fn mail_is_given_up_after_the_last_attempt() {
         l.local_addr().expect("addr").port()
     };
     let server = Server::start_with(Backend::Sqlite, |c| {
-        c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
-        c.mail_retry_delay = 1;
-        c.mail_max_attempts = 2;
+        c.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        c.mail.mail_retry_delay = Secs::new(1);
+        c.mail.mail_max_attempts = 2;
     })
     .await;
     let c = server.client();
@@ -266,7 +267,7 @@ async fn mail_is_given_up_after_the_last_attempt() {
 /// that stopped before sending it is sent after the next start, and its
 /// token works.
 async fn queued_mail_survives_a_restart(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.mail_worker = false).await;
+    let server = Server::start_with(backend, |c| c.mail.mail_worker = false).await;
     let c = server.client();
     register(&c, "restart@example.com").await;
     let r = c
@@ -293,7 +294,7 @@ async fn queued_mail_survives_a_restart(backend: Backend) {
         row.try_get_by_index::<String>(0).expect("body")
     };
 
-    let server = server.restart(|c| c.mail_worker = true).await;
+    let server = server.restart(|c| c.mail.mail_worker = true).await;
     let mails = server.mails(1).await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: restart@example.com"), "{}", mails[0]);
@@ -322,7 +323,7 @@ async fn queued_mail_survives_a_restart(backend: Backend) {
 /// exactly once.
 async fn two_workers_never_send_a_mail_twice(backend: Backend) {
     const MAILS: usize = 120;
-    let queuer = Server::start_with(backend, |c| c.mail_worker = false).await;
+    let queuer = Server::start_with(backend, |c| c.mail.mail_worker = false).await;
     let now = gatehouse_auth::db::now_ms();
     for i in 0..MAILS {
         let mail = gatehouse_auth::mail::Mail {
@@ -341,8 +342,8 @@ async fn two_workers_never_send_a_mail_twice(backend: Backend) {
     // their workers drain at the same moment, so they compete for every row.
     let instance = |name: &str| {
         let mut config = queuer.config.clone();
-        config.mail_worker = false;
-        config.outbox_dir = Some(queuer.dir.join(name));
+        config.mail.mail_worker = false;
+        config.mail.outbox_dir = Some(queuer.dir.join(name));
         Server::start_config(config, queuer.dir.clone(), None)
     };
     let (a, b) = tokio::join!(instance("outbox-a"), instance("outbox-b"));
@@ -404,7 +405,7 @@ both_backends!(unreachable_database_is_an_error);
 /// pending one.
 async fn housekeeping_deletes_old_finished_mails(backend: Backend) {
     use sea_orm::ConnectionTrait;
-    let server = Server::start_with(backend, |c| c.mail_worker = false).await;
+    let server = Server::start_with(backend, |c| c.mail.mail_worker = false).await;
     let db = server.service.db();
     let now = gatehouse_auth::db::now_ms();
     let two_days_ago = now - 2 * 24 * 60 * 60 * 1000;

@@ -219,7 +219,7 @@ async fn admin_routes(backend: Backend) {
 }
 
 async fn throttled_logins_say_when_to_retry(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 2).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 2).await;
     let c = server.client();
     register(&c, "/api", "throttle@example.com").await;
     let wrong = json!({"email": "throttle@example.com", "password": "wrong password!"}).to_string();
@@ -237,7 +237,7 @@ async fn throttled_logins_say_when_to_retry(backend: Backend) {
 }
 
 async fn a_spring_client_works_under_api_1(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.rest_prefix = "/api/1".to_owned()).await;
+    let server = Server::start_with(backend, |c| c.http.rest_prefix = "/api/1".to_owned()).await;
     let c = server.client();
     let r = register(&c, "/api/1", "spring@example.com").await;
     assert_eq!(r.status, 201);

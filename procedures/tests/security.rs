@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Backend, PASSWORD, SECRET, Server, claims, login, login_token, register};
+use gatehouse_auth::config::Secs;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
@@ -188,7 +189,7 @@ async fn expired_token_refreshes_within_window(backend: Backend) {
 
 async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
     // No grace period, so the replay below is unambiguous.
-    let server = Server::start_with(backend, |c| c.refresh_grace = 0).await;
+    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = Secs::new(0)).await;
     let c = server.client();
     let (t1, _) = register(&c, "theft@example.com").await;
     let other = login_token(&c, "theft@example.com", PASSWORD).await;
@@ -209,7 +210,7 @@ async fn reuse_of_rotated_token_revokes_session(backend: Backend) {
 }
 
 async fn refresh_window_is_absolute(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.jwt_refresh_ttl = 1).await;
+    let server = Server::start_with(backend, |c| c.tokens.jwt_refresh_ttl = 1).await;
     let c = server.client();
     let (t1, _) = register(&c, "window@example.com").await;
     let t2 = c.refresh(&t1).await.data()["token"]
@@ -272,7 +273,7 @@ async fn parallel_refreshes_keep_the_session(backend: Backend) {
 async fn short_lived_tokens_expire(backend: Backend) {
     // JWT_TTL=1: after its second (and no leeway by default) the token is
     // refused, yet it still refreshes.
-    let server = Server::start_with(backend, |c| c.jwt_ttl = 1).await;
+    let server = Server::start_with(backend, |c| c.tokens.jwt_ttl = 1).await;
     let c = server.client();
     let (token, _) = register(&c, "brief@example.com").await;
     assert_eq!(c.me(&token).await.status, 200);
@@ -318,7 +319,7 @@ async fn token_times_are_checked_to_the_millisecond(backend: Backend) {
     assert_eq!(c.me(&sign(&t, Algorithm::HS256, SECRET)).await.status, 200);
 
     // JWT_LEEWAY covers drifting clocks, both ways, and no further.
-    let lenient = Server::start_with(backend, |c| c.jwt_leeway = 30).await;
+    let lenient = Server::start_with(backend, |c| c.tokens.jwt_leeway = 30).await;
     let lc = lenient.client();
     let (token, _) = register(&lc, "clock@example.com").await;
     let mut t = claims(&token);
@@ -396,7 +397,7 @@ fn token_of(r: &common::Response) -> String {
 async fn every_generation_rotated_within_the_grace_period_works(backend: Backend) {
     // Refreshed three times in a row (tabs taking turns): every older token
     // still works within the grace period, not only the one just before.
-    let server = Server::start_with(backend, |c| c.refresh_grace = 2).await;
+    let server = Server::start_with(backend, |c| c.tokens.refresh_grace = Secs::new(2)).await;
     let c = server.client();
     let (t0, _) = register(&c, "turns@example.com").await;
     let t1 = token_of(&c.refresh(&t0).await);
@@ -452,7 +453,7 @@ async fn a_password_change_ends_generations_still_in_their_grace(backend: Backen
 /// the account's login lock, are refused once it is locked (the right
 /// password too), and lock `auth.login` of that account as well.
 async fn wrong_current_passwords_lock_the_account(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 3).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 3).await;
     let c = server.client();
     let (token, _) = register(&c, "guessed@example.com").await;
     let caller = c.clone().with_token(&token);

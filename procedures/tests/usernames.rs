@@ -325,7 +325,7 @@ async fn update_profile_sets_and_clears_the_username(backend: Backend) {
 }
 
 async fn throttling_is_shared_across_identifiers(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 4).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 4).await;
     let c = server.client();
     register_with(&c, "lock@example.com", json!("locky"))
         .await
@@ -369,7 +369,7 @@ async fn throttling_is_shared_across_identifiers(backend: Backend) {
 }
 
 async fn unknown_username_answers_like_unknown_email(backend: Backend) {
-    let server = Server::start_with(backend, |c| c.login_max_failures = 3).await;
+    let server = Server::start_with(backend, |c| c.limits.login_max_failures = 3).await;
     let c = server.client();
     register_with(&c, "known@example.com", json!("known"))
         .await

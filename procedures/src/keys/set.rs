@@ -49,29 +49,29 @@ pub enum KeySetError {
     Key(#[from] KeyError),
 }
 
-/// The token keys `config` asks for: HS256 with `jwt_secret`; or the key
+/// The token keys the `tokens` settings ask for: HS256 with `jwt_secret`; or the key
 /// set from PEM files; or the key set in the database (a first key of
 /// `JWT_ALGORITHM` generated when there is none).
 pub async fn token_keys(
-    config: &crate::Config,
+    tokens: &crate::config::TokenConfig,
     db: &sea_orm::DatabaseConnection,
     jwt_secret: &[u8],
 ) -> Result<(crate::token::TokenKeys, KeySource), KeySetError> {
     use crate::token::TokenKeys;
-    let alg = config.jwt_algorithm;
-    let (issuer, ttl) = (config.jwt_issuer.as_str(), config.jwt_ttl);
+    let alg = tokens.jwt_algorithm;
+    let (issuer, ttl) = (tokens.jwt_issuer.as_str(), tokens.jwt_ttl);
     let (keys, source) = if !alg.is_asymmetric() {
         (TokenKeys::new(jwt_secret, issuer, ttl), KeySource::Secret)
-    } else if config.jwt_private_key_file.is_some() || config.jwt_keys_dir.is_some() {
-        let (active, others) = read_files(config)?;
+    } else if tokens.jwt_private_key_file.is_some() || tokens.jwt_keys_dir.is_some() {
+        let (active, others) = read_files(tokens)?;
         (
             TokenKeys::asymmetric(&active, &others, issuer, ttl)?,
             KeySource::Files,
         )
     } else {
-        let seal = crate::outbox::MailKey::signing_keys(&config.key_encryption_secret(jwt_secret)?);
+        let seal = crate::outbox::MailKey::signing_keys(&tokens.key_encryption_secret(jwt_secret)?);
         let now = crate::db::now_ms();
-        store::ensure(db, &seal, alg, config.key_window_ms(), now).await?;
+        store::ensure(db, &seal, alg, tokens.key_window_ms(), now).await?;
         let stored = store::load(db, &seal, now).await?;
         let (active, others) = pick(stored, alg).ok_or(KeySetError::NoActiveKey(alg))?;
         (
@@ -79,7 +79,7 @@ pub async fn token_keys(
             KeySource::Database { seal },
         )
     };
-    Ok((keys.with_leeway(config.jwt_leeway), source))
+    Ok((keys.with_leeway(tokens.jwt_leeway), source))
 }
 
 /// The key that signs (the newest live key of `alg`; `stored` is newest
@@ -95,7 +95,7 @@ pub fn pick(stored: Vec<store::StoredKey>, alg: SigningAlg) -> Option<(KeyPair, 
 
 /// `JWT_PRIVATE_KEY_FILE` and the `*.pem` files of `JWT_KEYS_DIR` (sorted
 /// by name): the first, or else the last of the folder, signs.
-fn read_files(config: &crate::Config) -> Result<(KeyPair, Vec<KeyPair>), KeySetError> {
+fn read_files(tokens: &crate::config::TokenConfig) -> Result<(KeyPair, Vec<KeyPair>), KeySetError> {
     let read = |path: &std::path::Path| -> Result<KeyPair, KeySetError> {
         let pem = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
             KeySetError::Io {
@@ -109,7 +109,7 @@ fn read_files(config: &crate::Config) -> Result<(KeyPair, Vec<KeyPair>), KeySetE
         })
     };
     let mut folder = Vec::new();
-    if let Some(dir) = &config.jwt_keys_dir {
+    if let Some(dir) = &tokens.jwt_keys_dir {
         let io = |source| KeySetError::Io {
             path: dir.clone(),
             source,
@@ -126,16 +126,16 @@ fn read_files(config: &crate::Config) -> Result<(KeyPair, Vec<KeyPair>), KeySetE
             folder.push((read(&path)?, path));
         }
     }
-    let (active, path) = match &config.jwt_private_key_file {
+    let (active, path) = match &tokens.jwt_private_key_file {
         Some(path) => (read(path)?, path.clone()),
         None => folder.pop().ok_or_else(|| {
-            KeySetError::EmptyDir(config.jwt_keys_dir.clone().unwrap_or_default())
+            KeySetError::EmptyDir(tokens.jwt_keys_dir.clone().unwrap_or_default())
         })?,
     };
-    if active.alg != config.jwt_algorithm {
+    if active.alg != tokens.jwt_algorithm {
         return Err(KeySetError::WrongAlgorithm {
             path,
-            expected: config.jwt_algorithm,
+            expected: tokens.jwt_algorithm,
             found: active.alg,
         });
     }

@@ -63,7 +63,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// lives an hour, so a later delivery would only mail a dead link.
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// How the worker behaves; from [`crate::Config::outbox`], which holds the
+/// How the worker behaves; from [`crate::config::MailConfig::outbox`], which holds the
 /// defaults (there is deliberately no `Default` here to repeat them).
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
@@ -330,7 +330,9 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let s = OutboxSettings {
             retry_delay: Duration::from_secs(5),
-            ..crate::Config::defaults().outbox(b"a secret a secret a secret a secret!")
+            ..crate::Config::defaults()
+                .mail
+                .outbox(b"a secret a secret a secret a secret!")
         };
         assert_eq!(s.backoff(1), Duration::from_secs(5));
         assert_eq!(s.backoff(2), Duration::from_secs(10));

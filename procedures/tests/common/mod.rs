@@ -84,15 +84,16 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
             fresh_postgres_db(&admin).await
         }
     };
-    Config {
-        addr: "127.0.0.1:0".parse().expect("addr"),
-        database_url: Some(database_url),
+    let mut config = Config {
         data_dir: dir.to_path_buf(),
-        jwt_secret: Some(SECRET.to_owned()),
         bcrypt_cost: 4,
-        outbox_dir: Some(dir.join("outbox")),
         ..Config::defaults()
-    }
+    };
+    config.http.addr = "127.0.0.1:0".parse().expect("addr");
+    config.database.database_url = Some(database_url);
+    config.tokens.jwt_secret = Some(SECRET.to_owned());
+    config.mail.outbox_dir = Some(dir.join("outbox"));
+    config
 }
 
 /// A running server on its own database.
@@ -185,7 +186,7 @@ impl Server {
             worker.shutdown(std::time::Duration::from_secs(5)).await;
         }
         let mut config = self.config.clone();
-        config.addr = "127.0.0.1:0".parse().expect("addr");
+        config.http.addr = "127.0.0.1:0".parse().expect("addr");
         tweak(&mut config);
         let temp = self._temp.take();
         let dir = self.dir.clone();
@@ -230,7 +231,7 @@ impl Server {
     }
 }
 
-/// Serves `router` on `state` at `config.addr` until the returned sender is
+/// Serves `router` on `state` at `config.http.addr` until the returned sender is
 /// used or dropped; returns the address it listens on and the serving task.
 pub async fn serve<S: gatehouse::Service>(
     config: &Config,
@@ -242,8 +243,12 @@ pub async fn serve<S: gatehouse::Service>(
     tokio::task::JoinHandle<()>,
 ) {
     let registry = router.build().expect("router builds");
-    let app = gatehouse::server::app(registry, state, config.trpc().expect("trpc config"));
-    let listener = tokio::net::TcpListener::bind(config.addr)
+    let app = gatehouse::server::app(
+        registry,
+        state,
+        config.validate().expect("valid config").trpc,
+    );
+    let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");

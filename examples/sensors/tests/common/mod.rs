@@ -72,15 +72,16 @@ impl TestDb {
 
     /// The settings of the `gatehouse-sensors` binary for this database.
     pub fn config(&self) -> Config {
-        Config {
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            database_url: Some(self.url.clone()),
+        let mut config = Config {
             data_dir: self.dir.path().to_path_buf(),
-            jwt_secret: Some(SECRET.to_owned()),
             bcrypt_cost: 4,
-            outbox_dir: Some(self.dir.path().join("outbox")),
             ..Config::defaults()
-        }
+        };
+        config.http.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.database.database_url = Some(self.url.clone());
+        config.tokens.jwt_secret = Some(SECRET.to_owned());
+        config.mail.outbox_dir = Some(self.dir.path().join("outbox"));
+        config
     }
 
     /// The auth service (its migrations applied) and the app on it (its
@@ -260,8 +261,11 @@ impl Server {
         let registry = gatehouse_sensors::app_router()
             .build()
             .expect("router builds");
-        let service =
-            gatehouse::server::app(registry, app, db.config().trpc().expect("trpc config"));
+        let service = gatehouse::server::app(
+            registry,
+            app,
+            db.config().validate().expect("valid config").trpc,
+        );
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind");
