@@ -98,6 +98,15 @@ async fn look_alikes_do_not_register_new_accounts(backend: Backend) {
         .query("users.list", json!({ "search": "look" }))
         .await;
     assert_eq!(list.data()["total"], 1, "{}", list.body);
+    // A search is folded the same way, so a look-alike term finds it too.
+    for term in ["\u{ff4c}ook", "\u{ff2c}OOK@EXAMPLE.COM"] {
+        let list = c
+            .clone()
+            .with_token(&admin)
+            .query("users.list", json!({ "search": term }))
+            .await;
+        assert_eq!(list.data()["total"], 1, "{term:?}: {}", list.body);
+    }
 
     // A reset asked for with a look-alike goes to the account's address.
     c.mutation(

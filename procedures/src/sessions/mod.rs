@@ -8,8 +8,10 @@
 //! within the grace are in [`generations`]. Every token carries its
 //! generation in its `jti`, so one row decides whether a token still works:
 //!
-//! - the current generation works until the session is revoked or its
-//!   absolute refresh window ends;
+//! - the current generation works until the session is revoked, within
+//!   its token's own `exp` (a token issued near the end of the absolute
+//!   refresh window still lives its full `JWT_TTL`; refresh stops at the
+//!   window's end, see docs/api.md);
 //! - a generation rotated away works for the grace period (several tabs
 //!   refreshing at once must not log each other out);
 //! - a rotated generation presented after its grace means the token was

@@ -84,6 +84,19 @@ fn like_escape(s: &str) -> String {
     out
 }
 
+/// A search term in the form emails and usernames are stored in, so that
+/// what finds an account at registration (a fullwidth letter, a Unicode
+/// domain) finds it here too: a whole address as
+/// [`validate::normalize_email`] stores it, anything else folded (NFKC)
+/// and lower-cased.
+fn search_form(search: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    validate::normalize_email(search)
+        .ok()
+        .filter(|email| validate::is_valid_email(email))
+        .unwrap_or_else(|| search.nfkc().collect::<String>().to_lowercase())
+}
+
 /// Lists users, optionally filtered by role and a search over email, names
 /// and username (case-insensitive), oldest first.
 #[derive(schemars::JsonSchema)]
@@ -113,7 +126,7 @@ impl<S: HasAuth> Procedure<S> for ListUsers {
             .map(str::trim)
             .filter(|s| !s.is_empty())
         {
-            let pattern = format!("%{}%", like_escape(&search.to_lowercase()));
+            let pattern = format!("%{}%", like_escape(&search_form(search)));
             let like = |col: user::Column| {
                 Expr::expr(Func::lower(Expr::col(col)))
                     .like(LikeExpr::new(pattern.clone()).escape('\\'))
