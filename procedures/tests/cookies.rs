@@ -445,7 +445,63 @@ async fn always_mode_sets_cookies_for_browsers_only(backend: Backend) {
     assert!(r.data()["token"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
+/// The public procedures that read or set the session cookie refuse a
+/// request from an origin that is not allowed with 403 `FORBIDDEN`, and
+/// `/openapi.json` lists that 403 for each of them, tRPC and REST alike.
+async fn public_cookie_procedures_answer_and_declare_403(backend: Backend) {
+    let server = start(backend).await;
+    register(&server.client(), "ada@example.com").await;
+    let evil = browser(&server, "https://evil.example");
+    let calls = [
+        (
+            "auth.register",
+            json!({ "email": "eve@example.com", "password": PASSWORD, "firstName": "E", "lastName": "Ve" }),
+        ),
+        (
+            "auth.login",
+            json!({ "email": "ada@example.com", "password": PASSWORD }),
+        ),
+    ];
+    for (path, input) in calls {
+        let r = evil.mutation(path, input).await;
+        r.assert_error("FORBIDDEN", 403);
+    }
+    // Refresh and logout by a cookie from the wrong origin.
+    let (_, cookie) = cookie_login(&server, APP, "ada@example.com").await;
+    let stolen = with_cookie(
+        server
+            .client()
+            .with_header("origin", "https://evil.example"),
+        &cookie,
+    );
+    for path in ["auth.refreshToken", "auth.logout"] {
+        stolen
+            .mutation(path, Value::Null)
+            .await
+            .assert_error("FORBIDDEN", 403);
+    }
+
+    let document = server.client().raw("GET", "/openapi.json", None).await.body;
+    for (route, method) in [
+        ("/trpc/auth.register", "post"),
+        ("/api/auth/register", "post"),
+        ("/trpc/auth.login", "post"),
+        ("/api/auth/login", "post"),
+        ("/trpc/auth.refreshToken", "post"),
+        ("/api/auth/refresh", "post"),
+        ("/trpc/auth.logout", "post"),
+        ("/api/auth/logout", "post"),
+    ] {
+        let responses = &document["paths"][route][method]["responses"];
+        assert!(
+            responses.get("403").is_some(),
+            "{route} lists 403: {responses}"
+        );
+    }
+}
+
 both_backends!(
+    public_cookie_procedures_answer_and_declare_403,
     a_login_that_asks_gets_an_httponly_cookie,
     secure_is_dropped_for_local_http_only,
     the_cookie_authenticates_and_a_bearer_header_wins,

@@ -28,7 +28,8 @@ impl<S: HasAuth> Procedure<S> for Register {
     type Input = RegisterInput;
     type Output = AuthPayload;
     type Error = AuthError;
-    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict];
+    // FORBIDDEN: a cookie session asked for from an origin not allowed.
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Conflict, ErrorCode::Forbidden];
 
     async fn call(ctx: Ctx<S>, input: RegisterInput) -> Result<AuthPayload, AuthError> {
         let account = NewAccount::checked(input, Role::Viewer)?;
@@ -268,7 +269,12 @@ impl<S: HasAuth> Procedure<S> for Login {
     type Input = LoginInput;
     type Output = AuthPayload;
     type Error = AuthError;
-    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized, ErrorCode::TooManyRequests];
+    // FORBIDDEN: a cookie session asked for from an origin not allowed.
+    const ERRORS: &'static [ErrorCode] = &[
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::TooManyRequests,
+    ];
 
     async fn call(ctx: Ctx<S>, input: LoginInput) -> Result<AuthPayload, AuthError> {
         validate::check(&input)?;

@@ -32,7 +32,8 @@ impl<S: HasAuth> Procedure<S> for RefreshToken {
     type Input = NoInput;
     type Output = AuthPayload;
     type Error = AuthError;
-    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized];
+    // FORBIDDEN: the session cookie sent from an origin not allowed.
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Unauthorized, ErrorCode::Forbidden];
     const BEARER: Bearer = Bearer::Required;
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<AuthPayload, AuthError> {
@@ -97,6 +98,8 @@ impl<S: HasAuth> Procedure<S> for Logout {
     type Input = NoInput;
     type Output = LogoutResult;
     type Error = AuthError;
+    // FORBIDDEN: the session cookie sent from an origin not allowed.
+    const ERRORS: &'static [ErrorCode] = &[ErrorCode::Forbidden];
     const BEARER: Bearer = Bearer::Optional;
 
     async fn call(ctx: Ctx<S>, _: NoInput) -> Result<LogoutResult, AuthError> {
