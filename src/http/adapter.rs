@@ -12,11 +12,11 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::TrpcConfig;
 use super::call::{
     Call, CallEnv, CallResult, OkMetrics, add_call_headers, append_headers, log_cause,
     method_check, read_body, request_meta, run_call, timeout_error,
 };
+use super::config::{PREFIX, TrpcConfig};
 use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
 use super::wire::{self, JSON, VARY};
@@ -414,7 +414,7 @@ fn plain_response(
 /// The dotted path: the URL path without the `/trpc` prefix and without one
 /// leading and one trailing `/`, still percent-encoded.
 fn procedure_path(uri_path: &str) -> &str {
-    let rest = uri_path.strip_prefix(super::PREFIX).unwrap_or(uri_path);
+    let rest = uri_path.strip_prefix(PREFIX).unwrap_or(uri_path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     rest.strip_suffix('/').unwrap_or(rest)
 }

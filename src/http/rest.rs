@@ -21,10 +21,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::TrpcConfig;
 use super::call::{
     Call, CallEnv, OkMetrics, append_headers, read_body, request_meta, run_call, timeout_error,
 };
+use super::config::TrpcConfig;
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::{Kind, RestMethod};

@@ -18,10 +18,10 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use super::SubscriptionConfig;
 use super::call::{
     Call, CallEnv, append_headers, log_cause, method_check, method_error, timeout_error,
 };
+use super::config::SubscriptionConfig;
 use super::wire::{self, VARY};
 use crate::envelope;
 use crate::error::{ErrorCode, RpcError};
