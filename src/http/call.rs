@@ -1,6 +1,8 @@
-//! One procedure call of a request: its lookup, the method check, guard,
-//! input decoding and handler under the request deadline, panics caught,
-//! and the metric sample. Shared by the plain and the streamed responses.
+//! One procedure call of a request: its lookup, guard, input decoding and
+//! handler under the request deadline, panics caught, and the metric
+//! sample. Shared by every transport (tRPC's plain and streamed responses,
+//! REST); what a transport refuses before the call runs (tRPC's method rule)
+//! arrives as the call's [`Refusal`], so this step knows no HTTP method.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -60,13 +62,22 @@ pub(crate) struct Call<S: Service> {
     pub path: Arc<str>,
     pub entry: Option<Arc<Entry<S>>>,
     pub input: RawInput,
+    /// Set when the transport refused the call before it runs; it then
+    /// fails with this error, logged, finalised and counted like any other.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a transport refused a known procedure's call, e.g. tRPC's 405 for a
+/// method that does not fit the procedure's kind.
+pub(crate) struct Refusal {
+    pub error: RpcError,
+    /// The `allow` header of the response.
+    pub allow: &'static str,
 }
 
 /// Everything a call needs besides its own input; shared by a batch.
 pub(crate) struct CallEnv<S: Service> {
     pub scope: RequestScope<S>,
-    pub method: Method,
-    pub allow_method_override: bool,
     pub deadline: Instant,
     pub ok_metrics: Arc<OkMetrics>,
 }
@@ -105,11 +116,17 @@ pub(crate) fn timeout_error() -> RpcError {
     RpcError::keyed(ErrorCode::Timeout, "timeout", "Request timed out")
 }
 
-/// Runs one call: lookup, method check, then guard/decode/handler under the
-/// request deadline, with panics turned into INTERNAL_SERVER_ERROR.
+/// Runs one call: lookup, the transport's refusal if any, then
+/// guard/decode/handler under the request deadline, with panics turned into
+/// INTERNAL_SERVER_ERROR.
 pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> CallResult {
     let started = std::time::Instant::now();
-    let Call { path, entry, input } = call;
+    let Call {
+        path,
+        entry,
+        input,
+        refused,
+    } = call;
     let (outcome, allow) = match &entry {
         None => (
             Err(RpcError::keyed(
@@ -120,14 +137,14 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
             .with_param("path", &*path)),
             None,
         ),
-        Some(entry) => match method_check(env, entry) {
-            Err(allow) => (Err(method_error(&env.method, entry)), Some(allow)),
+        Some(entry) => match refused {
+            Some(Refusal { error, allow }) => (Err(error), Some(allow)),
             // Only a batch gets here with a subscription: a single one is
             // answered as server-sent events (`http::sse`).
-            Ok(()) if entry.kind == Kind::Subscription => {
+            None if entry.kind == Kind::Subscription => {
                 (Err(crate::router::cannot_batch_subscriptions()), None)
             }
-            Ok(()) => {
+            None => {
                 let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
                 let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
                     Ok(Ok(result)) => result.map(|data| Output {
@@ -190,46 +207,6 @@ pub(crate) fn log_cause(error: &RpcError, path: Option<&str>, request_id: &str) 
             "call failed"
         );
     }
-}
-
-/// `Err` with the `allow` header's value when the request's method cannot
-/// call `entry` (queries are GET, or also POST with method override;
-/// mutations are POST).
-pub(crate) fn method_check<S: Service>(
-    env: &CallEnv<S>,
-    entry: &Entry<S>,
-) -> Result<(), &'static str> {
-    let method = &env.method;
-    let (allowed, allow) = match entry.kind {
-        Kind::Query if env.allow_method_override => (
-            *method == Method::GET || *method == Method::POST,
-            "GET, POST",
-        ),
-        Kind::Query => (*method == Method::GET, "GET"),
-        Kind::Mutation => (*method == Method::POST, "POST"),
-        Kind::Subscription if env.allow_method_override => (
-            *method == Method::GET || *method == Method::POST,
-            "GET, POST",
-        ),
-        Kind::Subscription => (*method == Method::GET, "GET"),
-    };
-    if allowed { Ok(()) } else { Err(allow) }
-}
-
-/// The 405 of a call whose method does not fit its procedure.
-pub(crate) fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> RpcError {
-    RpcError::keyed(
-        ErrorCode::MethodNotSupported,
-        "method_not_supported",
-        format!(
-            "Unsupported {method}-request to {} procedure at path \"{}\"",
-            entry.kind.as_str(),
-            entry.path
-        ),
-    )
-    .with_param("method", method.as_str())
-    .with_param("kind", entry.kind.as_str())
-    .with_param("path", &*entry.path)
 }
 
 /// The request without its body, for the service and the procedures;

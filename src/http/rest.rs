@@ -27,7 +27,7 @@ use super::call::{
 use super::config::TrpcConfig;
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
-use crate::procedure::{Kind, RestMethod};
+use crate::procedure::RestMethod;
 use crate::router::{Entry, RawInput, Registry, RequestScope};
 use crate::service::Service;
 
@@ -206,13 +206,6 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
     );
     let env = CallEnv {
         scope: RequestScope::new(api.service.clone(), Arc::new(meta)),
-        // The tRPC method of this kind, so the shared method check passes:
-        // the REST method was matched above.
-        method: match route.entry.kind {
-            Kind::Query => Method::GET,
-            _ => Method::POST,
-        },
-        allow_method_override: false,
         deadline,
         ok_metrics: api.ok_metrics.clone(),
     };
@@ -220,6 +213,8 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
         path: route.entry.path.clone(),
         entry: Some(route.entry.clone()),
         input,
+        // The REST method was matched to the route above.
+        refused: None,
     };
     let result = run_call(&env, call).await;
     let added = env.scope.request.response_headers.take();

@@ -18,9 +18,7 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use super::call::{
-    Call, CallEnv, append_headers, log_cause, method_check, method_error, timeout_error,
-};
+use super::call::{Call, CallEnv, append_headers, log_cause, timeout_error};
 use super::config::SubscriptionConfig;
 use super::wire::{self, VARY};
 use crate::envelope;
@@ -121,17 +119,22 @@ pub(crate) async fn respond<S: Service>(
     gate: &Arc<SubscriptionGate>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let Call { path, entry, input } = call;
+    let Call {
+        path,
+        entry,
+        input,
+        refused,
+    } = call;
     let mut allow = None;
     let opened = match &entry {
         // The adapter only sends known subscriptions here.
         None => Err(RpcError::internal_error()),
-        Some(entry) => match method_check(&env, entry) {
-            Err(allowed) => {
-                allow = Some(allowed);
-                Err(method_error(&env.method, entry))
+        Some(entry) => match refused {
+            Some(refusal) => {
+                allow = Some(refusal.allow);
+                Err(refusal.error)
             }
-            Ok(()) => {
+            None => {
                 let input = match request.last_event_id.as_deref() {
                     Some(id) if !id.is_empty() => with_last_event_id(input, id),
                     _ => input,
