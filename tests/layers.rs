@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
 /// read them without reaching up to `mod`.
 const HTTP_LAYERS: &[&[&str]] = &[
     &["config", "json_parse_error"],
-    &["wire"],
+    &["wire", "exchange"],
     &["call"],
     &["stream", "sse", "rest"],
     &["adapter"],

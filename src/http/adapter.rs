@@ -13,10 +13,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::call::{
-    Call, CallEnv, CallResult, OkMetrics, Refusal, add_call_headers, append_headers, log_cause,
-    read_body, request_meta, run_call, timeout_error,
+    Call, CallEnv, CallResult, OkMetrics, Refusal, add_call_headers, log_cause, run_call,
+    timeout_error,
 };
 use super::config::{PREFIX, TrpcConfig};
+use super::exchange::{append_headers, read_body, request_meta};
 use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
 use super::wire::{self, JSON, VARY};

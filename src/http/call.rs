@@ -4,16 +4,11 @@
 //! REST); what a transport refuses before the call runs (tRPC's method rule)
 //! arrives as the call's [`Refusal`], so this step knows no HTTP method.
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use bytes::Bytes;
 use futures::FutureExt;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
@@ -22,7 +17,7 @@ use crate::error::{ErrorCode, RpcError};
 use crate::metrics::CallMetrics;
 use crate::procedure::Kind;
 use crate::router::{Entry, RawInput, RequestScope};
-use crate::service::{RequestMeta, Service};
+use crate::service::Service;
 
 /// Metric handles for successful calls, resolved once per procedure.
 pub(crate) type OkMetrics = std::collections::HashMap<Arc<str>, CallMetrics>;
@@ -93,21 +88,6 @@ pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) 
             for (name, value) in &error.headers {
                 headers.insert(name.clone(), value.clone());
             }
-        }
-    }
-}
-
-/// Appends `added` (what a request's calls put into its
-/// [`crate::ResponseHeaders`]) to the response's headers, every value kept.
-pub(crate) fn append_headers(headers: &mut HeaderMap, added: HeaderMap) {
-    let mut name = None;
-    for (next, value) in added {
-        // `HeaderMap`'s iterator names a header once, before its first value.
-        if next.is_some() {
-            name = next;
-        }
-        if let Some(name) = &name {
-            headers.append(name.clone(), value);
         }
     }
 }
@@ -206,56 +186,5 @@ pub(crate) fn log_cause(error: &RpcError, path: Option<&str>, request_id: &str) 
             cause = %cause,
             "call failed"
         );
-    }
-}
-
-/// The request without its body, for the service and the procedures;
-/// takes the headers out of the request.
-pub(crate) fn request_meta(
-    method: &Method,
-    headers: &mut HeaderMap,
-    extensions: &http::Extensions,
-    connection_params: Vec<(String, String)>,
-) -> RequestMeta {
-    RequestMeta {
-        method: method.clone(),
-        request_id: request_id(headers),
-        peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
-        headers: std::mem::take(headers),
-        connection_params,
-        response_headers: Default::default(),
-    }
-}
-
-/// The request's `x-request-id` (set by [`crate::server::app`]'s layers,
-/// which replace a client's unacceptable one), or a new one when the router
-/// is served without them and the client's is missing or unacceptable.
-fn request_id(headers: &HeaderMap) -> String {
-    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if crate::service::is_acceptable_request_id(id.as_bytes()) => id.to_owned(),
-        _ => uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-/// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
-/// that read their input.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
-            } else {
-                tracing::debug!(%error, "could not read the request body");
-                Err(RpcError::keyed(
-                    ErrorCode::BadRequest,
-                    "body_unreadable",
-                    "Could not read the request body",
-                ))
-            }
-        }
     }
 }

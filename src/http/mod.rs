@@ -26,6 +26,7 @@
 mod adapter;
 mod call;
 mod config;
+mod exchange;
 mod json_parse_error;
 mod rest;
 mod sse;

@@ -21,11 +21,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::call::{
-    Call, CallEnv, OkMetrics, Output, append_headers, read_body, request_meta, run_call,
-    timeout_error,
-};
+use super::call::{Call, CallEnv, OkMetrics, Output, run_call, timeout_error};
 use super::config::TrpcConfig;
+use super::exchange::{append_headers, read_body, request_meta};
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
 use crate::procedure::RestMethod;

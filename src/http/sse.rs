@@ -18,8 +18,9 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use super::call::{Call, CallEnv, append_headers, log_cause, timeout_error};
+use super::call::{Call, CallEnv, log_cause, timeout_error};
 use super::config::SubscriptionConfig;
+use super::exchange::append_headers;
 use super::wire::{self, VARY};
 use crate::envelope;
 use crate::error::{ErrorCode, RpcError};
