@@ -123,18 +123,12 @@ pub(crate) async fn respond<S: Service>(
     gate: &Arc<SubscriptionGate>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let Call {
-        path,
-        entry,
-        input,
-        refused,
-    } = call;
-    let allow = refused.as_ref().map(|r| r.allow);
-    let opened = match (&entry, refused) {
+    let allow = call.refused.as_ref().map(|r| r.allow);
+    let opened = match (&call.entry, call.refused) {
         // The adapter only sends known subscriptions here.
         (None, _) => Err(RpcError::internal_error()),
         (Some(_), Some(refusal)) => Err(refusal.error),
-        (Some(entry), None) => open(&env, entry, input, &request, gate).await,
+        (Some(entry), None) => open(&env, entry, call.input, &request, gate).await,
     };
     let (events, permit, code, status) = match opened {
         Ok((permit, events)) => (events, Some(permit), "OK", http::StatusCode::OK),
@@ -148,7 +142,7 @@ pub(crate) async fn respond<S: Service>(
             )
         }
     };
-    let path_of = entry.as_ref().map(|e| &e.path);
+    let path_of = call.entry.as_ref().map(|e| &e.path);
     record_call(path_of, code, status, started.elapsed(), None);
     let stream = EventWriter {
         phase: Phase::Connected,
@@ -160,7 +154,7 @@ pub(crate) async fn respond<S: Service>(
         connected: connected_event(config),
         service: env.scope.service.clone(),
         request: env.scope.request.clone(),
-        path,
+        path: call.path,
         _permit: permit,
     }
     .into_stream();
