@@ -12,11 +12,12 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::TrpcConfig;
 use super::call::{
-    Call, CallEnv, CallResult, OkMetrics, add_call_headers, append_headers, log_cause,
-    method_check, read_body, request_meta, run_call, timeout_error,
+    Call, CallEnv, CallResult, OkMetrics, Refusal, add_call_headers, log_cause, run_call,
+    timeout_error,
 };
+use super::config::{PREFIX, TrpcConfig};
+use super::exchange::{append_headers, read_body, request_meta};
 use super::sse::{self, SseRequest, SubscriptionGate};
 use super::stream;
 use super::wire::{self, JSON, VARY};
@@ -141,13 +142,12 @@ async fn dispatch<S: Service>(
     );
     let env = CallEnv {
         scope: RequestScope::new(state.service.clone(), Arc::new(meta)),
-        method: parts.method.clone(),
-        allow_method_override: state.config.allow_method_override,
         deadline,
         ok_metrics: state.ok_metrics.clone(),
     };
     let (mode, is_batch) = (request.mode, request.is_batch);
-    let mut calls = plan(request, source);
+    let override_ok = state.config.allow_method_override;
+    let mut calls = plan(request, source, &parts.method, override_ok);
     if mode == Mode::Plain && !is_batch && is_subscription(&calls) {
         let Some(call) = calls.pop() else {
             return Err(RpcError::from_code(ErrorCode::InternalServerError));
@@ -311,18 +311,60 @@ async fn read_input<S: Service>(
     }
 }
 
-/// One [`Call`] per target, each with its share of the input.
-fn plan<S: Service>(request: Parsed<'_, S>, source: InputSource) -> Vec<Call<S>> {
+/// One [`Call`] per target, each with its share of the input, refused up
+/// front when the request's method breaks tRPC's [`method_refusal`] rule.
+fn plan<S: Service>(
+    request: Parsed<'_, S>,
+    source: InputSource,
+    method: &Method,
+    allow_method_override: bool,
+) -> Vec<Call<S>> {
     let mut inputs = source.split(request.targets.len(), request.is_batch);
     request
         .targets
         .into_iter()
         .map(|(path, entry)| Call {
+            refused: entry
+                .as_deref()
+                .and_then(|e| method_refusal(method, allow_method_override, e)),
             path,
             entry,
             input: inputs.next().unwrap_or(RawInput::Absent),
         })
         .collect()
+}
+
+/// tRPC's method rule, which only the tRPC adapter applies: queries are GET
+/// (or also POST with method override), mutations POST, subscriptions GET
+/// (or also POST with method override). A call that breaks it is refused
+/// with a 405 naming the methods allowed.
+fn method_refusal<S: Service>(
+    method: &Method,
+    allow_method_override: bool,
+    entry: &Entry<S>,
+) -> Option<Refusal> {
+    let get_or_post = *method == Method::GET || *method == Method::POST;
+    let (allowed, allow) = match entry.kind {
+        Kind::Query | Kind::Subscription if allow_method_override => (get_or_post, "GET, POST"),
+        Kind::Query | Kind::Subscription => (*method == Method::GET, "GET"),
+        Kind::Mutation => (*method == Method::POST, "POST"),
+    };
+    if allowed {
+        return None;
+    }
+    let error = RpcError::keyed(
+        ErrorCode::MethodNotSupported,
+        "method_not_supported",
+        format!(
+            "Unsupported {method}-request to {} procedure at path \"{}\"",
+            entry.kind.as_str(),
+            entry.path
+        ),
+    )
+    .with_param("method", method.as_str())
+    .with_param("kind", entry.kind.as_str())
+    .with_param("path", &*entry.path);
+    Some(Refusal { error, allow })
 }
 
 /// Runs the calls and writes the answer: streamed (JSONL or v10's object),
@@ -339,8 +381,7 @@ async fn respond<S: Service>(
             // `allow` for a wrong-method call up front.
             let allow = calls
                 .iter()
-                .filter_map(|c| c.entry.as_ref())
-                .find_map(|e| method_check(&env, e).err());
+                .find_map(|c| c.refused.as_ref().map(|r| r.allow));
             let env = Arc::new(env);
             Ok(if mode == Mode::Jsonl {
                 stream::jsonl(env, calls, allow)
@@ -414,7 +455,7 @@ fn plain_response(
 /// The dotted path: the URL path without the `/trpc` prefix and without one
 /// leading and one trailing `/`, still percent-encoded.
 fn procedure_path(uri_path: &str) -> &str {
-    let rest = uri_path.strip_prefix(super::PREFIX).unwrap_or(uri_path);
+    let rest = uri_path.strip_prefix(PREFIX).unwrap_or(uri_path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     rest.strip_suffix('/').unwrap_or(rest)
 }

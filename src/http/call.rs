@@ -1,17 +1,14 @@
-//! One procedure call of a request: its lookup, the method check, guard,
-//! input decoding and handler under the request deadline, panics caught,
-//! and the metric sample. Shared by the plain and the streamed responses.
+//! One procedure call of a request: its lookup, guard, input decoding and
+//! handler under the request deadline, panics caught, and the metric
+//! sample. Shared by every transport (tRPC's plain and streamed responses,
+//! REST); what a transport refuses before the call runs (tRPC's method rule)
+//! arrives as the call's [`Refusal`], so this step knows no HTTP method.
 
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use bytes::Bytes;
 use futures::FutureExt;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use http_body_util::BodyExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
@@ -20,7 +17,7 @@ use crate::error::{ErrorCode, RpcError};
 use crate::metrics::CallMetrics;
 use crate::procedure::Kind;
 use crate::router::{Entry, RawInput, RequestScope};
-use crate::service::{RequestMeta, Service};
+use crate::service::Service;
 
 /// Metric handles for successful calls, resolved once per procedure.
 pub(crate) type OkMetrics = std::collections::HashMap<Arc<str>, CallMetrics>;
@@ -60,13 +57,22 @@ pub(crate) struct Call<S: Service> {
     pub path: Arc<str>,
     pub entry: Option<Arc<Entry<S>>>,
     pub input: RawInput,
+    /// Set when the transport refused the call before it runs; it then
+    /// fails with this error, logged, finalised and counted like any other.
+    pub refused: Option<Refusal>,
+}
+
+/// Why a transport refused a known procedure's call, e.g. tRPC's 405 for a
+/// method that does not fit the procedure's kind.
+pub(crate) struct Refusal {
+    pub error: RpcError,
+    /// The `allow` header of the response.
+    pub allow: &'static str,
 }
 
 /// Everything a call needs besides its own input; shared by a batch.
 pub(crate) struct CallEnv<S: Service> {
     pub scope: RequestScope<S>,
-    pub method: Method,
-    pub allow_method_override: bool,
     pub deadline: Instant,
     pub ok_metrics: Arc<OkMetrics>,
 }
@@ -86,30 +92,21 @@ pub(crate) fn add_call_headers(headers: &mut HeaderMap, results: &[CallResult]) 
     }
 }
 
-/// Appends `added` (what a request's calls put into its
-/// [`crate::ResponseHeaders`]) to the response's headers, every value kept.
-pub(crate) fn append_headers(headers: &mut HeaderMap, added: HeaderMap) {
-    let mut name = None;
-    for (next, value) in added {
-        // `HeaderMap`'s iterator names a header once, before its first value.
-        if next.is_some() {
-            name = next;
-        }
-        if let Some(name) = &name {
-            headers.append(name.clone(), value);
-        }
-    }
-}
-
 pub(crate) fn timeout_error() -> RpcError {
     RpcError::keyed(ErrorCode::Timeout, "timeout", "Request timed out")
 }
 
-/// Runs one call: lookup, method check, then guard/decode/handler under the
-/// request deadline, with panics turned into INTERNAL_SERVER_ERROR.
+/// Runs one call: lookup, the transport's refusal if any, then
+/// guard/decode/handler under the request deadline, with panics turned into
+/// INTERNAL_SERVER_ERROR.
 pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> CallResult {
     let started = std::time::Instant::now();
-    let Call { path, entry, input } = call;
+    let Call {
+        path,
+        entry,
+        input,
+        refused,
+    } = call;
     let (outcome, allow) = match &entry {
         None => (
             Err(RpcError::keyed(
@@ -120,14 +117,14 @@ pub(crate) async fn run_call<S: Service>(env: &CallEnv<S>, call: Call<S>) -> Cal
             .with_param("path", &*path)),
             None,
         ),
-        Some(entry) => match method_check(env, entry) {
-            Err(allow) => (Err(method_error(&env.method, entry)), Some(allow)),
+        Some(entry) => match refused {
+            Some(Refusal { error, allow }) => (Err(error), Some(allow)),
             // Only a batch gets here with a subscription: a single one is
             // answered as server-sent events (`http::sse`).
-            Ok(()) if entry.kind == Kind::Subscription => {
+            None if entry.kind == Kind::Subscription => {
                 (Err(crate::router::cannot_batch_subscriptions()), None)
             }
-            Ok(()) => {
+            None => {
                 let fut = AssertUnwindSafe(env.scope.call(entry, input)).catch_unwind();
                 let outcome = match tokio::time::timeout_at(env.deadline, fut).await {
                     Ok(Ok(result)) => result.map(|data| Output {
@@ -189,96 +186,5 @@ pub(crate) fn log_cause(error: &RpcError, path: Option<&str>, request_id: &str) 
             cause = %cause,
             "call failed"
         );
-    }
-}
-
-/// `Err` with the `allow` header's value when the request's method cannot
-/// call `entry` (queries are GET, or also POST with method override;
-/// mutations are POST).
-pub(crate) fn method_check<S: Service>(
-    env: &CallEnv<S>,
-    entry: &Entry<S>,
-) -> Result<(), &'static str> {
-    let method = &env.method;
-    let (allowed, allow) = match entry.kind {
-        Kind::Query if env.allow_method_override => (
-            *method == Method::GET || *method == Method::POST,
-            "GET, POST",
-        ),
-        Kind::Query => (*method == Method::GET, "GET"),
-        Kind::Mutation => (*method == Method::POST, "POST"),
-        Kind::Subscription if env.allow_method_override => (
-            *method == Method::GET || *method == Method::POST,
-            "GET, POST",
-        ),
-        Kind::Subscription => (*method == Method::GET, "GET"),
-    };
-    if allowed { Ok(()) } else { Err(allow) }
-}
-
-/// The 405 of a call whose method does not fit its procedure.
-pub(crate) fn method_error<S: Service>(method: &Method, entry: &Entry<S>) -> RpcError {
-    RpcError::keyed(
-        ErrorCode::MethodNotSupported,
-        "method_not_supported",
-        format!(
-            "Unsupported {method}-request to {} procedure at path \"{}\"",
-            entry.kind.as_str(),
-            entry.path
-        ),
-    )
-    .with_param("method", method.as_str())
-    .with_param("kind", entry.kind.as_str())
-    .with_param("path", &*entry.path)
-}
-
-/// The request without its body, for the service and the procedures;
-/// takes the headers out of the request.
-pub(crate) fn request_meta(
-    method: &Method,
-    headers: &mut HeaderMap,
-    extensions: &http::Extensions,
-    connection_params: Vec<(String, String)>,
-) -> RequestMeta {
-    RequestMeta {
-        method: method.clone(),
-        request_id: request_id(headers),
-        peer: extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
-        headers: std::mem::take(headers),
-        connection_params,
-        response_headers: Default::default(),
-    }
-}
-
-/// The request's `x-request-id` (set by [`crate::server::app`]'s layers,
-/// which replace a client's unacceptable one), or a new one when the router
-/// is served without them and the client's is missing or unacceptable.
-fn request_id(headers: &HeaderMap) -> String {
-    match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
-        Some(id) if crate::service::is_acceptable_request_id(id.as_bytes()) => id.to_owned(),
-        _ => uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-/// Reads at most `limit` bytes; more is PAYLOAD_TOO_LARGE for the calls
-/// that read their input.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, RpcError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(RpcError::from_code(ErrorCode::PayloadTooLarge))
-            } else {
-                tracing::debug!(%error, "could not read the request body");
-                Err(RpcError::keyed(
-                    ErrorCode::BadRequest,
-                    "body_unreadable",
-                    "Could not read the request body",
-                ))
-            }
-        }
     }
 }

@@ -21,15 +21,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::TrpcConfig;
-use super::call::{
-    Call, CallEnv, OkMetrics, append_headers, read_body, request_meta, run_call, timeout_error,
-};
+use super::call::{Call, CallEnv, OkMetrics, Output, run_call, timeout_error};
+use super::config::TrpcConfig;
+use super::exchange::{append_headers, read_body, request_meta};
 use super::wire::JSON;
 use crate::error::{ErrorCode, Issue, RpcError};
-use crate::procedure::{Kind, RestMethod};
+use crate::procedure::RestMethod;
 use crate::router::{Entry, RawInput, Registry, RequestScope};
-use crate::service::Service;
+use crate::service::{RequestMeta, Service};
 
 /// The REST side of the adapter: its routes, the service and the settings.
 pub(crate) struct RestApi<S: Service> {
@@ -146,73 +145,24 @@ fn find<'a, S: Service>(
     Err(allowed)
 }
 
+/// One REST request, in steps: [`find`] its route (else [`no_route`]),
+/// [`read_input`], run the call as over `/trpc`, then [`call_response`].
+/// Failures before the call are finalised by the service like any other.
 pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let within = path.strip_prefix(api.prefix.as_str()).unwrap_or_default();
-    let matched = match find(&api.routes, &parts.method, within) {
+    let Matched { route, params } = match find(&api.routes, &parts.method, within) {
         Ok(matched) => matched,
-        Err(allowed) => {
-            let meta = request_meta(
-                &parts.method,
-                &mut parts.headers,
-                &parts.extensions,
-                Vec::new(),
-            );
-            let mut error = if allowed.is_empty() {
-                RpcError::keyed(
-                    ErrorCode::NotFound,
-                    "route_not_found",
-                    "No route for this path",
-                )
-            } else {
-                RpcError::keyed(
-                    ErrorCode::MethodNotSupported,
-                    "method_not_supported",
-                    format!("Unsupported {} on {path}", parts.method),
-                )
-            };
-            api.service.finalize_error(&meta, &mut error);
-            let mut response = error_response(&error, &path);
-            if !allowed.is_empty() {
-                let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
-                if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
-                    response.headers_mut().insert(header::ALLOW, value);
-                }
-            }
-            return response;
-        }
+        Err(allowed) => return no_route(&api, &mut parts, &path, &allowed),
     };
-    let Matched { route, params } = matched;
     let deadline = Instant::now() + api.config.request_timeout;
     let input = match read_input(&api.config, &parts, body, route, params, deadline).await {
         Ok(input) => input,
-        Err(mut error) => {
-            let meta = request_meta(
-                &parts.method,
-                &mut parts.headers,
-                &parts.extensions,
-                Vec::new(),
-            );
-            api.service.finalize_error(&meta, &mut error);
-            return error_response(&error, &path);
-        }
+        Err(error) => return failed(&api, &mut parts, error, &path),
     };
-    let meta = request_meta(
-        &parts.method,
-        &mut parts.headers,
-        &parts.extensions,
-        Vec::new(),
-    );
     let env = CallEnv {
-        scope: RequestScope::new(api.service.clone(), Arc::new(meta)),
-        // The tRPC method of this kind, so the shared method check passes:
-        // the REST method was matched above.
-        method: match route.entry.kind {
-            Kind::Query => Method::GET,
-            _ => Method::POST,
-        },
-        allow_method_override: false,
+        scope: RequestScope::new(api.service.clone(), Arc::new(meta(&mut parts))),
         deadline,
         ok_metrics: api.ok_metrics.clone(),
     };
@@ -220,10 +170,74 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
         path: route.entry.path.clone(),
         entry: Some(route.entry.clone()),
         input,
+        // The REST method was matched to the route above.
+        refused: None,
     };
     let result = run_call(&env, call).await;
     let added = env.scope.request.response_headers.take();
-    let mut response = match result.outcome {
+    let mut response = call_response(result.outcome, route.created, &path);
+    append_headers(response.headers_mut(), added);
+    response
+}
+
+/// The request without its body, for the service and the procedure; REST
+/// has no `connectionParams`.
+fn meta(parts: &mut http::request::Parts) -> RequestMeta {
+    request_meta(
+        &parts.method,
+        &mut parts.headers,
+        &parts.extensions,
+        Vec::new(),
+    )
+}
+
+/// A failure before the call: finalised by the service, which sees the
+/// request, then answered in the REST error shape.
+fn failed<S: Service>(
+    api: &RestApi<S>,
+    parts: &mut http::request::Parts,
+    mut error: RpcError,
+    path: &str,
+) -> Response {
+    api.service.finalize_error(&meta(parts), &mut error);
+    error_response(&error, path)
+}
+
+/// No route for the request: 404 when the path has none, else 405 with
+/// `allow` naming the methods it has.
+fn no_route<S: Service>(
+    api: &RestApi<S>,
+    parts: &mut http::request::Parts,
+    path: &str,
+    allowed: &[&Method],
+) -> Response {
+    let error = if allowed.is_empty() {
+        RpcError::keyed(
+            ErrorCode::NotFound,
+            "route_not_found",
+            "No route for this path",
+        )
+    } else {
+        RpcError::keyed(
+            ErrorCode::MethodNotSupported,
+            "method_not_supported",
+            format!("Unsupported {} on {path}", parts.method),
+        )
+    };
+    let mut response = failed(api, parts, error, path);
+    if !allowed.is_empty() {
+        let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        if let Ok(value) = HeaderValue::from_str(&list.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+    }
+    response
+}
+
+/// The call's answer as plain JSON: 204 for a procedure returning nothing,
+/// 201 for a route that creates, else 200; an error in the REST shape.
+fn call_response(outcome: Result<Output, RpcError>, created: bool, path: &str) -> Response {
+    match outcome {
         Ok(output) if output.void => {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -232,7 +246,7 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
         Ok(output) => {
             let bytes = Bytes::from(output.data.get().to_owned());
             let mut response = Response::new(Body::from(bytes));
-            *response.status_mut() = if route.created {
+            *response.status_mut() = if created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -240,10 +254,8 @@ pub(crate) async fn handle<S: Service>(api: Arc<RestApi<S>>, req: Request) -> Re
             response.headers_mut().insert(header::CONTENT_TYPE, JSON);
             response
         }
-        Err(error) => error_response(&error, &path),
-    };
-    append_headers(response.headers_mut(), added);
-    response
+        Err(error) => error_response(&error, path),
+    }
 }
 
 /// The call's input: the query string (`GET`) or the JSON body, with the

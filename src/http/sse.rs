@@ -18,10 +18,9 @@ use futures::future::BoxFuture;
 use http::{HeaderValue, header};
 use serde_json::Value;
 
-use super::SubscriptionConfig;
-use super::call::{
-    Call, CallEnv, append_headers, log_cause, method_check, method_error, timeout_error,
-};
+use super::call::{Call, CallEnv, log_cause, timeout_error};
+use super::config::SubscriptionConfig;
+use super::exchange::append_headers;
 use super::wire::{self, VARY};
 use crate::envelope;
 use crate::error::{ErrorCode, RpcError};
@@ -112,7 +111,10 @@ pub(crate) struct SseRequest {
     pub shutdown: Option<Shutdown>,
 }
 
-/// Answers a (non-batched) call to a subscription procedure.
+/// Answers a (non-batched) call to a subscription procedure, in steps:
+/// [`open`] it (a failure becomes the stream's one error), count the call,
+/// then stream its events through an [`EventWriter`] under
+/// [`stream_headers`].
 pub(crate) async fn respond<S: Service>(
     env: CallEnv<S>,
     call: Call<S>,
@@ -121,31 +123,12 @@ pub(crate) async fn respond<S: Service>(
     gate: &Arc<SubscriptionGate>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let Call { path, entry, input } = call;
-    let mut allow = None;
-    let opened = match &entry {
+    let allow = call.refused.as_ref().map(|r| r.allow);
+    let opened = match (&call.entry, call.refused) {
         // The adapter only sends known subscriptions here.
-        None => Err(RpcError::internal_error()),
-        Some(entry) => match method_check(&env, entry) {
-            Err(allowed) => {
-                allow = Some(allowed);
-                Err(method_error(&env.method, entry))
-            }
-            Ok(()) => {
-                let input = match request.last_event_id.as_deref() {
-                    Some(id) if !id.is_empty() => with_last_event_id(input, id),
-                    _ => input,
-                };
-                let peer = env.scope.request.peer.map(|p| p.ip());
-                let admit =
-                    |principal: Option<&S::Principal>| gate.admit(caller_key(principal, peer));
-                let opening = env.scope.subscribe(entry, input, admit);
-                match tokio::time::timeout_at(env.deadline, opening).await {
-                    Ok(result) => result,
-                    Err(_) => Err(timeout_error()),
-                }
-            }
-        },
+        (None, _) => Err(RpcError::internal_error()),
+        (Some(_), Some(refusal)) => Err(refusal.error),
+        (Some(entry), None) => open(&env, entry, call.input, &request, gate).await,
     };
     let (events, permit, code, status) = match opened {
         Ok((permit, events)) => (events, Some(permit), "OK", http::StatusCode::OK),
@@ -159,33 +142,67 @@ pub(crate) async fn respond<S: Service>(
             )
         }
     };
-    record_call(
-        entry.as_ref().map(|e| &e.path),
-        code,
-        status,
-        started.elapsed(),
-        None,
-    );
+    let path_of = call.entry.as_ref().map(|e| &e.path);
+    record_call(path_of, code, status, started.elapsed(), None);
     let stream = EventWriter {
         phase: Phase::Connected,
         events,
-        ping: config.ping_interval.map(|every| {
-            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            timer
-        }),
+        ping: config.ping_interval.map(ping_timer),
         shutdown: request
             .shutdown
             .map(|s| -> BoxFuture<'static, ()> { Box::pin(s.wait()) }),
         connected: connected_event(config),
         service: env.scope.service.clone(),
         request: env.scope.request.clone(),
-        path,
+        path: call.path,
         _permit: permit,
     }
     .into_stream();
     let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
+    stream_headers(response.headers_mut(), allow);
+    // Added while the subscription was opened (by the authenticator or the
+    // handler's start); later additions cannot reach the sent head.
+    append_headers(
+        response.headers_mut(),
+        env.scope.request.response_headers.take(),
+    );
+    response
+}
+
+/// Ticks every `every`, first after one interval; a late tick is not made
+/// up in a burst but delays the next ones.
+fn ping_timer(every: std::time::Duration) -> tokio::time::Interval {
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+/// Opens the subscription under the request deadline: the resume point
+/// merged into the input, the caller admitted by the gate once the service
+/// has said who it is.
+async fn open<S: Service>(
+    env: &CallEnv<S>,
+    entry: &Arc<crate::router::Entry<S>>,
+    input: RawInput,
+    request: &SseRequest,
+    gate: &Arc<SubscriptionGate>,
+) -> Result<(Permit, RawEvents), RpcError> {
+    let input = match request.last_event_id.as_deref() {
+        Some(id) if !id.is_empty() => with_last_event_id(input, id),
+        _ => input,
+    };
+    let peer = env.scope.request.peer.map(|p| p.ip());
+    let admit = |principal: Option<&S::Principal>| gate.admit(caller_key(principal, peer));
+    let opening = env.scope.subscribe(entry, input, admit);
+    match tokio::time::timeout_at(env.deadline, opening).await {
+        Ok(result) => result,
+        Err(_) => Err(timeout_error()),
+    }
+}
+
+/// The head of an event stream: `text/event-stream`, kept out of caches
+/// and proxy buffers, and `allow` for a call refused for its method.
+fn stream_headers(headers: &mut http::HeaderMap, allow: Option<&'static str>) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -200,10 +217,6 @@ pub(crate) async fn respond<S: Service>(
     if let Some(allow) = allow {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
-    // Added while the subscription was opened (by the authenticator or the
-    // handler's start); later additions cannot reach the sent head.
-    append_headers(headers, env.scope.request.response_headers.take());
-    response
 }
 
 /// tRPC merges the resume point into an object input, or makes one of an
