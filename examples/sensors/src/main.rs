@@ -48,6 +48,8 @@ fn main() -> ExitCode {
         .init();
     // As in the `gatehouse` binary: the password only ever comes from the environment.
     cli.config.admin_password = std::env::var("GATEHOUSE_ADMIN_PASSWORD").ok();
+    // Also as there: a setting exported empty (`DATABASE_URL=`) is unset.
+    cli.config = cli.config.normalized();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => tokio::runtime::Runtime::new()
             .map_err(|e| format!("cannot start the async runtime: {e}"))
