@@ -236,25 +236,23 @@ async fn probe(
 /// out a connection in time (as opposed to a failing statement): such calls
 /// answer `SERVICE_UNAVAILABLE` and may be retried.
 pub fn is_unavailable(err: &DbErr) -> bool {
-    let runtime = match err {
-        DbErr::ConnectionAcquire(_) => return true,
-        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
-        _ => return false,
-    };
-    let RuntimeErr::SqlxError(e) = runtime else {
+    if matches!(err, DbErr::ConnectionAcquire(_)) {
+        return true;
+    }
+    let Some(e) = sqlx_error(err) else {
         return false;
     };
+    // SQLite: busy past the busy timeout. The write lock is held by another
+    // writer for longer than a call should wait.
+    if let Some(code) = sqlite_primary_code(e) {
+        return code == SQLITE_BUSY;
+    }
     use sea_orm::sqlx::Error;
-    match &**e {
+    match e {
         Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::Tls(_) => true,
         Error::WorkerCrashed => true,
         // Class 08: connection exceptions; 57P01..03: the server is shutting
         // down, was shut down, or is not accepting connections yet.
-        // SQLite: busy past the busy timeout. The write lock is held by
-        // another writer for longer than a call should wait.
-        Error::Database(db) if db.try_downcast_ref::<SqliteError>().is_some() => {
-            sqlite_primary_code(&**db) == Some(SQLITE_BUSY)
-        }
         Error::Database(db) => db
             .code()
             .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
@@ -266,9 +264,24 @@ const SQLITE_BUSY: i32 = 5;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_IOERR: i32 = 10;
 
-/// The primary result code of a SQLite error (its extended code's low byte).
-fn sqlite_primary_code(error: &dyn sea_orm::sqlx::error::DatabaseError) -> Option<i32> {
-    let code: i32 = error.code()?.parse().ok()?;
+/// The driver's error inside a failed statement or connection, if any.
+fn sqlx_error(err: &DbErr) -> Option<&sea_orm::sqlx::Error> {
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(&**e),
+        _ => None,
+    }
+}
+
+/// The primary result code of a SQLite error (its extended code's low
+/// byte); `None` for any other error.
+fn sqlite_primary_code(error: &sea_orm::sqlx::Error) -> Option<i32> {
+    let sea_orm::sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    db.try_downcast_ref::<SqliteError>()?;
+    let code: i32 = db.code()?.parse().ok()?;
     Some(code & 0xff)
 }
 
@@ -277,18 +290,9 @@ fn sqlite_primary_code(error: &dyn sea_orm::sqlx::error::DatabaseError) -> Optio
 /// what some writes report for `ENOSPC`). Such calls answer
 /// `SERVICE_UNAVAILABLE` and mark the storage full.
 pub fn is_storage_full(err: &DbErr) -> bool {
-    let (DbErr::Conn(RuntimeErr::SqlxError(e))
-    | DbErr::Exec(RuntimeErr::SqlxError(e))
-    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
-    else {
-        return false;
-    };
-    match &**e {
-        sea_orm::sqlx::Error::Database(db) if db.try_downcast_ref::<SqliteError>().is_some() => {
-            matches!(sqlite_primary_code(&**db), Some(SQLITE_FULL | SQLITE_IOERR))
-        }
-        _ => false,
-    }
+    sqlx_error(err)
+        .and_then(sqlite_primary_code)
+        .is_some_and(|code| matches!(code, SQLITE_FULL | SQLITE_IOERR))
 }
 
 #[cfg(test)]
