@@ -29,19 +29,7 @@ impl Logged {
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("spawn gatehouse");
         let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::time::timeout(
-            Duration::from_secs(60),
-            BufReader::new(stdout).lines().next_line(),
-        )
-        .await
-        .expect("server printed its address in time")
-        .expect("read stdout")
-        .expect("a line on stdout");
-        let addr = line
-            .strip_prefix("gatehouse listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("socket address");
+        let addr = common::listening_addr(stdout).await;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
         let stderr = child.stderr.take().expect("stderr");

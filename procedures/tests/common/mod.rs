@@ -913,28 +913,33 @@ pub async fn run_to_end(
     )
 }
 
-/// Spawns `cmd` (the binary, or a shell that `exec`s it) and waits for its
-/// `gatehouse listening on http://…` line.
-pub async fn spawn_listening(
-    mut cmd: tokio::process::Command,
-) -> (tokio::process::Child, SocketAddr) {
+/// Reads the binary's one stdout line, `gatehouse listening on
+/// http://…`, within 60 s: the address it listens on.
+pub async fn listening_addr(stdout: tokio::process::ChildStdout) -> SocketAddr {
     use tokio::io::AsyncBufReadExt;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("spawn gatehouse");
-    let stdout = child.stdout.take().expect("stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
         .await
         .expect("server printed its address in time")
         .expect("read stdout")
         .expect("a line on stdout");
-    let addr = line
-        .strip_prefix("gatehouse listening on http://")
+    line.strip_prefix("gatehouse listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .parse()
-        .expect("socket address");
+        .expect("socket address")
+}
+
+/// Spawns `cmd` (the binary, or a shell that `exec`s it) and waits for its
+/// `gatehouse listening on http://…` line.
+pub async fn spawn_listening(
+    mut cmd: tokio::process::Command,
+) -> (tokio::process::Child, SocketAddr) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let addr = listening_addr(stdout).await;
     (child, addr)
 }
