@@ -538,7 +538,7 @@ async fn this_process_commits_wake_their_subscribers(backend: Backend) {
     );
     assert_eq!(leaving_events.error().await.0, "UNAUTHORIZED");
 
-    // Two events of one transaction, the second written in a savepoint.
+    // Two events of one transaction (the role change, then the session it ends).
     admin
         .mutation("users.setRole", json!({"id": user_id, "role": "OPERATOR"}))
         .await;
